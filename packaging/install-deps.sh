@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Encore needs to build, run and test.
+# Idempotent: packages already present are skipped, and nothing runs when all are there.
+# Uses sudo when not root.
+set -euo pipefail
+
+packages=(
+  # FFmpeg libraries (ffmpeg-next binds them) and the CLI (ffmpeg/ffprobe, real clients in tests)
+  libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libswscale-dev
+  libswresample-dev libavdevice-dev ffmpeg
+  # bindgen in ffmpeg-sys-next needs libclang; clang also compiles kernels/*.cu to PTX
+  pkg-config clang libclang-dev
+  # the kernels' host build in tests
+  g++
+  # fonts for the live test source's clock overlay
+  fonts-dejavu-core
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

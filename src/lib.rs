@@ -1,0 +1,7 @@
+//! Encore: a transcoding appliance. One decode, an ABR ladder, CMAF with HLS and DASH, a live origin.
+//!
+//! Layers (dependencies point one way): `media` ← `package` ← `origin`;
+//! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
+
+pub mod media;
+pub mod package;

@@ -1,0 +1,1 @@
+//! DASH MPDs rendered from a [`Presentation`](super::Presentation) snapshot.

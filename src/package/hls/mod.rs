@@ -1,0 +1,1 @@
+//! HLS playlists rendered from a [`Presentation`](super::Presentation) snapshot.
