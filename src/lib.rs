@@ -5,3 +5,8 @@
 
 pub mod media;
 pub mod package;
+pub mod cli;
+pub mod encode;
+pub mod ingest;
+pub mod pipeline;
+pub mod scale;

@@ -1,0 +1,106 @@
+//! The command line: argument types shared by `main` (kept thin) and the subcommands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::encode::{Kind, RateControl};
+use crate::media::{ladder::parse_bitrate, Ladder, VideoCodec};
+
+#[derive(Debug, Parser)]
+#[command(name = "encore", version, about = "GPU transcoding appliance: ABR ladders, CMAF, HLS and DASH, a live origin")]
+pub struct Cli {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Transcode a media file into a CMAF ABR package (HLS + DASH).
+    Transcode(TranscodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TranscodeArgs {
+    /// Input file (MP4, MOV, MKV, MPEG-TS, ... anything libavformat opens) or URL.
+    pub input: String,
+    /// Output folder: master.m3u8 and manifest.mpd at the top, one folder per rendition.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Ladder: `1080:6000k,720:3000k,...` (HEIGHT or WxH : bitrate), or a .toml/.json file.
+    /// Default: 1080/720/480/360, rungs above the source dropped.
+    #[arg(long, value_parser = parse_ladder)]
+    pub ladder: Option<Ladder>,
+    /// Video codec.
+    #[arg(long, default_value = "avc", value_parser = parse_codec)]
+    pub codec: VideoCodec,
+    /// Segment duration in seconds (1 to 10).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_segment_duration)]
+    pub segment_duration: f64,
+    /// Encoder preset (x264/x265 names: ultrafast … veryslow; mapped to p1–p7 on NVENC).
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
+    /// Rate control: capped (constant quality under a max rate at the rung's bitrate) or cbr.
+    #[arg(long, default_value = "capped", value_parser = parse_rate_control)]
+    pub rate_control: RateControl,
+    /// Encoder backend: auto, hardware, software, or a name (nvenc, software).
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: Kind,
+    /// AAC bitrate, e.g. 128k.
+    #[arg(long, default_value = "128k", value_parser = parse_bitrate_arg)]
+    pub audio_bitrate: u64,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TranscodeArgs {
+    pub fn job(&self) -> crate::pipeline::Job {
+        crate::pipeline::Job {
+            input: self.input.clone(),
+            out: self.out.clone(),
+            ladder: self.ladder.clone(),
+            codec: self.codec,
+            segment_duration: Duration::from_secs_f64(self.segment_duration),
+            preset: self.preset.clone(),
+            rate_control: self.rate_control,
+            backend: self.backend.clone(),
+            audio_bitrate: self.audio_bitrate,
+            force: self.force,
+        }
+    }
+}
+
+fn parse_ladder(s: &str) -> Result<Ladder, String> {
+    Ladder::from_arg(s).map_err(|e| e.to_string())
+}
+fn parse_codec(s: &str) -> Result<VideoCodec, String> {
+    s.parse()
+}
+fn parse_rate_control(s: &str) -> Result<RateControl, String> {
+    s.parse()
+}
+fn parse_backend(s: &str) -> Result<Kind, String> {
+    s.parse().map_err(|e: std::convert::Infallible| e.to_string())
+}
+fn parse_bitrate_arg(s: &str) -> Result<u64, String> {
+    match parse_bitrate(s)? {
+        0 => Err("bitrate must not be zero".into()),
+        b => Ok(b),
+    }
+}
+fn parse_segment_duration(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (1.0..=10.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} s is outside 1 to 10 s"))
+    }
+}

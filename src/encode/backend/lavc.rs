@@ -1,0 +1,104 @@
+//! A libavcodec video encoder shared by the backends that go through FFmpeg
+//! (libx264, libx265, h264_nvenc, ...). Each backend only chooses the codec and its options.
+
+use ffmpeg_next as ff;
+use ff::{codec, encoder, format::Pixel, Dictionary};
+
+use crate::encode::{Config, Error, Packet};
+
+pub struct LavcEncoder {
+    backend: &'static str,
+    encoder: encoder::Video,
+    pixel_format: Pixel,
+}
+
+/// Context flag: codec configuration goes to extradata (avcC/hvcC come from it), not in-band.
+const GLOBAL_HEADER: codec::Flags = codec::Flags::GLOBAL_HEADER;
+
+impl LavcEncoder {
+    /// Opens `codec_name` for `config` with `options`; `Unavailable` when the codec is absent
+    /// or refuses to open (e.g. NVENC without a driver).
+    pub fn open(
+        backend: &'static str,
+        codec_name: &str,
+        pixel_format: Pixel,
+        config: &Config,
+        options: Dictionary,
+    ) -> Result<Self, Error> {
+        let unavailable = |reason: String| Error::Unavailable { backend, reason };
+        let codec = encoder::find_by_name(codec_name)
+            .ok_or_else(|| unavailable(format!("this FFmpeg has no {codec_name} encoder")))?;
+        let mut ctx = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(|e| unavailable(format!("{codec_name}: {e}")))?;
+        ctx.set_width(config.width);
+        ctx.set_height(config.height);
+        ctx.set_format(pixel_format);
+        ctx.set_time_base(ff::Rational::new(1, config.timescale as i32));
+        ctx.set_frame_rate(Some(ff::Rational::new(config.frame_rate.num as i32, config.frame_rate.den as i32)));
+        ctx.set_gop(config.gop);
+        ctx.set_flags(GLOBAL_HEADER);
+        ctx.set_aspect_ratio(ff::Rational::new(1, 1));
+        let encoder = ctx.open_with(options).map_err(|e| unavailable(open_error(codec_name, e)))?;
+        Ok(LavcEncoder { backend, encoder, pixel_format })
+    }
+
+    pub fn pixel_format(&self) -> Pixel {
+        self.pixel_format
+    }
+
+    pub fn encode(&mut self, frame: &mut ff::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error> {
+        // The picture type is the request: with forced-idr=1 an I becomes an IDR.
+        frame.set_kind(if force_keyframe { ff::picture::Type::I } else { ff::picture::Type::None });
+        self.encoder.send_frame(frame).map_err(|e| self.failed(format!("send frame: {e}")))?;
+        self.drain()
+    }
+
+    pub fn flush(&mut self) -> Result<Vec<Packet>, Error> {
+        self.encoder.send_eof().map_err(|e| self.failed(format!("flush: {e}")))?;
+        self.drain()
+    }
+
+    pub fn extradata(&self) -> Vec<u8> {
+        // SAFETY: the context is open; extradata is owned by it and extradata_size bytes long.
+        unsafe {
+            let ctx = self.encoder.as_ptr();
+            if (*ctx).extradata.is_null() || (*ctx).extradata_size <= 0 {
+                return Vec::new();
+            }
+            std::slice::from_raw_parts((*ctx).extradata, (*ctx).extradata_size as usize).to_vec()
+        }
+    }
+
+    fn drain(&mut self) -> Result<Vec<Packet>, Error> {
+        let mut out = Vec::new();
+        let mut packet = ff::Packet::empty();
+        loop {
+            match self.encoder.receive_packet(&mut packet) {
+                Ok(()) => {
+                    let pts = packet.pts().unwrap_or(0);
+                    out.push(Packet {
+                        data: packet.data().unwrap_or(&[]).to_vec(),
+                        pts,
+                        dts: packet.dts().unwrap_or(pts),
+                        keyframe: packet.is_key(),
+                    });
+                }
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
+                Err(ff::Error::Eof) => break,
+                Err(e) => return Err(self.failed(format!("receive packet: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn failed(&self, message: String) -> Error {
+        Error::Encode { backend: self.backend, message }
+    }
+}
+
+/// FFmpeg's open errors are generic ("Generic error in an external library"); say what to check.
+fn open_error(codec_name: &str, e: ff::Error) -> String {
+    format!("{codec_name} failed to open ({e})")
+}

@@ -1,0 +1,79 @@
+//! Software encoding: libx264 (AVC) and libx265 (HEVC) through libavcodec.
+
+use ffmpeg_next::{format::Pixel, Dictionary};
+
+use super::lavc::LavcEncoder;
+use crate::encode::{Backend, Config, Error, Packet, RateControl};
+use crate::media::VideoCodec;
+
+pub const NAME: &str = "software";
+
+/// Constant-quality targets for capped VBR: x264's and x265's own defaults.
+const CRF_AVC: u32 = 23;
+const CRF_HEVC: u32 = 28;
+
+pub struct Software {
+    inner: LavcEncoder,
+}
+
+pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    let (codec_name, params_key) = match config.codec {
+        VideoCodec::Avc => ("libx264", "x264-params"),
+        VideoCodec::Hevc => ("libx265", "x265-params"),
+    };
+    let mut options = Dictionary::new();
+    options.set("preset", &config.preset);
+    options.set("forced-idr", "1");
+    let kbps = (config.bitrate / 1000).max(1);
+    // VBV buffer of two seconds at the cap: short enough to hold the peak near the cap per segment.
+    let bufsize = kbps * 2;
+    let mut params: Vec<String> = Vec::new();
+    match config.codec {
+        VideoCodec::Avc => {
+            params.push(format!("keyint={}:min-keyint={}", config.gop, config.gop.min(config.gop / 2).max(1)));
+            match config.rate_control {
+                RateControl::Capped => params.push(format!("crf={CRF_AVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}")),
+                RateControl::Cbr => params.push(format!(
+                    "bitrate={kbps}:vbv-maxrate={kbps}:vbv-bufsize={kbps}:nal-hrd=cbr"
+                )),
+            }
+            if config.low_latency {
+                params.push("rc-lookahead=10:sync-lookahead=0".into());
+            }
+        }
+        VideoCodec::Hevc => {
+            // Closed GOPs: every keyframe an IDR, no leading pictures across segment edges.
+            params.push(format!("keyint={}:min-keyint=1:open-gop=0:log-level=error", config.gop));
+            match config.rate_control {
+                RateControl::Capped => params.push(format!("crf={CRF_HEVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}")),
+                RateControl::Cbr => params.push(format!(
+                    "bitrate={kbps}:vbv-maxrate={kbps}:vbv-bufsize={kbps}:strict-cbr=1:hrd=1"
+                )),
+            }
+            if config.low_latency {
+                params.push("rc-lookahead=10".into());
+            }
+        }
+    }
+    options.set(params_key, &params.join(":"));
+    let inner = LavcEncoder::open(NAME, codec_name, Pixel::YUV420P, config, options)?;
+    Ok(Box::new(Software { inner }))
+}
+
+impl Backend for Software {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn encode(&mut self, frame: &mut ffmpeg_next::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error> {
+        self.inner.encode(frame, force_keyframe)
+    }
+    fn flush(&mut self) -> Result<Vec<Packet>, Error> {
+        self.inner.flush()
+    }
+    fn extradata(&self) -> Vec<u8> {
+        self.inner.extradata()
+    }
+    fn pixel_format(&self) -> Pixel {
+        self.inner.pixel_format()
+    }
+}

@@ -1,0 +1,90 @@
+//! Video encoders behind one small trait, and the choice between them.
+//!
+//! Codec calls are blocking: every encoder runs on its own OS thread (see `pipeline`).
+//! Hardware is never a build or start requirement: a backend that cannot open returns an
+//! error and selection moves on (or, when the user named it, reports it).
+
+pub mod audio;
+pub mod backend;
+mod select;
+
+pub use select::{select, Candidate, Kind, SelectError};
+
+use crate::media::{Rational, VideoCodec};
+
+/// One encoded access unit, timestamps in the encoder's time base (1/[`Config::timescale`]).
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// Annex B bitstream of one access unit.
+    pub data: Vec<u8>,
+    pub pts: i64,
+    pub dts: i64,
+    pub keyframe: bool,
+}
+
+/// How the encoder spends bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateControl {
+    /// Constant quality capped by a VBV max rate at the rung's bitrate (the default).
+    #[default]
+    Capped,
+    /// Constant bitrate at the rung's bitrate (HRD-conformant).
+    Cbr,
+}
+
+impl std::str::FromStr for RateControl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "capped" | "vbr" | "capped-vbr" | "crf" => Ok(RateControl::Capped),
+            "cbr" => Ok(RateControl::Cbr),
+            other => Err(format!("unknown rate control {other:?} (expected capped or cbr)")),
+        }
+    }
+}
+
+/// Everything a backend needs to open one rung's encoder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub codec: VideoCodec,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Rational,
+    /// Ticks per second of frame timestamps (and of the track).
+    pub timescale: u32,
+    /// Target (capped: maximum) bitrate, bits per second.
+    pub bitrate: u64,
+    pub rate_control: RateControl,
+    /// Encoder preset in the backend's own vocabulary (x264: ultrafast..placebo).
+    pub preset: String,
+    /// Frames between forced IDRs (one segment); the encoder must not place its own further apart.
+    pub gop: u32,
+    /// Live: favour latency (no lookahead beyond a segment).
+    pub low_latency: bool,
+}
+
+/// An encoder failure, naming the backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend cannot run on this machine (no driver, no device, codec not built in).
+    #[error("{backend} unavailable: {reason}")]
+    Unavailable { backend: &'static str, reason: String },
+    #[error("{backend}: {message}")]
+    Encode { backend: &'static str, message: String },
+}
+
+/// A video encoder. Frames in, packets out; `flush` drains what is buffered (B-frames, lookahead).
+pub trait Backend: Send {
+    /// The backend's name as used in logs, config and hw-profiles.
+    fn name(&self) -> &'static str;
+    /// Encodes one frame in the encoder's pixel format and size; `force_keyframe` makes it an IDR.
+    fn encode(&mut self, frame: &mut ffmpeg_next::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error>;
+    /// Drains every buffered packet at end of stream. No default: forgetting it loses frames.
+    fn flush(&mut self) -> Result<Vec<Packet>, Error>;
+    /// Codec configuration (SPS/PPS, VPS) as the encoder gives it (Annex B or a config record).
+    fn extradata(&self) -> Vec<u8>;
+    /// The pixel format frames must be given in.
+    fn pixel_format(&self) -> ffmpeg_next::format::Pixel;
+}

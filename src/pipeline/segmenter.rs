@@ -1,0 +1,183 @@
+//! Cuts a track's packets into segments by the clock: segment n covers [n·D, (n+1)·D).
+//!
+//! A new segment starts at the first sync sample at or after a boundary (the pipeline forces
+//! one there). Decode times are contiguous across segments and each segment's decode time
+//! (tfdt) equals the presentation time of its first sample, so boundaries line up across
+//! renditions. A final sliver shorter than a quarter of D joins the segment before it.
+
+use std::time::Duration;
+
+use crate::package::cmaf::Sample;
+
+/// One packet as it leaves an encoder, in the track's timescale, in decode order.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub data: Vec<u8>,
+    pub pts: i64,
+    pub dts: i64,
+    pub sync: bool,
+}
+
+/// A finished segment ready for the packager.
+pub struct Segment {
+    pub number: u64,
+    /// Decode time of the first sample (tfdt), in the timescale.
+    pub start: u64,
+    pub duration: u64,
+    pub samples: Vec<Sample>,
+}
+
+pub struct Segmenter {
+    timescale: u32,
+    segment_ms: u64,
+    /// Duration given to the very last sample (one frame, or one audio frame).
+    last_sample_duration: u32,
+    open: Option<Open>,
+    /// The previous finished segment, held back so a final sliver can join it.
+    held: Option<Segment>,
+}
+
+struct Open {
+    number: u64,
+    start: u64,
+    units: Vec<Unit>,
+}
+
+impl Segmenter {
+    pub fn new(timescale: u32, segment_duration: Duration, last_sample_duration: u32) -> Self {
+        Segmenter {
+            timescale,
+            segment_ms: segment_duration.as_millis().max(1) as u64,
+            last_sample_duration: last_sample_duration.max(1),
+            open: None,
+            held: None,
+        }
+    }
+
+    /// The segment number whose interval holds media time `ticks`.
+    pub fn number_at(&self, ticks: i64) -> u64 {
+        let ticks = ticks.max(0) as u128;
+        (ticks * 1000 / (self.segment_ms as u128 * self.timescale as u128)) as u64
+    }
+
+    /// Adds one unit; returns a segment when one is complete.
+    pub fn push(&mut self, unit: Unit) -> Option<Segment> {
+        let number = self.number_at(unit.pts);
+        let starts_new = match &self.open {
+            None => true,
+            Some(open) => unit.sync && number > open.number,
+        };
+        let mut done = None;
+        if starts_new {
+            let start = unit.pts.max(0) as u64;
+            if let Some(open) = self.open.take() {
+                let finished = close(open, start, self.last_sample_duration);
+                done = self.held.replace(finished);
+            }
+            self.open = Some(Open { number, start, units: Vec::new() });
+        }
+        if let Some(open) = self.open.as_mut() {
+            open.units.push(unit);
+        }
+        done
+    }
+
+    /// Ends the track: returns the remaining segments (at most two, or one after a merge).
+    pub fn finish(&mut self) -> Vec<Segment> {
+        let last = self.open.take().map(|open| {
+            let end = open.units.last().map(|u| u.dts).unwrap_or(0);
+            let end = (end.max(0) as u64).max(open.start) + self.last_sample_duration as u64;
+            close(open, end, self.last_sample_duration)
+        });
+        match (self.held.take(), last) {
+            (Some(mut prev), Some(last)) if last.duration * 4 * 1000 < self.segment_ms * self.timescale as u64 => {
+                // A sliver: one longer final segment reads better than a tiny one with a huge bitrate.
+                prev.duration += last.duration;
+                prev.samples.extend(last.samples);
+                vec![prev]
+            }
+            (prev, last) => prev.into_iter().chain(last).collect(),
+        }
+    }
+}
+
+/// Turns buffered units into samples whose decode times run from `open.start` to `end`.
+fn close(open: Open, end: u64, last_sample_duration: u32) -> Segment {
+    let mut samples = Vec::with_capacity(open.units.len());
+    let mut decode_time = open.start;
+    let n = open.units.len();
+    for i in 0..n {
+        let unit = &open.units[i];
+        let duration = if i + 1 < n {
+            (open.units[i + 1].dts - unit.dts).max(1) as u64
+        } else {
+            // The last sample ends where the next segment begins: the timeline has no holes.
+            if end > decode_time { end - decode_time } else { last_sample_duration as u64 }
+        };
+        samples.push(Sample {
+            data: Vec::new(),
+            duration: duration as u32,
+            composition_offset: (unit.pts - decode_time as i64) as i32,
+            keyframe: unit.sync,
+        });
+        decode_time += duration;
+    }
+    // Move the payloads in without copying them.
+    for (sample, unit) in samples.iter_mut().zip(open.units) {
+        sample.data = unit.data;
+    }
+    Segment { number: open.number, start: open.start, duration: decode_time - open.start, samples }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 30 fps in 90 kHz with one B-frame of reordering: decode order I P B P B ...
+    fn video_units(frames: i64) -> Vec<Unit> {
+        let d = 3000;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < frames {
+            let sync = i % 60 == 0;
+            if sync || i + 1 >= frames || (i + 1) % 60 == 0 {
+                out.push(Unit { data: vec![0], pts: i * d, dts: (i - 1) * d, sync });
+                i += 1;
+            } else {
+                out.push(Unit { data: vec![0], pts: (i + 1) * d, dts: (i - 1) * d, sync: false });
+                out.push(Unit { data: vec![0], pts: i * d, dts: i * d, sync: false });
+                i += 2;
+            }
+        }
+        // decode timestamps must be increasing: renumber them in order
+        for (k, u) in out.iter_mut().enumerate() {
+            u.dts = (k as i64 - 1) * d;
+        }
+        out
+    }
+
+    #[test]
+    fn segments_follow_the_clock_and_tile_the_timeline() {
+        let mut s = Segmenter::new(90_000, Duration::from_secs(2), 3000);
+        let mut segs: Vec<Segment> = video_units(300).into_iter().filter_map(|u| s.push(u)).collect();
+        segs.extend(s.finish());
+        assert_eq!(segs.len(), 5);
+        for (n, seg) in segs.iter().enumerate() {
+            assert_eq!(seg.number, n as u64);
+            assert_eq!(seg.start, n as u64 * 180_000, "tfdt = n·D");
+            assert_eq!(seg.duration, 180_000);
+            assert!(seg.samples[0].keyframe);
+            assert_eq!(seg.samples[0].composition_offset, 0, "IDR presented at its decode time");
+            assert_eq!(seg.samples.len(), 60);
+        }
+    }
+
+    #[test]
+    fn a_final_sliver_joins_the_previous_segment() {
+        let mut s = Segmenter::new(90_000, Duration::from_secs(2), 3000);
+        let mut segs: Vec<Segment> = video_units(242).into_iter().filter_map(|u| s.push(u)).collect();
+        segs.extend(s.finish());
+        assert_eq!(segs.len(), 4);
+        assert_eq!(segs[3].duration, 62 * 3000);
+    }
+}

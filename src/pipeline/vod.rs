@@ -1,0 +1,687 @@
+//! VOD: one file in, a complete CMAF ladder with HLS and DASH out.
+//!
+//! Output is written to a temporary folder beside `--out` and renamed into place at the end,
+//! so a failed job leaves nothing behind and an existing output is never half-replaced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver};
+use ffmpeg_next as ff;
+use serde::Serialize;
+
+use super::cfr::Cfr;
+use super::segmenter::{Segment, Segmenter, Unit};
+use super::{io_error, Error};
+use crate::encode::{self, audio::AacEncoder, Backend, Kind, RateControl};
+use crate::ingest::{self, decode::{AudioDecoder, VideoDecoder}};
+use crate::media::{Ladder, Rational, Rung, VideoCodec};
+use crate::package::{self, cmaf, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
+use crate::scale::swscale::RungScaler;
+
+/// Frames queued per rung before the decoder waits (back-pressure).
+const RUNG_QUEUE: usize = 8;
+/// Audio packets queued before the demuxer waits.
+const AUDIO_QUEUE: usize = 256;
+
+/// A VOD transcode request.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub input: String,
+    pub out: PathBuf,
+    /// The requested ladder; `None` = the default ladder for the codec.
+    pub ladder: Option<Ladder>,
+    pub codec: VideoCodec,
+    pub segment_duration: Duration,
+    pub preset: String,
+    pub rate_control: RateControl,
+    pub backend: Kind,
+    pub audio_bitrate: u64,
+    pub force: bool,
+}
+
+impl Job {
+    pub fn new(input: impl Into<String>, out: impl Into<PathBuf>) -> Job {
+        Job {
+            input: input.into(),
+            out: out.into(),
+            ladder: None,
+            codec: VideoCodec::Avc,
+            segment_duration: Duration::from_secs(2),
+            preset: "veryfast".into(),
+            rate_control: RateControl::Capped,
+            backend: Kind::Auto,
+            audio_bitrate: 128_000,
+            force: false,
+        }
+    }
+}
+
+/// Progress reported while a job runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub frames: u64,
+    /// Expected output frames, when the source's duration is known.
+    pub expected_frames: Option<u64>,
+    pub media_seconds: f64,
+    pub elapsed: Duration,
+}
+
+/// What a finished job produced (printed by `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub input: String,
+    pub output: PathBuf,
+    pub codec: VideoCodec,
+    pub backend: String,
+    pub segment_duration: f64,
+    pub duration: f64,
+    pub renditions: Vec<RenditionSummary>,
+    pub segments: usize,
+    pub bytes: u64,
+    pub wall_time: f64,
+    pub speed: f64,
+    pub frames: u64,
+    pub decode_errors: u64,
+    pub duplicated_frames: u64,
+    pub dropped_frames: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenditionSummary {
+    pub id: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    pub codecs: String,
+    pub target_bitrate: u64,
+    pub peak_bitrate: u64,
+    pub average_bitrate: u64,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+/// Runs a VOD job to completion.
+pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let seconds = job.segment_duration.as_secs_f64();
+    if !(1.0..=10.0).contains(&seconds) {
+        return Err(Error::SegmentDuration(seconds));
+    }
+    if job.out.exists() && !job.force {
+        return Err(Error::OutputExists(job.out.clone()));
+    }
+    let mut source = ingest::open(&job.input)?;
+    let ladder = job.ladder.clone().unwrap_or_else(|| Ladder::default_for(job.codec));
+    let rungs = ladder.plan(source.video.width, source.video.height, source.video.display_aspect)?;
+
+    let staging = Staging::create(&job.out)?;
+    let fps = source.video.frame_rate;
+    let timescale = fps.video_timescale();
+    let frame_ticks = fps.frame_ticks(timescale);
+    let gop = (seconds * fps.as_f64()).round().max(1.0) as u32;
+
+    // Open every encoder before decoding anything: a refusal fails the job at once.
+    let candidates = encode::backend::candidates();
+    let mut encoders: Vec<Box<dyn Backend>> = Vec::with_capacity(rungs.len());
+    for rung in &rungs {
+        let config = encode::Config {
+            codec: job.codec,
+            width: rung.width,
+            height: rung.height,
+            frame_rate: fps,
+            timescale,
+            bitrate: rung.bitrate,
+            rate_control: job.rate_control,
+            preset: job.preset.clone(),
+            gop,
+            low_latency: false,
+        };
+        // The first rung chooses the backend (and warns once about fallbacks); the rest follow it.
+        let kind = match encoders.first() {
+            Some(first) => Kind::Named(first.name().to_string()),
+            None => job.backend.clone(),
+        };
+        encoders.push(encode::select(&kind, &candidates, &config)?);
+    }
+    let backend_name = encoders.first().map(|e| e.name().to_string()).unwrap_or_default();
+
+    let video_stream = source.input.stream(source.video.index).expect("chosen stream exists");
+    let mut decoder = VideoDecoder::open(&video_stream).map_err(|e| ingest::Error::Decoder {
+        path: job.input.clone(),
+        reason: e.to_string(),
+    })?;
+    let zero = match video_stream.start_time() {
+        t if t != ff::ffi::AV_NOPTS_VALUE => t,
+        _ => 0,
+    };
+    let video_tb = source.video.time_base;
+    let expected_seconds = {
+        let d = video_stream.duration();
+        if d > 0 { Some(d as f64 * f64::from(video_tb)) } else { source.duration }
+    };
+    drop(video_stream);
+
+    // Rung threads.
+    let mut rung_senders = Vec::new();
+    let mut rung_threads = Vec::new();
+    for (rung, encoder) in rungs.iter().zip(encoders) {
+        let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
+        let dir = staging.path.join(rung.id(&rungs));
+        let worker = RungWorker {
+            rung: *rung,
+            id: rung.id(&rungs),
+            dir,
+            codec: job.codec,
+            timescale,
+            frame_ticks,
+            segment_duration: job.segment_duration,
+        };
+        rung_senders.push(tx);
+        rung_threads.push(spawn(format!("rung-{}", rung.height), move || worker.run(encoder, rx))?);
+    }
+
+    // Audio thread.
+    let mut audio_sender = None;
+    let mut audio_thread = None;
+    if let Some(info) = source.audio.clone() {
+        let stream = source.input.stream(info.index).expect("chosen stream exists");
+        match AudioDecoder::open(&stream) {
+            Ok(decoder) => {
+                let (tx, rx) = bounded::<ff::Packet>(AUDIO_QUEUE);
+                let worker = AudioWorker {
+                    dir: staging.path.join("audio"),
+                    time_base: info.time_base,
+                    zero_seconds: zero as f64 * f64::from(video_tb),
+                    bitrate: job.audio_bitrate,
+                    language: info.language.clone(),
+                    segment_duration: job.segment_duration,
+                };
+                audio_sender = Some(tx);
+                audio_thread = Some(spawn("audio".into(), move || worker.run(decoder, rx))?);
+            }
+            Err(e) => tracing::warn!("audio stream {} cannot be decoded ({e}); output is video-only", info.index),
+        }
+    }
+
+    // Demux and decode on this thread.
+    let expected_frames = expected_seconds.map(|s| (s * fps.as_f64()).round() as u64);
+    let mut cfr = Cfr::new(fps, video_tb, zero);
+    let segment_ms = job.segment_duration.as_millis() as u128;
+    let segment_of = |index: i64| (index.max(0) as u128 * frame_ticks as u128 * 1000) / (segment_ms * timescale as u128);
+    let broadcast_failed = std::cell::Cell::new(false);
+    let mut demux_errors = 0u64;
+    let mut read_error = None;
+    let mut last_report = Instant::now();
+    {
+        let mut send_frame = |frame: Arc<ff::frame::Video>, index: i64| {
+            let force = index == 0 || segment_of(index) != segment_of(index - 1);
+            for tx in &rung_senders {
+                if tx.send(RungFrame { frame: frame.clone(), index, force }).is_err() {
+                    broadcast_failed.set(true);
+                }
+            }
+        };
+        let mut packet = ff::Packet::empty();
+        loop {
+            match packet.read(&mut source.input) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => break,
+                Err(ff::Error::InvalidData) => {
+                    demux_errors += 1;
+                    continue;
+                }
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+            if packet.stream() == source.video.index {
+                decoder.send(&packet);
+                while let Some(frame) = decoder.receive::<ff::frame::Video>() {
+                    cfr.push(frame, &mut send_frame);
+                }
+            } else if Some(packet.stream()) == source.audio.as_ref().map(|a| a.index) {
+                if let Some(tx) = &audio_sender {
+                    if tx.send(std::mem::replace(&mut packet, ff::Packet::empty())).is_err() {
+                        audio_sender = None;
+                    }
+                }
+            }
+            if last_report.elapsed() > Duration::from_millis(200) {
+                last_report = Instant::now();
+                progress(&Progress {
+                    frames: cfr.frames() as u64,
+                    expected_frames,
+                    media_seconds: cfr.frames() as f64 / fps.as_f64(),
+                    elapsed: started.elapsed(),
+                });
+            }
+            if broadcast_failed.get() {
+                break;
+            }
+        }
+        decoder.send_eof();
+        while let Some(frame) = decoder.receive::<ff::frame::Video>() {
+            cfr.push(frame, &mut send_frame);
+        }
+    }
+    drop(rung_senders);
+    drop(audio_sender);
+
+    // Collect every thread before judging: an encoder's own error is the better message.
+    let mut videos = Vec::new();
+    let mut first_error = None;
+    for t in rung_threads {
+        match join(t) {
+            Ok(r) => videos.push(r),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let audio = match audio_thread.map(join).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            first_error.get_or_insert(e);
+            None
+        }
+    };
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let frames = cfr.frames() as u64;
+    let media_seconds = frames as f64 / fps.as_f64();
+    if frames == 0 {
+        return Err(ingest::Error::NothingDecoded(job.input.clone()).into());
+    }
+    if let Some(e) = read_error {
+        return Err(ingest::Error::Read { path: job.input.clone(), at: media_seconds, reason: e.to_string() }.into());
+    }
+    if let Some(expected) = expected_seconds {
+        // A file that stops well short of its declared length lost its tail.
+        if media_seconds + 1.0 < expected * 0.9 {
+            return Err(ingest::Error::Truncated { path: job.input.clone(), got: media_seconds, expected }.into());
+        }
+    }
+    progress(&Progress { frames, expected_frames: Some(frames), media_seconds, elapsed: started.elapsed() });
+
+    // Manifests.
+    let mut renditions: Vec<Rendition> = videos
+        .iter()
+        .map(|v| v.rendition(fps))
+        .collect();
+    if let Some(a) = &audio {
+        renditions.push(a.rendition());
+    }
+    let presentation = Presentation { segment_duration: job.segment_duration, renditions, timeline: Timeline::Vod };
+    write_manifests(&staging.path, &presentation)?;
+
+    let decode_errors = decoder.errors + demux_errors + audio.as_ref().map_or(0, |a| a.decode_errors);
+    if decode_errors > 0 {
+        tracing::warn!("{decode_errors} corrupt packets or frames were skipped; the output is complete without them");
+    }
+    let summary = Summary {
+        input: job.input.clone(),
+        output: job.out.clone(),
+        codec: job.codec,
+        backend: backend_name,
+        segment_duration: seconds,
+        duration: media_seconds,
+        renditions: presentation
+            .renditions
+            .iter()
+            .zip(videos.iter().map(|v| v.rung.bitrate).chain(audio.iter().map(|_| job.audio_bitrate)))
+            .map(|(r, target)| summarize(r, target))
+            .collect(),
+        segments: presentation.renditions.iter().map(|r| r.segments.len()).sum(),
+        bytes: dir_size(&staging.path),
+        wall_time: started.elapsed().as_secs_f64(),
+        speed: media_seconds / started.elapsed().as_secs_f64().max(1e-9),
+        frames,
+        decode_errors,
+        duplicated_frames: cfr.duplicated,
+        dropped_frames: cfr.dropped,
+    };
+    staging.commit(&job.out, job.force)?;
+    Ok(summary)
+}
+
+/// Writes the multivariant playlist, every media playlist and the MPD.
+pub fn write_manifests(dir: &Path, presentation: &Presentation) -> Result<(), Error> {
+    let write = |path: PathBuf, text: String| std::fs::write(&path, text).map_err(io_error(path));
+    write(dir.join(package::MASTER_PLAYLIST_NAME), package::hls::master_playlist(presentation))?;
+    for r in &presentation.renditions {
+        write(dir.join(&r.id).join(package::MEDIA_PLAYLIST_NAME), package::hls::media_playlist(presentation, r))?;
+    }
+    write(dir.join(package::MPD_NAME), package::dash::mpd(presentation))
+}
+
+fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
+    let (kind, width, height) = match r.kind {
+        RenditionKind::Video { width, height, .. } => ("video", Some(width), Some(height)),
+        RenditionKind::Audio { .. } => ("audio", None, None),
+    };
+    RenditionSummary {
+        id: r.id.clone(),
+        kind,
+        width,
+        height,
+        codecs: r.codecs.clone(),
+        target_bitrate: target,
+        peak_bitrate: r.peak_bitrate,
+        average_bitrate: r.average_bitrate,
+        segments: r.segments.len(),
+        bytes: r.segments.iter().map(|s| s.bytes).sum(),
+    }
+}
+
+/// Peak segment bitrate and average bitrate of a track, bits per second.
+pub fn bitrates(segments: &[SegmentEntry], timescale: u32) -> (u64, u64) {
+    let seconds = |ticks: u64| ticks as f64 / timescale as f64;
+    let peak = segments
+        .iter()
+        .map(|s| (s.bytes * 8) as f64 / seconds(s.duration).max(1e-3))
+        .fold(0.0, f64::max);
+    let total: u64 = segments.iter().map(|s| s.duration).sum();
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let average = (bytes * 8) as f64 / seconds(total).max(1e-3);
+    (peak.ceil() as u64, average.ceil() as u64)
+}
+
+struct RungFrame {
+    frame: Arc<ff::frame::Video>,
+    index: i64,
+    force: bool,
+}
+
+/// What a rung thread produced.
+struct VideoTrackResult {
+    id: String,
+    rung: Rung,
+    codecs: String,
+    timescale: u32,
+    segments: Vec<SegmentEntry>,
+}
+
+impl VideoTrackResult {
+    fn rendition(&self, frame_rate: Rational) -> Rendition {
+        let (peak, average) = bitrates(&self.segments, self.timescale);
+        Rendition {
+            id: self.id.clone(),
+            kind: RenditionKind::Video { width: self.rung.width, height: self.rung.height, frame_rate },
+            codecs: self.codecs.clone(),
+            peak_bitrate: peak,
+            average_bitrate: average,
+            timescale: self.timescale,
+            segments: self.segments.clone(),
+        }
+    }
+}
+
+/// Writes one track's segments into its folder as they complete.
+struct TrackWriter {
+    dir: PathBuf,
+    track: cmaf::Track,
+    segments: Vec<SegmentEntry>,
+}
+
+impl TrackWriter {
+    fn create(dir: PathBuf, track: cmaf::Track) -> Result<Self, Error> {
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let init = track.init_segment()?;
+        let path = dir.join(package::INIT_NAME);
+        std::fs::write(&path, init).map_err(io_error(path))?;
+        Ok(TrackWriter { dir, track, segments: Vec::new() })
+    }
+
+    fn write(&mut self, segment: Segment) -> Result<(), Error> {
+        let bytes = self.track.media_segment(
+            segment.number as u32 + 1,
+            segment.start,
+            &segment.samples,
+            cmaf::SegmentFlags::default(),
+        )?;
+        let path = self.dir.join(package::segment_name(segment.number));
+        std::fs::write(&path, &bytes).map_err(io_error(path))?;
+        self.segments.push(SegmentEntry {
+            number: segment.number,
+            start: segment.start,
+            duration: segment.duration,
+            bytes: bytes.len() as u64,
+            discontinuity: false,
+            slate: false,
+        });
+        Ok(())
+    }
+}
+
+struct RungWorker {
+    rung: Rung,
+    id: String,
+    dir: PathBuf,
+    codec: VideoCodec,
+    timescale: u32,
+    frame_ticks: u64,
+    segment_duration: Duration,
+}
+
+impl RungWorker {
+    fn run(self, mut encoder: Box<dyn Backend>, frames: Receiver<RungFrame>) -> Result<VideoTrackResult, Error> {
+        let track = cmaf::Track::new(cmaf::TrackConfig::Video {
+            codec: self.codec,
+            width: self.rung.width,
+            height: self.rung.height,
+            timescale: self.timescale,
+            extradata: encoder.extradata(),
+        })?;
+        let codecs = track.codec_string();
+        let mut writer = TrackWriter::create(self.dir, track)?;
+        let mut scaler = RungScaler::new(self.rung.width, self.rung.height, encoder.pixel_format());
+        let mut segmenter = Segmenter::new(self.timescale, self.segment_duration, self.frame_ticks as u32);
+        let mut take = |packets: Vec<encode::Packet>, writer: &mut TrackWriter| -> Result<(), Error> {
+            for p in packets {
+                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
+                    writer.write(segment)?;
+                }
+            }
+            Ok(())
+        };
+        for msg in frames {
+            let mut frame = scaler
+                .scale(&msg.frame)
+                .map_err(|e| encode::Error::Encode { backend: "swscale", message: e.to_string() })?;
+            frame.set_pts(Some(msg.index * self.frame_ticks as i64));
+            let packets = encoder.encode(&mut frame, msg.force)?;
+            take(packets, &mut writer)?;
+        }
+        take(encoder.flush()?, &mut writer)?;
+        for segment in segmenter.finish() {
+            writer.write(segment)?;
+        }
+        Ok(VideoTrackResult {
+            id: self.id,
+            rung: self.rung,
+            codecs,
+            timescale: self.timescale,
+            segments: writer.segments,
+        })
+    }
+}
+
+struct AudioWorker {
+    dir: PathBuf,
+    time_base: ff::Rational,
+    zero_seconds: f64,
+    bitrate: u64,
+    language: Option<String>,
+    segment_duration: Duration,
+}
+
+struct AudioTrackResult {
+    codecs: String,
+    language: Option<String>,
+    segments: Vec<SegmentEntry>,
+    decode_errors: u64,
+}
+
+impl AudioTrackResult {
+    fn rendition(&self) -> Rendition {
+        let (peak, average) = bitrates(&self.segments, encode::audio::SAMPLE_RATE);
+        Rendition {
+            id: "audio".into(),
+            kind: RenditionKind::Audio {
+                sample_rate: encode::audio::SAMPLE_RATE,
+                channels: encode::audio::CHANNELS,
+                language: self.language.clone(),
+            },
+            codecs: self.codecs.clone(),
+            peak_bitrate: peak,
+            average_bitrate: average,
+            timescale: encode::audio::SAMPLE_RATE,
+            segments: self.segments.clone(),
+        }
+    }
+}
+
+/// A gap in the source's audio longer than this is filled with silence.
+const AUDIO_GAP_SECONDS: f64 = 0.1;
+
+impl AudioWorker {
+    fn run(self, mut decoder: AudioDecoder, packets: Receiver<ff::Packet>) -> Result<AudioTrackResult, Error> {
+        let mut encoder = AacEncoder::open(self.bitrate)?;
+        let track = cmaf::Track::new(cmaf::TrackConfig::Audio {
+            sample_rate: encode::audio::SAMPLE_RATE,
+            channels: encode::audio::CHANNELS,
+            timescale: encode::audio::SAMPLE_RATE,
+            audio_specific_config: encoder.audio_specific_config(),
+            bitrate: self.bitrate,
+        })?;
+        let codecs = track.codec_string();
+        let mut writer = TrackWriter::create(self.dir.clone(), track)?;
+        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024);
+        let mut started = false;
+        let tb = f64::from(self.time_base);
+        let mut take = |packets: Vec<encode::audio::Packet>, writer: &mut TrackWriter| -> Result<(), Error> {
+            for p in packets {
+                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
+                    writer.write(segment)?;
+                }
+            }
+            Ok(())
+        };
+        let mut handle = |frame: ff::frame::Audio, encoder: &mut AacEncoder, writer: &mut TrackWriter| -> Result<(), Error> {
+            if let Some(ts) = frame.timestamp() {
+                let at = ts as f64 * tb - self.zero_seconds;
+                if !started {
+                    encoder.align_start(at);
+                } else if at > encoder.buffered_end_seconds() + AUDIO_GAP_SECONDS {
+                    let gap = at - encoder.buffered_end_seconds();
+                    take(encoder.push_silence(gap)?, writer)?;
+                }
+            }
+            started = true;
+            take(encoder.push(&frame)?, writer)
+        };
+        for packet in packets {
+            decoder.send(&packet);
+            while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
+                handle(frame, &mut encoder, &mut writer)?;
+            }
+        }
+        decoder.send_eof();
+        while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
+            handle(frame, &mut encoder, &mut writer)?;
+        }
+        let rest = encoder.flush()?;
+        for p in rest {
+            if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
+                writer.write(segment)?;
+            }
+        }
+        for segment in segmenter.finish() {
+            writer.write(segment)?;
+        }
+        Ok(AudioTrackResult { codecs, language: self.language, segments: writer.segments, decode_errors: decoder.errors })
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<JoinHandle<Result<T, Error>>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::Thread(format!("{name}: {e}")))
+}
+
+fn join<T>(handle: JoinHandle<Result<T, Error>>) -> Result<T, Error> {
+    handle.join().map_err(|_| Error::Thread("a worker panicked".into()))?
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// A temporary output folder beside the final one; removed unless committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn create(out: &Path) -> Result<Self, Error> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let path = parent.join(format!(".{name}.encore-partial-{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+        }
+        std::fs::create_dir(&path).map_err(io_error(&path))?;
+        Ok(Staging { path, committed: false })
+    }
+
+    fn commit(mut self, out: &Path, force: bool) -> Result<(), Error> {
+        if out.exists() {
+            if !force {
+                return Err(Error::OutputExists(out.to_path_buf()));
+            }
+            // Replace: move the old output aside first so the new one lands in one rename.
+            let old = self.path.with_extension("old");
+            std::fs::rename(out, &old).map_err(io_error(out))?;
+            std::fs::rename(&self.path, out).map_err(io_error(out))?;
+            let _ = std::fs::remove_dir_all(old);
+        } else {
+            std::fs::rename(&self.path, out).map_err(io_error(out))?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Scaling the decoded frame into every rung of the ladder.
+
+pub mod swscale;
