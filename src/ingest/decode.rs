@@ -54,6 +54,10 @@ where
 {
     /// Sends one packet; a rejected packet is counted and skipped.
     pub fn send(&mut self, packet: &ff::Packet) {
+        // The demuxer flags packets it knows are damaged (e.g. MPEG-TS continuity errors).
+        if packet.is_corrupt() {
+            self.errors += 1;
+        }
         if self.inner.send_packet(packet).is_err() {
             self.errors += 1;
         }
@@ -69,7 +73,18 @@ where
         let mut frame = F::empty();
         loop {
             match self.inner.receive_frame(&mut frame) {
-                Ok(()) => return Some(frame),
+                Ok(()) => {
+                    // Concealed damage still yields a frame; count it as an error all the same.
+                    // SAFETY: the frame was just filled by the decoder.
+                    let damaged = unsafe {
+                        let f = frame.as_ptr();
+                        (*f).decode_error_flags != 0 || ((*f).flags & ff::ffi::AV_FRAME_FLAG_CORRUPT as i32) != 0
+                    };
+                    if damaged {
+                        self.errors += 1;
+                    }
+                    return Some(frame);
+                }
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return None,
                 Err(ff::Error::Eof) => return None,
                 // A frame the decoder could not reconstruct: count it and try the next one.

@@ -1,0 +1,44 @@
+# Encore: the two commands of the README's quick start, and a few more.
+#   make run    install what is missing, build, and run the appliance's main job
+#   make test   install what is missing, build, and run every test
+SHELL := /bin/bash
+CARGO ?= cargo
+SAMPLE := out/sample-source.mp4
+
+.PHONY: run test deps build release ptx bench fmt clean
+
+deps:
+	@bash packaging/install-deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+release: build
+
+# The main job: a 10 s sample transcoded into a full HLS + DASH ladder under out/sample.
+run: build
+	@mkdir -p out
+	@[ -f $(SAMPLE) ] || ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 \
+	    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 \
+	    -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac $(SAMPLE)
+	./target/release/encore transcode $(SAMPLE) --out out/sample --force
+	@echo "HLS:  out/sample/master.m3u8"
+	@echo "DASH: out/sample/manifest.mpd"
+
+test: deps
+	$(CARGO) build --all-targets
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	    $(CARGO) nextest run --no-fail-fast; \
+	else \
+	    $(CARGO) test --no-fail-fast; \
+	fi
+
+bench: deps
+	$(CARGO) bench
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf out
