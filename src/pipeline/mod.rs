@@ -6,6 +6,7 @@
 
 mod cfr;
 pub mod segmenter;
+pub mod track;
 pub mod vod;
 
 pub use vod::{transcode, Job, Progress, Summary};

@@ -13,13 +13,13 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::cfr::Cfr;
-use super::segmenter::{Segment, Segmenter, Unit};
+use super::segmenter::{Segmenter, Unit};
+use super::track::{bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
 use crate::encode::{self, audio::AacEncoder, Backend, Kind, RateControl};
 use crate::ingest::{self, decode::{AudioDecoder, VideoDecoder}};
-use crate::media::{Ladder, Rational, Rung, VideoCodec};
+use crate::media::{Ladder, VideoCodec};
 use crate::package::{self, cmaf, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
-use crate::scale::swscale::RungScaler;
 
 /// Frames queued per rung before the decoder waits (back-pressure).
 const RUNG_QUEUE: usize = 8;
@@ -171,18 +171,17 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let mut rung_threads = Vec::new();
     for (rung, encoder) in rungs.iter().zip(encoders) {
         let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
-        let dir = staging.path.join(rung.id(&rungs));
+        let sink = Box::new(DirSink { dir: staging.path.join(rung.id(&rungs)) });
         let worker = RungWorker {
             rung: *rung,
             id: rung.id(&rungs),
-            dir,
             codec: job.codec,
             timescale,
             frame_ticks,
             segment_duration: job.segment_duration,
         };
         rung_senders.push(tx);
-        rung_threads.push(spawn(format!("rung-{}", rung.height), move || worker.run(encoder, rx))?);
+        rung_threads.push(spawn(format!("rung-{}", rung.height), move || worker.run(encoder, rx, sink, false))?);
     }
 
     // Audio thread.
@@ -221,7 +220,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         let mut send_frame = |frame: Arc<ff::frame::Video>, index: i64| {
             let force = index == 0 || segment_of(index) != segment_of(index - 1);
             for tx in &rung_senders {
-                if tx.send(RungFrame { frame: frame.clone(), index, force }).is_err() {
+                if tx.send(RungFrame { frame: frame.clone(), index, force, slate: false }).is_err() {
                     broadcast_failed.set(true);
                 }
             }
@@ -380,139 +379,6 @@ fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
     }
 }
 
-/// Peak segment bitrate and average bitrate of a track, bits per second.
-pub fn bitrates(segments: &[SegmentEntry], timescale: u32) -> (u64, u64) {
-    let seconds = |ticks: u64| ticks as f64 / timescale as f64;
-    let peak = segments
-        .iter()
-        .map(|s| (s.bytes * 8) as f64 / seconds(s.duration).max(1e-3))
-        .fold(0.0, f64::max);
-    let total: u64 = segments.iter().map(|s| s.duration).sum();
-    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-    let average = (bytes * 8) as f64 / seconds(total).max(1e-3);
-    (peak.ceil() as u64, average.ceil() as u64)
-}
-
-struct RungFrame {
-    frame: Arc<ff::frame::Video>,
-    index: i64,
-    force: bool,
-}
-
-/// What a rung thread produced.
-struct VideoTrackResult {
-    id: String,
-    rung: Rung,
-    codecs: String,
-    timescale: u32,
-    segments: Vec<SegmentEntry>,
-}
-
-impl VideoTrackResult {
-    fn rendition(&self, frame_rate: Rational) -> Rendition {
-        let (peak, average) = bitrates(&self.segments, self.timescale);
-        Rendition {
-            id: self.id.clone(),
-            kind: RenditionKind::Video { width: self.rung.width, height: self.rung.height, frame_rate },
-            codecs: self.codecs.clone(),
-            peak_bitrate: peak,
-            average_bitrate: average,
-            timescale: self.timescale,
-            segments: self.segments.clone(),
-        }
-    }
-}
-
-/// Writes one track's segments into its folder as they complete.
-struct TrackWriter {
-    dir: PathBuf,
-    track: cmaf::Track,
-    segments: Vec<SegmentEntry>,
-}
-
-impl TrackWriter {
-    fn create(dir: PathBuf, track: cmaf::Track) -> Result<Self, Error> {
-        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let init = track.init_segment()?;
-        let path = dir.join(package::INIT_NAME);
-        std::fs::write(&path, init).map_err(io_error(path))?;
-        Ok(TrackWriter { dir, track, segments: Vec::new() })
-    }
-
-    fn write(&mut self, segment: Segment) -> Result<(), Error> {
-        let bytes = self.track.media_segment(
-            segment.number as u32 + 1,
-            segment.start,
-            &segment.samples,
-            cmaf::SegmentFlags::default(),
-        )?;
-        let path = self.dir.join(package::segment_name(segment.number));
-        std::fs::write(&path, &bytes).map_err(io_error(path))?;
-        self.segments.push(SegmentEntry {
-            number: segment.number,
-            start: segment.start,
-            duration: segment.duration,
-            bytes: bytes.len() as u64,
-            discontinuity: false,
-            slate: false,
-        });
-        Ok(())
-    }
-}
-
-struct RungWorker {
-    rung: Rung,
-    id: String,
-    dir: PathBuf,
-    codec: VideoCodec,
-    timescale: u32,
-    frame_ticks: u64,
-    segment_duration: Duration,
-}
-
-impl RungWorker {
-    fn run(self, mut encoder: Box<dyn Backend>, frames: Receiver<RungFrame>) -> Result<VideoTrackResult, Error> {
-        let track = cmaf::Track::new(cmaf::TrackConfig::Video {
-            codec: self.codec,
-            width: self.rung.width,
-            height: self.rung.height,
-            timescale: self.timescale,
-            extradata: encoder.extradata(),
-        })?;
-        let codecs = track.codec_string();
-        let mut writer = TrackWriter::create(self.dir, track)?;
-        let mut scaler = RungScaler::new(self.rung.width, self.rung.height, encoder.pixel_format());
-        let mut segmenter = Segmenter::new(self.timescale, self.segment_duration, self.frame_ticks as u32);
-        let mut take = |packets: Vec<encode::Packet>, writer: &mut TrackWriter| -> Result<(), Error> {
-            for p in packets {
-                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
-                    writer.write(segment)?;
-                }
-            }
-            Ok(())
-        };
-        for msg in frames {
-            let mut frame = scaler
-                .scale(&msg.frame)
-                .map_err(|e| encode::Error::Encode { backend: "swscale", message: e.to_string() })?;
-            frame.set_pts(Some(msg.index * self.frame_ticks as i64));
-            let packets = encoder.encode(&mut frame, msg.force)?;
-            take(packets, &mut writer)?;
-        }
-        take(encoder.flush()?, &mut writer)?;
-        for segment in segmenter.finish() {
-            writer.write(segment)?;
-        }
-        Ok(VideoTrackResult {
-            id: self.id,
-            rung: self.rung,
-            codecs,
-            timescale: self.timescale,
-            segments: writer.segments,
-        })
-    }
-}
-
 struct AudioWorker {
     dir: PathBuf,
     time_base: ff::Rational,
@@ -562,19 +428,19 @@ impl AudioWorker {
             bitrate: self.bitrate,
         })?;
         let codecs = track.codec_string();
-        let mut writer = TrackWriter::create(self.dir.clone(), track)?;
+        let mut writer = TrackOutput::new(track, Box::new(DirSink { dir: self.dir.clone() }))?;
         let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024);
         let mut started = false;
         let tb = f64::from(self.time_base);
-        let mut take = |packets: Vec<encode::audio::Packet>, writer: &mut TrackWriter| -> Result<(), Error> {
+        let mut take = |packets: Vec<encode::audio::Packet>, writer: &mut TrackOutput| -> Result<(), Error> {
             for p in packets {
                 if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
-                    writer.write(segment)?;
+                    writer.write(segment, cmaf::SegmentFlags::default())?;
                 }
             }
             Ok(())
         };
-        let mut handle = |frame: ff::frame::Audio, encoder: &mut AacEncoder, writer: &mut TrackWriter| -> Result<(), Error> {
+        let mut handle = |frame: ff::frame::Audio, encoder: &mut AacEncoder, writer: &mut TrackOutput| -> Result<(), Error> {
             if let Some(ts) = frame.timestamp() {
                 let at = ts as f64 * tb - self.zero_seconds;
                 if !started {
@@ -600,11 +466,11 @@ impl AudioWorker {
         let rest = encoder.flush()?;
         for p in rest {
             if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
-                writer.write(segment)?;
+                writer.write(segment, cmaf::SegmentFlags::default())?;
             }
         }
         for segment in segmenter.finish() {
-            writer.write(segment)?;
+            writer.write(segment, cmaf::SegmentFlags::default())?;
         }
         Ok(AudioTrackResult { codecs, language: self.language, segments: writer.segments, decode_errors: decoder.errors })
     }

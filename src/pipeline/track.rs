@@ -1,0 +1,193 @@
+//! One track from encoder packets to published CMAF: segmenting, packaging, and a sink that
+//! stores the bytes (files for VOD, the origin for live).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use ffmpeg_next as ff;
+
+use super::segmenter::{Segment, Segmenter, Unit};
+use super::{io_error, Error};
+use crate::encode::{self, Backend};
+use crate::media::{Rational, Rung, VideoCodec};
+use crate::package::{self, cmaf, Rendition, RenditionKind, SegmentEntry};
+use crate::scale::swscale::RungScaler;
+
+/// Where a track's init and media segments go.
+pub trait Sink: Send {
+    fn init(&mut self, bytes: Vec<u8>) -> Result<(), Error>;
+    fn segment(&mut self, entry: SegmentEntry, bytes: Vec<u8>) -> Result<(), Error>;
+}
+
+/// Writes a track into its own folder (VOD; the folder is renamed into place at the end).
+pub struct DirSink {
+    pub dir: PathBuf,
+}
+
+impl Sink for DirSink {
+    fn init(&mut self, bytes: Vec<u8>) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+        let path = self.dir.join(package::INIT_NAME);
+        std::fs::write(&path, bytes).map_err(io_error(path))
+    }
+    fn segment(&mut self, entry: SegmentEntry, bytes: Vec<u8>) -> Result<(), Error> {
+        let path = self.dir.join(package::segment_name(entry.number));
+        std::fs::write(&path, bytes).map_err(io_error(path))
+    }
+}
+
+/// Packages one track's segments and hands them to its sink.
+pub struct TrackOutput {
+    track: cmaf::Track,
+    sink: Box<dyn Sink>,
+    pub segments: Vec<SegmentEntry>,
+}
+
+impl TrackOutput {
+    pub fn new(track: cmaf::Track, mut sink: Box<dyn Sink>) -> Result<Self, Error> {
+        sink.init(track.init_segment()?)?;
+        Ok(TrackOutput { track, sink, segments: Vec::new() })
+    }
+
+    pub fn codec_string(&self) -> String {
+        self.track.codec_string()
+    }
+
+    pub fn write(&mut self, segment: Segment, flags: cmaf::SegmentFlags) -> Result<(), Error> {
+        // mfhd sequence numbers start at 1; epoch-locked numbers are far below u32::MAX per D ≥ 1 s
+        // until 2106, and wrap harmlessly after.
+        let sequence = (segment.number as u32).wrapping_add(1);
+        let bytes = self.track.media_segment(sequence, segment.start, &segment.samples, flags)?;
+        let entry = SegmentEntry {
+            number: segment.number,
+            start: segment.start,
+            duration: segment.duration,
+            bytes: bytes.len() as u64,
+            discontinuity: false,
+            slate: flags.slate,
+        };
+        self.segments.push(entry);
+        self.sink.segment(entry, bytes)
+    }
+}
+
+/// Peak segment bitrate and average bitrate of a track, bits per second.
+pub fn bitrates(segments: &[SegmentEntry], timescale: u32) -> (u64, u64) {
+    let seconds = |ticks: u64| ticks as f64 / timescale as f64;
+    let peak = segments
+        .iter()
+        .map(|s| (s.bytes * 8) as f64 / seconds(s.duration).max(1e-3))
+        .fold(0.0, f64::max);
+    let total: u64 = segments.iter().map(|s| s.duration).sum();
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let average = (bytes * 8) as f64 / seconds(total).max(1e-3);
+    (peak.ceil() as u64, average.ceil() as u64)
+}
+
+/// One output frame for a rung: the shared source picture and its place on the output grid.
+pub struct RungFrame {
+    pub frame: Arc<ff::frame::Video>,
+    /// Output frame index: presentation time = index × frame duration.
+    pub index: i64,
+    /// Start of a segment: encode as an IDR.
+    pub force: bool,
+    /// Slate (input lost), for the segment's `slat` brand.
+    pub slate: bool,
+}
+
+/// What a rung thread produced.
+pub struct VideoTrackResult {
+    pub id: String,
+    pub rung: Rung,
+    pub codecs: String,
+    pub timescale: u32,
+    pub segments: Vec<SegmentEntry>,
+}
+
+impl VideoTrackResult {
+    pub fn rendition(&self, frame_rate: Rational) -> Rendition {
+        let (peak, average) = bitrates(&self.segments, self.timescale);
+        Rendition {
+            id: self.id.clone(),
+            kind: RenditionKind::Video { width: self.rung.width, height: self.rung.height, frame_rate },
+            codecs: self.codecs.clone(),
+            peak_bitrate: peak,
+            average_bitrate: average,
+            timescale: self.timescale,
+            segments: self.segments.clone(),
+        }
+    }
+}
+
+/// Scales, encodes and packages one rung on its own thread.
+pub struct RungWorker {
+    pub rung: Rung,
+    pub id: String,
+    pub codec: VideoCodec,
+    pub timescale: u32,
+    pub frame_ticks: u64,
+    pub segment_duration: Duration,
+}
+
+impl RungWorker {
+    /// Runs until `frames` closes; the last segment is flagged `lmsg` when `mark_last`.
+    pub fn run(
+        self,
+        mut encoder: Box<dyn Backend>,
+        frames: Receiver<RungFrame>,
+        sink: Box<dyn Sink>,
+        mark_last: bool,
+    ) -> Result<VideoTrackResult, Error> {
+        let track = cmaf::Track::new(cmaf::TrackConfig::Video {
+            codec: self.codec,
+            width: self.rung.width,
+            height: self.rung.height,
+            timescale: self.timescale,
+            extradata: encoder.extradata(),
+        })?;
+        let codecs = track.codec_string();
+        let mut output = TrackOutput::new(track, sink)?;
+        let mut scaler = RungScaler::new(self.rung.width, self.rung.height, encoder.pixel_format());
+        let mut segmenter = Segmenter::new(self.timescale, self.segment_duration, self.frame_ticks as u32);
+        // Presentation times of slate frames not yet packaged.
+        let mut slate_pts = BTreeSet::new();
+        let flags_for = |segment: &Segment, slate_pts: &mut BTreeSet<i64>, last: bool| {
+            let end = (segment.start + segment.duration) as i64;
+            let slate = slate_pts.range(segment.start as i64..end).next().is_some();
+            *slate_pts = slate_pts.split_off(&end);
+            cmaf::SegmentFlags { slate, last }
+        };
+        for msg in frames {
+            let mut frame = scaler
+                .scale(&msg.frame)
+                .map_err(|e| encode::Error::Encode { backend: "swscale", message: e.to_string() })?;
+            let pts = msg.index * self.frame_ticks as i64;
+            frame.set_pts(Some(pts));
+            if msg.slate {
+                slate_pts.insert(pts);
+            }
+            for p in encoder.encode(&mut frame, msg.force)? {
+                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
+                    let flags = flags_for(&segment, &mut slate_pts, false);
+                    output.write(segment, flags)?;
+                }
+            }
+        }
+        for p in encoder.flush()? {
+            if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
+                let flags = flags_for(&segment, &mut slate_pts, false);
+                output.write(segment, flags)?;
+            }
+        }
+        let rest = segmenter.finish();
+        let count = rest.len();
+        for (i, segment) in rest.into_iter().enumerate() {
+            let flags = flags_for(&segment, &mut slate_pts, mark_last && i + 1 == count);
+            output.write(segment, flags)?;
+        }
+        Ok(VideoTrackResult { id: self.id, rung: self.rung, codecs, timescale: self.timescale, segments: output.segments })
+    }
+}
