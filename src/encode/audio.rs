@@ -22,7 +22,7 @@ pub struct Packet {
 
 pub struct AacEncoder {
     encoder: encoder::Audio,
-    resampler: Option<(resampling::Context, (Sample, ChannelLayout, u32))>,
+    resampler: Resampler,
     /// Planar samples waiting to fill a frame (left, right).
     fifo: [Vec<f32>; 2],
     frame_size: usize,
@@ -58,7 +58,7 @@ impl AacEncoder {
         let priming = unsafe { (*encoder.as_ptr()).initial_padding as i64 };
         Ok(AacEncoder {
             encoder,
-            resampler: None,
+            resampler: Resampler::default(),
             fifo: [Vec::new(), Vec::new()],
             frame_size,
             sent: 0,
@@ -107,39 +107,17 @@ impl AacEncoder {
     }
 
     pub fn push(&mut self, frame: &ff::frame::Audio) -> Result<Vec<Packet>, Error> {
-        let layout = if frame.channel_layout().bits() == 0 {
-            ChannelLayout::default(frame.channels() as i32)
-        } else {
-            frame.channel_layout()
-        };
-        let key = (frame.format(), layout, frame.rate());
-        if self.resampler.as_ref().map(|(_, k)| *k) != Some(key) {
-            let ctx = resampling::Context::get(
-                frame.format(),
-                layout,
-                frame.rate(),
-                Sample::F32(ff::format::sample::Type::Planar),
-                ChannelLayout::STEREO,
-                SAMPLE_RATE,
-            )
-            .map_err(|e| failed(format!("resampler for {:?} {} Hz: {e}", frame.format(), frame.rate())))?;
-            self.resampler = Some((ctx, key));
-        }
-        let (resampler, _) = self.resampler.as_mut().expect("set above");
-        let capacity = frame.samples() * SAMPLE_RATE as usize / frame.rate().max(1) as usize + 256;
-        let mut out = ff::frame::Audio::new(Sample::F32(ff::format::sample::Type::Planar), capacity, ChannelLayout::STEREO);
-        let mut input = frame.clone();
-        input.set_channel_layout(layout);
-        resampler.run(&input, &mut out).map_err(|e| failed(format!("resample: {e}")))?;
-        let n = out.samples();
-        let mut start = 0usize;
-        if self.skip > 0 {
-            start = (self.skip as usize).min(n);
-            self.skip -= start as u64;
-        }
-        for ch in 0..2 {
-            self.fifo[ch].extend_from_slice(&out.plane::<f32>(ch)[start..n]);
-        }
+        let [left, right] = self.resampler.run(frame)?;
+        self.push_planar(&left, &right)
+    }
+
+    /// Adds 48 kHz stereo samples (equal lengths).
+    pub fn push_planar(&mut self, left: &[f32], right: &[f32]) -> Result<Vec<Packet>, Error> {
+        let n = left.len().min(right.len());
+        let start = (self.skip as usize).min(n);
+        self.skip -= start as u64;
+        self.fifo[0].extend_from_slice(&left[start..n]);
+        self.fifo[1].extend_from_slice(&right[start..n]);
         self.encode_full_frames()
     }
 
@@ -195,5 +173,48 @@ impl AacEncoder {
             }
         }
         Ok(out)
+    }
+}
+
+/// Converts any decoded audio to 48 kHz stereo planar f32, rebuilding itself when the
+/// source's format changes mid-stream.
+#[derive(Default)]
+pub struct Resampler {
+    context: Option<(resampling::Context, (Sample, ChannelLayout, u32))>,
+}
+
+impl Resampler {
+    pub fn run(&mut self, frame: &ff::frame::Audio) -> Result<[Vec<f32>; 2], Error> {
+        let layout = if frame.channel_layout().bits() == 0 {
+            ChannelLayout::default(frame.channels() as i32)
+        } else {
+            frame.channel_layout()
+        };
+        let key = (frame.format(), layout, frame.rate());
+        if self.context.as_ref().map(|(_, k)| *k) != Some(key) {
+            let ctx = resampling::Context::get(
+                frame.format(),
+                layout,
+                frame.rate(),
+                Sample::F32(ff::format::sample::Type::Planar),
+                ChannelLayout::STEREO,
+                SAMPLE_RATE,
+            )
+            .map_err(|e| failed(format!("resampler for {:?} {} Hz: {e}", frame.format(), frame.rate())))?;
+            self.context = Some((ctx, key));
+        }
+        let (ctx, _) = self.context.as_mut().expect("set above");
+        let capacity = frame.samples() * SAMPLE_RATE as usize / frame.rate().max(1) as usize + 256;
+        let mut out = ff::frame::Audio::new(Sample::F32(ff::format::sample::Type::Planar), capacity, ChannelLayout::STEREO);
+        let result = if frame.channel_layout() == layout {
+            ctx.run(frame, &mut out)
+        } else {
+            let mut input = frame.clone();
+            input.set_channel_layout(layout);
+            ctx.run(&input, &mut out)
+        };
+        result.map_err(|e| failed(format!("resample: {e}")))?;
+        let n = out.samples();
+        Ok([out.plane::<f32>(0)[..n].to_vec(), out.plane::<f32>(1)[..n].to_vec()])
     }
 }

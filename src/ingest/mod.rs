@@ -4,6 +4,7 @@
 //! it cannot use. Decoders count corrupt packets and go on; they never stop a job for one.
 
 pub mod decode;
+pub mod live;
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +96,11 @@ pub fn open(location: &str) -> Result<Source, Error> {
             other => other.to_string(),
         },
     })?;
+    describe(input, location)
+}
+
+/// Picks the best video and audio streams of an opened input.
+pub(crate) fn describe(input: ff::format::context::Input, location: &str) -> Result<Source, Error> {
     let video_stream = input
         .streams()
         .best(Type::Video)
@@ -130,7 +136,6 @@ pub fn open(location: &str) -> Result<Source, Error> {
     let duration = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     Ok(Source { input, location: location.into(), video, audio, duration })
 }
-
 /// The stream's frame rate: average if sane, else the container's base rate, else 30.
 fn frame_rate_of(stream: &ff::format::stream::Stream) -> Rational {
     let sane = |r: ff::Rational| r.numerator() > 0 && r.denominator() > 0 && {

@@ -18,7 +18,8 @@ use crate::scale::swscale::RungScaler;
 
 /// Where a track's init and media segments go.
 pub trait Sink: Send {
-    fn init(&mut self, bytes: Vec<u8>) -> Result<(), Error>;
+    /// The init segment, with the track's RFC 6381 codec string.
+    fn init(&mut self, bytes: Vec<u8>, codecs: &str) -> Result<(), Error>;
     fn segment(&mut self, entry: SegmentEntry, bytes: Vec<u8>) -> Result<(), Error>;
 }
 
@@ -28,7 +29,7 @@ pub struct DirSink {
 }
 
 impl Sink for DirSink {
-    fn init(&mut self, bytes: Vec<u8>) -> Result<(), Error> {
+    fn init(&mut self, bytes: Vec<u8>, _codecs: &str) -> Result<(), Error> {
         std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
         let path = self.dir.join(package::INIT_NAME);
         std::fs::write(&path, bytes).map_err(io_error(path))
@@ -48,7 +49,7 @@ pub struct TrackOutput {
 
 impl TrackOutput {
     pub fn new(track: cmaf::Track, mut sink: Box<dyn Sink>) -> Result<Self, Error> {
-        sink.init(track.init_segment()?)?;
+        sink.init(track.init_segment()?, &track.codec_string())?;
         Ok(TrackOutput { track, sink, segments: Vec::new() })
     }
 

@@ -1,0 +1,231 @@
+//! Live inputs: the built-in test source, MPEG-TS over UDP, SRT and RTMP listeners, a file
+//! played (or looped) as live.
+//!
+//! Every input is opened through libavformat with an interrupt callback, so a stalled network
+//! read gives up after a deadline instead of hanging a channel, and a stop request is honoured
+//! at once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ffmpeg_next as ff;
+
+use super::Error;
+
+/// Where a live channel's pictures and sound come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveSource {
+    /// Moving test pattern with the wall-clock time and frame number drawn in, and a tone.
+    TestPattern { width: u32, height: u32, fps: u32 },
+    /// A URL libavformat reads: `udp://0.0.0.0:5000`, `srt://0.0.0.0:9000`, `rtmp://0.0.0.0:1935/live/key`.
+    Url(String),
+    /// A media file played at real-time speed, looped or once (then the channel ends).
+    File { path: String, looped: bool },
+}
+
+impl std::str::FromStr for LiveSource {
+    type Err = String;
+
+    /// `test`, `test:1280x720@30`, `udp://…`, `srt://…`, `rtmp://…`, `loop:PATH`, `file:PATH`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "test" || s == "testsrc" {
+            return Ok(LiveSource::TestPattern { width: 1280, height: 720, fps: 30 });
+        }
+        if let Some(spec) = s.strip_prefix("test:") {
+            let bad = || format!("test source {spec:?}: expected WIDTHxHEIGHT@FPS, e.g. test:1280x720@30");
+            let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
+            let (w, h) = size.split_once('x').ok_or_else(bad)?;
+            let (width, height, fps): (u32, u32, u32) =
+                (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
+            if width < 16 || height < 16 || width % 2 == 1 || height % 2 == 1 || !(1..=120).contains(&fps) {
+                return Err(bad());
+            }
+            return Ok(LiveSource::TestPattern { width, height, fps });
+        }
+        if let Some(path) = s.strip_prefix("loop:") {
+            return Ok(LiveSource::File { path: path.into(), looped: true });
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            return Ok(LiveSource::File { path: path.into(), looped: false });
+        }
+        for scheme in ["udp://", "srt://", "rtmp://", "rtp://", "tcp://", "http://", "https://", "rist://"] {
+            if s.starts_with(scheme) {
+                return Ok(LiveSource::Url(s.into()));
+            }
+        }
+        Err(format!(
+            "unknown live input {s:?} (expected test, test:WxH@FPS, udp://, srt://, rtmp://, loop:PATH or file:PATH)"
+        ))
+    }
+}
+
+impl LiveSource {
+    /// Inputs that arrive faster than real time and must be paced by their timestamps.
+    pub fn needs_pacing(&self) -> bool {
+        !matches!(self, LiveSource::Url(_))
+    }
+
+    /// A short name for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            LiveSource::TestPattern { width, height, fps } => format!("test pattern {width}x{height}@{fps}"),
+            LiveSource::Url(u) => u.clone(),
+            LiveSource::File { path, looped: true } => format!("{path} (looped)"),
+            LiveSource::File { path, .. } => path.clone(),
+        }
+    }
+}
+
+/// Stop flag and read deadline shared with libavformat's interrupt callback.
+#[derive(Debug, Default)]
+pub struct Watchdog {
+    stop: AtomicBool,
+    /// Unix milliseconds after which a blocking read is abandoned (0 = none).
+    deadline_ms: AtomicU64,
+}
+
+impl Watchdog {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    /// Allows the next blocking operation `within` from now.
+    pub fn arm(&self, within: Duration) {
+        self.deadline_ms.store(now_ms() + within.as_millis() as u64, Ordering::SeqCst);
+    }
+    fn expired(&self) -> bool {
+        let d = self.deadline_ms.load(Ordering::SeqCst);
+        self.stopped() || (d != 0 && now_ms() > d)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The test pattern's filter graph: pattern + clock and frame counter, and a 1 kHz tone.
+/// The clock is drawn from the frame's timestamp plus the start time, so it shows the wall
+/// clock when frames are paced in real time.
+fn test_graph(width: u32, height: u32, fps: u32, start_unix: u64) -> String {
+    let size = (height / 12).max(12);
+    format!(
+        "testsrc2=size={width}x{height}:rate={fps},\
+         drawtext=text='%{{pts\\:gmtime\\:{start_unix}}} UTC  frame %{{n}}':fontsize={size}:fontcolor=white:\
+         box=1:boxcolor=black@0.6:x=(w-tw)/2:y=h-2*th[out0];\
+         sine=frequency=1000:sample_rate=48000[out1]"
+    )
+}
+
+/// A still "signal lost" picture for slate segments.
+pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error> {
+    let size = (height / 10).max(12);
+    let graph = format!(
+        "color=c=0x101010:size={width}x{height}:rate=1,\
+         drawtext=text='SIGNAL LOST':fontsize={size}:fontcolor=white:x=(w-tw)/2:y=(h-th)/2,format=yuv420p[out0]"
+    );
+    let mut source = open_with_format(&graph, Some("lavfi"), ff::Dictionary::new(), None)?;
+    let index = source.video.index;
+    let stream = source.input.stream(index).expect("chosen stream exists");
+    let mut decoder = super::decode::VideoDecoder::open(&stream)
+        .map_err(|e| Error::Decoder { path: "slate".into(), reason: e.to_string() })?;
+    drop(stream);
+    let mut packet = ff::Packet::empty();
+    while packet.read(&mut source.input).is_ok() {
+        if packet.stream() != index {
+            continue;
+        }
+        decoder.send(&packet);
+        if let Some(frame) = decoder.receive::<ff::frame::Video>() {
+            return Ok(frame);
+        }
+    }
+    Err(Error::NothingDecoded("slate".into()))
+}
+
+/// Opens a live source; `watchdog` can interrupt the open and every later read.
+pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Source, Error> {
+    let mut options = ff::Dictionary::new();
+    match source {
+        LiveSource::TestPattern { width, height, fps } => {
+            let start = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            open_with_format(&test_graph(*width, *height, *fps, start), Some("lavfi"), options, Some(watchdog))
+        }
+        LiveSource::File { path, .. } => {
+            if !std::path::Path::new(path).exists() {
+                return Err(Error::NotFound(path.into()));
+            }
+            open_with_format(path, None, options, Some(watchdog))
+        }
+        LiveSource::Url(url) => {
+            if url.starts_with("rtmp://") {
+                // Encore receives the push: listen rather than connect.
+                options.set("listen", "1");
+            }
+            if url.starts_with("srt://") && !url.contains("mode=") {
+                options.set("mode", "listener");
+            }
+            if url.starts_with("udp://") {
+                // A generous socket buffer: a 20 Mb/s feed bursts.
+                options.set("fifo_size", "1000000");
+                options.set("overrun_nonfatal", "1");
+            }
+            open_with_format(url, None, options, Some(watchdog))
+        }
+    }
+}
+
+/// avformat_open_input with an optional forced format and interrupt callback.
+fn open_with_format(
+    location: &str,
+    format: Option<&str>,
+    options: ff::Dictionary,
+    watchdog: Option<Arc<Watchdog>>,
+) -> Result<super::Source, Error> {
+    super::init();
+    ff::device::register_all();
+    let fail = |reason: String| Error::Open { path: location.into(), reason };
+    let c_location = std::ffi::CString::new(location).map_err(|_| fail("contains a NUL byte".into()))?;
+    // SAFETY: plain libavformat calls; every pointer is checked, and the context is owned by
+    // `Input` (with the interrupt guard kept alive beside it) once open succeeds.
+    unsafe {
+        let input_format = match format {
+            Some(name) => {
+                let c = std::ffi::CString::new(name).expect("static format name");
+                let f = ff::ffi::av_find_input_format(c.as_ptr());
+                if f.is_null() {
+                    return Err(fail(format!("this FFmpeg has no {name} input")));
+                }
+                f
+            }
+            None => std::ptr::null(),
+        };
+        let mut ps = ff::ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(fail("out of memory".into()));
+        }
+        let guard = watchdog.map(|w| {
+            let interrupt = ff::util::interrupt::new(Box::new(move || w.expired()));
+            (*ps).interrupt_callback = interrupt.interrupt;
+            interrupt.guard
+        });
+        let mut opts = options.disown();
+        let rc = ff::ffi::avformat_open_input(&mut ps, c_location.as_ptr(), input_format as _, &mut opts);
+        ff::Dictionary::own(opts);
+        if rc < 0 {
+            return Err(fail(ff::Error::from(rc).to_string()));
+        }
+        let rc = ff::ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
+        if rc < 0 {
+            ff::ffi::avformat_close_input(&mut ps);
+            return Err(fail(format!("no stream information: {}", ff::Error::from(rc))));
+        }
+        let input = match guard {
+            Some(g) => ff::format::context::Input::wrap_with_interrupt(ps, g),
+            None => ff::format::context::Input::wrap(ps),
+        };
+        super::describe(input, location)
+    }
+}
