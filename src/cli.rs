@@ -9,7 +9,11 @@ use crate::encode::{Kind, RateControl};
 use crate::media::{ladder::parse_bitrate, Ladder, VideoCodec};
 
 #[derive(Debug, Parser)]
-#[command(name = "encore", version, about = "GPU transcoding appliance: ABR ladders, CMAF, HLS and DASH, a live origin")]
+#[command(
+    name = "encore",
+    version,
+    about = "GPU transcoding appliance: ABR ladders, CMAF, HLS and DASH, a live origin"
+)]
 pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -88,7 +92,8 @@ fn parse_rate_control(s: &str) -> Result<RateControl, String> {
     s.parse()
 }
 fn parse_backend(s: &str) -> Result<Kind, String> {
-    s.parse().map_err(|e: std::convert::Infallible| e.to_string())
+    s.parse()
+        .map_err(|e: std::convert::Infallible| e.to_string())
 }
 fn parse_bitrate_arg(s: &str) -> Result<u64, String> {
     match parse_bitrate(s)? {
@@ -97,7 +102,9 @@ fn parse_bitrate_arg(s: &str) -> Result<u64, String> {
     }
 }
 fn parse_segment_duration(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
     if (1.0..=10.0).contains(&v) {
         Ok(v)
     } else {

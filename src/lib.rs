@@ -3,10 +3,10 @@
 //! Layers (dependencies point one way): `media` ← `package` ← `origin`;
 //! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
 
-pub mod media;
-pub mod package;
 pub mod cli;
 pub mod encode;
 pub mod ingest;
+pub mod media;
+pub mod package;
 pub mod pipeline;
 pub mod scale;

@@ -57,7 +57,8 @@ fn transcode(args: &TranscodeArgs) -> Result<(), Failure> {
             .map(|t| Duration::from_secs_f64(t.saturating_sub(p.frames) as f64 / fps));
         bar.set_message(format!(
             "{fps:.1} fps, {speed:.2}x{}",
-            eta.map(|d| format!(", ETA {}s", d.as_secs())).unwrap_or_default()
+            eta.map(|d| format!(", ETA {}s", d.as_secs()))
+                .unwrap_or_default()
         ));
     };
     let result = encore::pipeline::transcode(&args.job(), &report);
@@ -77,7 +78,10 @@ fn transcode(args: &TranscodeArgs) -> Result<(), Failure> {
             summary.speed
         );
         if summary.decode_errors > 0 {
-            eprintln!("encore: {} corrupt packets or frames were skipped", summary.decode_errors);
+            eprintln!(
+                "encore: {} corrupt packets or frames were skipped",
+                summary.decode_errors
+            );
         }
     }
     Ok(())
@@ -90,8 +94,10 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} frames  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} frames  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

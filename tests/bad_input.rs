@@ -10,14 +10,26 @@ use common::*;
 fn fails(input: &Path, extra: &[&str], expect_in_message: &str) -> String {
     let dir = tempdir();
     let out = dir.path().join("out");
-    let res = encore().arg("transcode").arg(input).arg("--out").arg(&out).args(extra).output().unwrap();
+    let res = encore()
+        .arg("transcode")
+        .arg(input)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
     assert!(!res.status.success(), "expected failure for {extra:?}");
     assert_ne!(res.status.code(), Some(101), "a panic: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(error_lines.len(), 1, "one clear line: {stderr}");
-    assert!(stderr.to_lowercase().contains(&expect_in_message.to_lowercase()), "{stderr:?} should mention {expect_in_message:?}");
+    assert!(
+        stderr
+            .to_lowercase()
+            .contains(&expect_in_message.to_lowercase()),
+        "{stderr:?} should mention {expect_in_message:?}"
+    );
     assert!(!out.exists(), "nothing at --out");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "no partial output beside --out");
@@ -40,7 +52,19 @@ fn not_media() {
 #[test]
 fn no_video_stream() {
     // 2 s of AAC only.
-    let a = fixture("audio-only-2s.m4a", &["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "2", "-c:a", "aac"]);
+    let a = fixture(
+        "audio-only-2s.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "2",
+            "-c:a",
+            "aac",
+        ],
+    );
     fails(&a, &[], "no video stream");
 }
 
@@ -53,12 +77,22 @@ fn truncated_file() {
     // faststart puts moov first, so the file opens and ends halfway through its media.
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("out");
-    let res = encore().arg("transcode").arg(&cut).args(["--preset", "ultrafast", "--out"]).arg(&out).output().unwrap();
+    let res = encore()
+        .arg("transcode")
+        .arg(&cut)
+        .args(["--preset", "ultrafast", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(!res.status.success());
     assert!(stderr.contains("truncated"), "{stderr}");
     assert!(!out.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the input is left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input is left"
+    );
 }
 
 #[test]
@@ -87,16 +121,43 @@ fn existing_output_is_not_clobbered() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "precious").unwrap();
-    let res = encore().arg("transcode").arg(&src).arg("--out").arg(&out).output().unwrap();
+    let res = encore()
+        .arg("transcode")
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("--force"));
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious"
+    );
 }
 
 #[test]
 fn corrupt_packets_are_counted_and_the_output_stays_valid() {
     // MPEG-TS tolerates damage: overwrite a run of bytes in the middle of the stream.
-    let ts = fixture("src-360p30-4s.ts", &["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-bsf:v", "h264_mp4toannexb"]);
+    let ts = fixture(
+        "src-360p30-4s.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-bsf:v",
+            "h264_mp4toannexb",
+        ],
+    );
     let mut bytes = std::fs::read(&ts).unwrap();
     let mid = bytes.len() / 2;
     for (i, b) in bytes[mid..mid + 20_000].iter_mut().enumerate() {
@@ -109,7 +170,11 @@ fn corrupt_packets_are_counted_and_the_output_stays_valid() {
     let bad = dir.path().join("damaged.ts");
     std::fs::write(&bad, bytes).unwrap();
     let out = dir.path().join("out");
-    let res = run(encore().arg("transcode").arg(&bad).args(["--preset", "ultrafast", "--json", "--out"]).arg(&out));
+    let res = run(encore()
+        .arg("transcode")
+        .arg(&bad)
+        .args(["--preset", "ultrafast", "--json", "--out"])
+        .arg(&out));
     assert!(res.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert!(summary["decode_errors"].as_u64().unwrap() > 0, "{summary}");

@@ -28,17 +28,34 @@ fn measured_peak(dir: &Path) -> f64 {
     let pl = media(&dir.join("index.m3u8"));
     pl.segments
         .iter()
-        .map(|s| std::fs::metadata(dir.join(&s.uri)).unwrap().len() as f64 * 8.0 / s.duration as f64)
+        .map(|s| {
+            std::fs::metadata(dir.join(&s.uri)).unwrap().len() as f64 * 8.0 / s.duration as f64
+        })
         .fold(0.0, f64::max)
 }
 
 /// Every check of the VOD acceptance list on one output folder.
-fn check_package(out: &Path, expect_heights: &[u32], source_seconds: f64, fps: f64, hevc: bool, audio: bool) {
+fn check_package(
+    out: &Path,
+    expect_heights: &[u32],
+    source_seconds: f64,
+    fps: f64,
+    hevc: bool,
+    audio: bool,
+) {
     let m = master(out);
-    let heights: Vec<u32> = m.variants.iter().map(|v| v.resolution.unwrap().height as u32).collect();
+    let heights: Vec<u32> = m
+        .variants
+        .iter()
+        .map(|v| v.resolution.unwrap().height as u32)
+        .collect();
     assert_eq!(heights, expect_heights);
 
-    let audio_peak = if audio { measured_peak(&out.join("audio")) } else { 0.0 };
+    let audio_peak = if audio {
+        measured_peak(&out.join("audio"))
+    } else {
+        0.0
+    };
     let mut starts: Option<Vec<f64>> = None;
     for v in &m.variants {
         let dir = out.join(Path::new(&v.uri).parent().unwrap());
@@ -49,14 +66,23 @@ fn check_package(out: &Path, expect_heights: &[u32], source_seconds: f64, fps: f
             (other, _) => panic!("unexpected sample entry {other:?}"),
         }
         let codecs = v.codecs.clone().unwrap();
-        assert!(codecs.starts_with(&codec_string_of(&entry)), "CODECS {codecs} vs sample entry {}", codec_string_of(&entry));
+        assert!(
+            codecs.starts_with(&codec_string_of(&entry)),
+            "CODECS {codecs} vs sample entry {}",
+            codec_string_of(&entry)
+        );
         if audio {
             assert!(codecs.ends_with(",mp4a.40.2"), "{codecs}");
             assert_eq!(v.audio.as_deref(), Some("audio"));
         }
         // BANDWIDTH covers the measured peak (video + audio).
         let peak = measured_peak(&dir) + audio_peak;
-        assert!(v.bandwidth as f64 >= peak, "{}: BANDWIDTH {} < measured peak {peak}", v.uri, v.bandwidth);
+        assert!(
+            v.bandwidth as f64 >= peak,
+            "{}: BANDWIDTH {} < measured peak {peak}",
+            v.uri,
+            v.bandwidth
+        );
         assert!(v.average_bandwidth.unwrap() <= v.bandwidth);
         assert!((v.frame_rate.unwrap() - fps).abs() < 0.01);
 
@@ -65,7 +91,11 @@ fn check_package(out: &Path, expect_heights: &[u32], source_seconds: f64, fps: f
         assert!(pl.end_list);
         assert_eq!(pl.playlist_type, Some(m3u8_rs::MediaPlaylistType::Vod));
         let sum: f64 = pl.segments.iter().map(|s| s.duration as f64).sum();
-        assert!((sum - source_seconds).abs() <= 1.0 / fps + 1e-6, "{}: EXTINF sum {sum}", v.uri);
+        assert!(
+            (sum - source_seconds).abs() <= 1.0 / fps + 1e-6,
+            "{}: EXTINF sum {sum}",
+            v.uri
+        );
         for s in &pl.segments {
             assert!((s.duration as f64).round() as u64 <= pl.target_duration);
         }
@@ -75,19 +105,34 @@ fn check_package(out: &Path, expect_heights: &[u32], source_seconds: f64, fps: f
         for s in &pl.segments {
             let view = read_segment(&dir.join(&s.uri));
             let types = first_sample_nal_types(&view, hevc);
-            let first_vcl = types.iter().copied().find(|&t| if hevc { t < 32 } else { (1..=5).contains(&t) });
-            let idr = if hevc { matches!(first_vcl, Some(19 | 20)) } else { first_vcl == Some(5) };
+            let first_vcl =
+                types
+                    .iter()
+                    .copied()
+                    .find(|&t| if hevc { t < 32 } else { (1..=5).contains(&t) });
+            let idr = if hevc {
+                matches!(first_vcl, Some(19 | 20))
+            } else {
+                first_vcl == Some(5)
+            };
             assert!(idr, "{}/{}: first sample NAL types {types:?}", v.uri, s.uri);
             rung_starts.push(view.tfdt as f64 / timescale as f64);
         }
         match &starts {
             None => starts = Some(rung_starts),
-            Some(first) => assert_eq!(first, &rung_starts, "segment start times differ between rungs"),
+            Some(first) => assert_eq!(
+                first, &rung_starts,
+                "segment start times differ between rungs"
+            ),
         }
 
         // ffprobe decodes the whole rendition with no error.
         let (frames, errors) = decode_rendition(&dir, "v:0");
-        assert!(errors.trim().is_empty(), "{}: ffprobe errors: {errors}", v.uri);
+        assert!(
+            errors.trim().is_empty(),
+            "{}: ffprobe errors: {errors}",
+            v.uri
+        );
         assert_eq!(frames, (source_seconds * fps).round() as u64, "{}", v.uri);
     }
     if audio {
@@ -106,13 +151,20 @@ fn check_package(out: &Path, expect_heights: &[u32], source_seconds: f64, fps: f
     let xml = std::fs::read_to_string(out.join("manifest.mpd")).unwrap();
     let mpd = dash_mpd::parse(&xml).expect("dash-mpd parses the MPD");
     assert_eq!(mpd.mpdtype.as_deref(), Some("static"));
-    let reps: usize = mpd.periods[0].adaptations.iter().map(|a| a.representations.len()).sum();
+    let reps: usize = mpd.periods[0]
+        .adaptations
+        .iter()
+        .map(|a| a.representations.len())
+        .sum();
     assert_eq!(reps, expect_heights.len() + audio as usize);
 
     // Real clients: ffmpeg reads both manifests and decodes every stream.
     for manifest in ["master.m3u8", "manifest.mpd"] {
         let (ok, errors) = ffmpeg_decode_all(&out.join(manifest));
-        assert!(ok && errors.trim().is_empty(), "ffmpeg -i {manifest}: {errors}");
+        assert!(
+            ok && errors.trim().is_empty(),
+            "ffmpeg -i {manifest}: {errors}"
+        );
     }
 }
 
@@ -121,7 +173,12 @@ fn avc_ladder_from_a_720p_source() {
     let src = source_720p();
     let dir = tempdir();
     let out = dir.path().join("out");
-    let res = run(encore().arg("transcode").arg(&src).arg("--out").arg(&out).arg("--json"));
+    let res = run(encore()
+        .arg("transcode")
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .arg("--json"));
     assert!(res.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert_eq!(summary["renditions"].as_array().unwrap().len(), 4);
@@ -129,9 +186,17 @@ fn avc_ladder_from_a_720p_source() {
     check_package(&out, &[720, 480, 360], 10.0, 30.0, false, true);
     // Mdat parsed sample flags: the first sample of each segment is a sync sample.
     let view = read_segment(&out.join("720p/1.m4s"));
-    assert_eq!(view.samples[0].2 & 0x0001_0000, 0, "first sample is not flagged non-sync");
+    assert_eq!(
+        view.samples[0].2 & 0x0001_0000,
+        0,
+        "first sample is not flagged non-sync"
+    );
     // Nothing left beside the output.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("out")]);
 }
 
@@ -143,7 +208,15 @@ fn hevc_ladder_uses_hvc1() {
     let res = run(encore()
         .arg("transcode")
         .arg(&src)
-        .args(["--codec", "hevc", "--preset", "ultrafast", "--ladder", "720:2000k,360:500k", "--out"])
+        .args([
+            "--codec",
+            "hevc",
+            "--preset",
+            "ultrafast",
+            "--ladder",
+            "720:2000k,360:500k",
+            "--out",
+        ])
         .arg(&out));
     assert!(res.status.success());
     check_package(&out, &[720, 360], 10.0, 30.0, true, true);
@@ -152,26 +225,110 @@ fn hevc_ladder_uses_hvc1() {
 #[test]
 fn a_1080p_source_gets_four_rungs_and_a_360p_source_one() {
     // 3 s, 1920x1080, 25 fps, no audio.
-    let hd = fixture("src-1080p25-3s.mp4", &["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
+    let hd = fixture(
+        "src-1080p25-3s.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=25",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
     let dir = tempdir();
     let out = dir.path().join("hd");
-    assert!(run(encore().arg("transcode").arg(&hd).args(["--preset", "ultrafast", "--out"]).arg(&out)).status.success());
+    assert!(run(encore()
+        .arg("transcode")
+        .arg(&hd)
+        .args(["--preset", "ultrafast", "--out"])
+        .arg(&out))
+    .status
+    .success());
     check_package(&out, &[1080, 720, 480, 360], 3.0, 25.0, false, false);
 
     // 2 s, 640x360, 30 fps, with audio.
-    let sd = fixture("src-360p30-2s.mkv", &["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]);
+    let sd = fixture(
+        "src-360p30-2s.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
     let out = dir.path().join("sd");
-    assert!(run(encore().arg("transcode").arg(&sd).args(["--preset", "ultrafast", "--out"]).arg(&out)).status.success());
+    assert!(run(encore()
+        .arg("transcode")
+        .arg(&sd)
+        .args(["--preset", "ultrafast", "--out"])
+        .arg(&out))
+    .status
+    .success());
     check_package(&out, &[360], 2.0, 30.0, false, true);
 }
 
 #[test]
 fn mpeg_ts_input_with_odd_segment_duration() {
     // 5 s MPEG-TS, 29.97 fps, 3 s segments: boundaries fall between frames.
-    let ts = fixture("src-480p2997-5s.ts", &["-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30000/1001", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]);
+    let ts = fixture(
+        "src-480p2997-5s.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=854x480:rate=30000/1001",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
     let dir = tempdir();
     let out = dir.path().join("out");
-    let res = run(encore().arg("transcode").arg(&ts).args(["--preset", "ultrafast", "--segment-duration", "3", "--ladder", "480:1000k,240:300k", "--out"]).arg(&out));
+    let res = run(encore()
+        .arg("transcode")
+        .arg(&ts)
+        .args([
+            "--preset",
+            "ultrafast",
+            "--segment-duration",
+            "3",
+            "--ladder",
+            "480:1000k,240:300k",
+            "--out",
+        ])
+        .arg(&out));
     assert!(res.status.success());
     let m = master(&out);
     assert_eq!(m.variants.len(), 2);

@@ -3,8 +3,8 @@
 //! Timestamps are sample counts from the start of the presentation, so audio stays on the same
 //! clock as video whatever the source's packet timing.
 
-use ffmpeg_next as ff;
 use ff::{codec, encoder, format::Sample, software::resampling, ChannelLayout};
+use ffmpeg_next as ff;
 
 use super::Error;
 
@@ -35,13 +35,18 @@ pub struct AacEncoder {
 }
 
 fn failed(message: String) -> Error {
-    Error::Encode { backend: BACKEND, message }
+    Error::Encode {
+        backend: BACKEND,
+        message,
+    }
 }
 
 impl AacEncoder {
     pub fn open(bitrate: u64) -> Result<Self, Error> {
-        let codec = encoder::find_by_name("aac")
-            .ok_or_else(|| Error::Unavailable { backend: BACKEND, reason: "this FFmpeg has no aac encoder".into() })?;
+        let codec = encoder::find_by_name("aac").ok_or_else(|| Error::Unavailable {
+            backend: BACKEND,
+            reason: "this FFmpeg has no aac encoder".into(),
+        })?;
         let mut ctx = codec::context::Context::new_with_codec(codec)
             .encoder()
             .audio()
@@ -52,7 +57,9 @@ impl AacEncoder {
         ctx.set_bit_rate(bitrate as usize);
         ctx.set_time_base(ff::Rational::new(1, SAMPLE_RATE as i32));
         ctx.set_flags(codec::Flags::GLOBAL_HEADER);
-        let encoder = ctx.open_as(codec).map_err(|e| failed(format!("open: {e}")))?;
+        let encoder = ctx
+            .open_as(codec)
+            .map_err(|e| failed(format!("open: {e}")))?;
         let frame_size = (encoder.frame_size() as usize).max(1);
         // SAFETY: the context is open.
         let priming = unsafe { (*encoder.as_ptr()).initial_padding as i64 };
@@ -128,7 +135,9 @@ impl AacEncoder {
         if rest > 0 {
             packets.extend(self.encode_frame(rest)?);
         }
-        self.encoder.send_eof().map_err(|e| failed(format!("flush: {e}")))?;
+        self.encoder
+            .send_eof()
+            .map_err(|e| failed(format!("flush: {e}")))?;
         packets.extend(self.drain()?);
         Ok(packets)
     }
@@ -142,7 +151,11 @@ impl AacEncoder {
     }
 
     fn encode_frame(&mut self, samples: usize) -> Result<Vec<Packet>, Error> {
-        let mut frame = ff::frame::Audio::new(Sample::F32(ff::format::sample::Type::Planar), self.frame_size, ChannelLayout::STEREO);
+        let mut frame = ff::frame::Audio::new(
+            Sample::F32(ff::format::sample::Type::Planar),
+            self.frame_size,
+            ChannelLayout::STEREO,
+        );
         frame.set_rate(SAMPLE_RATE);
         for ch in 0..2 {
             let plane = frame.plane_mut::<f32>(ch);
@@ -152,7 +165,9 @@ impl AacEncoder {
         }
         frame.set_pts(Some(self.sent));
         self.sent += samples as i64;
-        self.encoder.send_frame(&frame).map_err(|e| failed(format!("send frame: {e}")))?;
+        self.encoder
+            .send_frame(&frame)
+            .map_err(|e| failed(format!("send frame: {e}")))?;
         self.drain()
     }
 
@@ -165,7 +180,11 @@ impl AacEncoder {
                     data: packet.data().unwrap_or(&[]).to_vec(),
                     // Shift the priming away: the first packet starts at 0, on the video's clock.
                     pts: packet.pts().unwrap_or(0) + self.priming,
-                    duration: if packet.duration() > 0 { packet.duration() as u32 } else { self.frame_size as u32 },
+                    duration: if packet.duration() > 0 {
+                        packet.duration() as u32
+                    } else {
+                        self.frame_size as u32
+                    },
                 }),
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
                 Err(ff::Error::Eof) => break,
@@ -200,12 +219,22 @@ impl Resampler {
                 ChannelLayout::STEREO,
                 SAMPLE_RATE,
             )
-            .map_err(|e| failed(format!("resampler for {:?} {} Hz: {e}", frame.format(), frame.rate())))?;
+            .map_err(|e| {
+                failed(format!(
+                    "resampler for {:?} {} Hz: {e}",
+                    frame.format(),
+                    frame.rate()
+                ))
+            })?;
             self.context = Some((ctx, key));
         }
         let (ctx, _) = self.context.as_mut().expect("set above");
         let capacity = frame.samples() * SAMPLE_RATE as usize / frame.rate().max(1) as usize + 256;
-        let mut out = ff::frame::Audio::new(Sample::F32(ff::format::sample::Type::Planar), capacity, ChannelLayout::STEREO);
+        let mut out = ff::frame::Audio::new(
+            Sample::F32(ff::format::sample::Type::Planar),
+            capacity,
+            ChannelLayout::STEREO,
+        );
         let result = if frame.channel_layout() == layout {
             ctx.run(frame, &mut out)
         } else {
@@ -215,6 +244,9 @@ impl Resampler {
         };
         result.map_err(|e| failed(format!("resample: {e}")))?;
         let n = out.samples();
-        Ok([out.plane::<f32>(0)[..n].to_vec(), out.plane::<f32>(1)[..n].to_vec()])
+        Ok([
+            out.plane::<f32>(0)[..n].to_vec(),
+            out.plane::<f32>(1)[..n].to_vec(),
+        ])
     }
 }

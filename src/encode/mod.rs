@@ -39,7 +39,9 @@ impl std::str::FromStr for RateControl {
         match s.to_ascii_lowercase().as_str() {
             "capped" | "vbr" | "capped-vbr" | "crf" => Ok(RateControl::Capped),
             "cbr" => Ok(RateControl::Cbr),
-            other => Err(format!("unknown rate control {other:?} (expected capped or cbr)")),
+            other => Err(format!(
+                "unknown rate control {other:?} (expected capped or cbr)"
+            )),
         }
     }
 }
@@ -70,9 +72,15 @@ pub struct Config {
 pub enum Error {
     /// The backend cannot run on this machine (no driver, no device, codec not built in).
     #[error("{backend} unavailable: {reason}")]
-    Unavailable { backend: &'static str, reason: String },
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
     #[error("{backend}: {message}")]
-    Encode { backend: &'static str, message: String },
+    Encode {
+        backend: &'static str,
+        message: String,
+    },
 }
 
 /// A video encoder. Frames in, packets out; `flush` drains what is buffered (B-frames, lookahead).
@@ -80,7 +88,11 @@ pub trait Backend: Send {
     /// The backend's name as used in logs, config and hw-profiles.
     fn name(&self) -> &'static str;
     /// Encodes one frame in the encoder's pixel format and size; `force_keyframe` makes it an IDR.
-    fn encode(&mut self, frame: &mut ffmpeg_next::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error>;
+    fn encode(
+        &mut self,
+        frame: &mut ffmpeg_next::frame::Video,
+        force_keyframe: bool,
+    ) -> Result<Vec<Packet>, Error>;
     /// Drains every buffered packet at end of stream. No default: forgetting it loses frames.
     fn flush(&mut self) -> Result<Vec<Packet>, Error>;
     /// Codec configuration (SPS/PPS, VPS) as the encoder gives it (Annex B or a config record).

@@ -49,7 +49,11 @@ pub enum SelectError {
 /// Opens the first candidate allowed by `kind` that accepts `config`.
 ///
 /// With `Auto`, a fallback past refusing hardware backends logs one WARN naming each and why.
-pub fn select(kind: &Kind, candidates: &[Candidate], config: &Config) -> Result<Box<dyn Backend>, SelectError> {
+pub fn select(
+    kind: &Kind,
+    candidates: &[Candidate],
+    config: &Config,
+) -> Result<Box<dyn Backend>, SelectError> {
     let allowed: Vec<&Candidate> = match kind {
         Kind::Auto => {
             let mut v: Vec<&Candidate> = candidates.iter().filter(|c| c.hardware).collect();
@@ -63,7 +67,11 @@ pub fn select(kind: &Kind, candidates: &[Candidate], config: &Config) -> Result<
             if found.is_empty() {
                 return Err(SelectError::Unknown {
                     name: name.clone(),
-                    known: candidates.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+                    known: candidates
+                        .iter()
+                        .map(|c| c.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             found
@@ -75,7 +83,12 @@ pub fn select(kind: &Kind, candidates: &[Candidate], config: &Config) -> Result<
             Ok(backend) => {
                 if !refusals.is_empty() {
                     let why: Vec<String> = refusals.iter().map(|e: &Error| e.to_string()).collect();
-                    tracing::warn!(chosen = candidate.name, "falling back to {}: {}", candidate.name, why.join("; "));
+                    tracing::warn!(
+                        chosen = candidate.name,
+                        "falling back to {}: {}",
+                        candidate.name,
+                        why.join("; ")
+                    );
                 }
                 return Ok(backend);
             }
@@ -96,7 +109,11 @@ mod tests {
         fn name(&self) -> &'static str {
             self.0
         }
-        fn encode(&mut self, _: &mut ffmpeg_next::frame::Video, _: bool) -> Result<Vec<Packet>, Error> {
+        fn encode(
+            &mut self,
+            _: &mut ffmpeg_next::frame::Video,
+            _: bool,
+        ) -> Result<Vec<Packet>, Error> {
             Ok(vec![])
         }
         fn flush(&mut self) -> Result<Vec<Packet>, Error> {
@@ -111,7 +128,10 @@ mod tests {
     }
 
     fn refusing(_: &Config) -> Result<Box<dyn Backend>, Error> {
-        Err(Error::Unavailable { backend: "gpu-stub", reason: "no device".into() })
+        Err(Error::Unavailable {
+            backend: "gpu-stub",
+            reason: "no device".into(),
+        })
     }
     fn accepting(_: &Config) -> Result<Box<dyn Backend>, Error> {
         Ok(Box::new(Stub("cpu-stub")))
@@ -119,8 +139,16 @@ mod tests {
 
     fn table() -> Vec<Candidate> {
         vec![
-            Candidate { name: "gpu-stub", hardware: true, open: refusing },
-            Candidate { name: "cpu-stub", hardware: false, open: accepting },
+            Candidate {
+                name: "gpu-stub",
+                hardware: true,
+                open: refusing,
+            },
+            Candidate {
+                name: "cpu-stub",
+                hardware: false,
+                open: accepting,
+            },
         ]
     }
 
@@ -147,12 +175,19 @@ mod tests {
 
     #[test]
     fn named_and_hardware_report_the_refusal() {
-        let e = select(&Kind::Named("gpu-stub".into()), &table(), &config()).err().unwrap();
+        let e = select(&Kind::Named("gpu-stub".into()), &table(), &config())
+            .err()
+            .unwrap();
         assert_eq!(e.to_string(), "gpu-stub unavailable: no device");
         let e = select(&Kind::Hardware, &table(), &config()).err().unwrap();
         assert!(e.to_string().contains("no device"));
-        let e = select(&Kind::Named("quantum".into()), &table(), &config()).err().unwrap();
+        let e = select(&Kind::Named("quantum".into()), &table(), &config())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("unknown backend"), "{e}");
-        assert_eq!(select(&Kind::Software, &table(), &config()).unwrap().name(), "cpu-stub");
+        assert_eq!(
+            select(&Kind::Software, &table(), &config()).unwrap().name(),
+            "cpu-stub"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Software decoders for the chosen streams. Corrupt packets are counted, never fatal.
 
-use ffmpeg_next as ff;
 use ff::codec::threading;
+use ffmpeg_next as ff;
 
 /// Decodes one stream; `errors` counts packets the decoder rejected and frames it failed on.
 pub struct Decoder<D> {
@@ -12,24 +12,36 @@ pub struct Decoder<D> {
 pub type VideoDecoder = Decoder<ff::decoder::Video>;
 pub type AudioDecoder = Decoder<ff::decoder::Audio>;
 
-fn context_for(stream: &ff::format::stream::Stream) -> Result<ff::codec::context::Context, ff::Error> {
+fn context_for(
+    stream: &ff::format::stream::Stream,
+) -> Result<ff::codec::context::Context, ff::Error> {
     let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())?;
     // Frame threads on every core, like the ffmpeg CLI's default ("-threads auto").
-    ctx.set_threading(threading::Config { kind: threading::Type::Frame, count: 0, ..Default::default() });
+    ctx.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
     Ok(ctx)
 }
 
 impl VideoDecoder {
     pub fn open(stream: &ff::format::stream::Stream) -> Result<Self, ff::Error> {
         let ctx = context_for(stream)?;
-        Ok(Decoder { inner: ctx.decoder().video()?, errors: 0 })
+        Ok(Decoder {
+            inner: ctx.decoder().video()?,
+            errors: 0,
+        })
     }
 }
 
 impl AudioDecoder {
     pub fn open(stream: &ff::format::stream::Stream) -> Result<Self, ff::Error> {
         let ctx = context_for(stream)?;
-        Ok(Decoder { inner: ctx.decoder().audio()?, errors: 0 })
+        Ok(Decoder {
+            inner: ctx.decoder().audio()?,
+            errors: 0,
+        })
     }
 }
 
@@ -78,7 +90,8 @@ where
                     // SAFETY: the frame was just filled by the decoder.
                     let damaged = unsafe {
                         let f = frame.as_ptr();
-                        (*f).decode_error_flags != 0 || ((*f).flags & ff::ffi::AV_FRAME_FLAG_CORRUPT as i32) != 0
+                        (*f).decode_error_flags != 0
+                            || ((*f).flags & ff::ffi::AV_FRAME_FLAG_CORRUPT as i32) != 0
                     };
                     if damaged {
                         self.errors += 1;

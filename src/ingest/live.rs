@@ -30,26 +30,48 @@ impl std::str::FromStr for LiveSource {
     /// `test`, `test:1280x720@30`, `udp://…`, `srt://…`, `rtmp://…`, `loop:PATH`, `file:PATH`.
     fn from_str(s: &str) -> Result<Self, String> {
         if s == "test" || s == "testsrc" {
-            return Ok(LiveSource::TestPattern { width: 1280, height: 720, fps: 30 });
+            return Ok(LiveSource::TestPattern {
+                width: 1280,
+                height: 720,
+                fps: 30,
+            });
         }
         if let Some(spec) = s.strip_prefix("test:") {
-            let bad = || format!("test source {spec:?}: expected WIDTHxHEIGHT@FPS, e.g. test:1280x720@30");
+            let bad = || {
+                format!("test source {spec:?}: expected WIDTHxHEIGHT@FPS, e.g. test:1280x720@30")
+            };
             let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
             let (w, h) = size.split_once('x').ok_or_else(bad)?;
-            let (width, height, fps): (u32, u32, u32) =
-                (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
-            if width < 16 || height < 16 || width % 2 == 1 || height % 2 == 1 || !(1..=120).contains(&fps) {
+            let (width, height, fps): (u32, u32, u32) = (
+                w.parse().map_err(|_| bad())?,
+                h.parse().map_err(|_| bad())?,
+                fps.parse().map_err(|_| bad())?,
+            );
+            if width < 16
+                || height < 16
+                || width % 2 == 1
+                || height % 2 == 1
+                || !(1..=120).contains(&fps)
+            {
                 return Err(bad());
             }
             return Ok(LiveSource::TestPattern { width, height, fps });
         }
         if let Some(path) = s.strip_prefix("loop:") {
-            return Ok(LiveSource::File { path: path.into(), looped: true });
+            return Ok(LiveSource::File {
+                path: path.into(),
+                looped: true,
+            });
         }
         if let Some(path) = s.strip_prefix("file:") {
-            return Ok(LiveSource::File { path: path.into(), looped: false });
+            return Ok(LiveSource::File {
+                path: path.into(),
+                looped: false,
+            });
         }
-        for scheme in ["udp://", "srt://", "rtmp://", "rtp://", "tcp://", "http://", "https://", "rist://"] {
+        for scheme in [
+            "udp://", "srt://", "rtmp://", "rtp://", "tcp://", "http://", "https://", "rist://",
+        ] {
             if s.starts_with(scheme) {
                 return Ok(LiveSource::Url(s.into()));
             }
@@ -69,7 +91,9 @@ impl LiveSource {
     /// A short name for logs.
     pub fn describe(&self) -> String {
         match self {
-            LiveSource::TestPattern { width, height, fps } => format!("test pattern {width}x{height}@{fps}"),
+            LiveSource::TestPattern { width, height, fps } => {
+                format!("test pattern {width}x{height}@{fps}")
+            }
             LiveSource::Url(u) => u.clone(),
             LiveSource::File { path, looped: true } => format!("{path} (looped)"),
             LiveSource::File { path, .. } => path.clone(),
@@ -94,7 +118,8 @@ impl Watchdog {
     }
     /// Allows the next blocking operation `within` from now.
     pub fn arm(&self, within: Duration) {
-        self.deadline_ms.store(now_ms() + within.as_millis() as u64, Ordering::SeqCst);
+        self.deadline_ms
+            .store(now_ms() + within.as_millis() as u64, Ordering::SeqCst);
     }
     fn expired(&self) -> bool {
         let d = self.deadline_ms.load(Ordering::SeqCst);
@@ -103,7 +128,10 @@ impl Watchdog {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The test pattern's filter graph: pattern + clock and frame counter, and a 1 kHz tone.
@@ -129,8 +157,10 @@ pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error>
     let mut source = open_with_format(&graph, Some("lavfi"), ff::Dictionary::new(), None)?;
     let index = source.video.index;
     let stream = source.input.stream(index).expect("chosen stream exists");
-    let mut decoder = super::decode::VideoDecoder::open(&stream)
-        .map_err(|e| Error::Decoder { path: "slate".into(), reason: e.to_string() })?;
+    let mut decoder = super::decode::VideoDecoder::open(&stream).map_err(|e| Error::Decoder {
+        path: "slate".into(),
+        reason: e.to_string(),
+    })?;
     drop(stream);
     let mut packet = ff::Packet::empty();
     while packet.read(&mut source.input).is_ok() {
@@ -150,8 +180,16 @@ pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Sourc
     let mut options = ff::Dictionary::new();
     match source {
         LiveSource::TestPattern { width, height, fps } => {
-            let start = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            open_with_format(&test_graph(*width, *height, *fps, start), Some("lavfi"), options, Some(watchdog))
+            let start = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            open_with_format(
+                &test_graph(*width, *height, *fps, start),
+                Some("lavfi"),
+                options,
+                Some(watchdog),
+            )
         }
         LiveSource::File { path, .. } => {
             if !std::path::Path::new(path).exists() {
@@ -186,8 +224,12 @@ fn open_with_format(
 ) -> Result<super::Source, Error> {
     super::init();
     ff::device::register_all();
-    let fail = |reason: String| Error::Open { path: location.into(), reason };
-    let c_location = std::ffi::CString::new(location).map_err(|_| fail("contains a NUL byte".into()))?;
+    let fail = |reason: String| Error::Open {
+        path: location.into(),
+        reason,
+    };
+    let c_location =
+        std::ffi::CString::new(location).map_err(|_| fail("contains a NUL byte".into()))?;
     // SAFETY: plain libavformat calls; every pointer is checked, and the context is owned by
     // `Input` (with the interrupt guard kept alive beside it) once open succeeds.
     unsafe {
@@ -212,7 +254,12 @@ fn open_with_format(
             interrupt.guard
         });
         let mut opts = options.disown();
-        let rc = ff::ffi::avformat_open_input(&mut ps, c_location.as_ptr(), input_format as _, &mut opts);
+        let rc = ff::ffi::avformat_open_input(
+            &mut ps,
+            c_location.as_ptr(),
+            input_format as _,
+            &mut opts,
+        );
         ff::Dictionary::own(opts);
         if rc < 0 {
             return Err(fail(ff::Error::from(rc).to_string()));
@@ -220,7 +267,10 @@ fn open_with_format(
         let rc = ff::ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
         if rc < 0 {
             ff::ffi::avformat_close_input(&mut ps);
-            return Err(fail(format!("no stream information: {}", ff::Error::from(rc))));
+            return Err(fail(format!(
+                "no stream information: {}",
+                ff::Error::from(rc)
+            )));
         }
         let input = match guard {
             Some(g) => ff::format::context::Input::wrap_with_interrupt(ps, g),

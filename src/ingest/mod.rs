@@ -8,8 +8,8 @@ pub mod live;
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
 use ff::media::Type;
+use ffmpeg_next as ff;
 
 use crate::media::Rational;
 
@@ -26,9 +26,17 @@ pub enum Error {
     #[error("input {path}: video decoder unavailable: {reason}")]
     Decoder { path: String, reason: String },
     #[error("input {path} is truncated: media ends at {got:.2} s of {expected:.2} s")]
-    Truncated { path: String, got: f64, expected: f64 },
+    Truncated {
+        path: String,
+        got: f64,
+        expected: f64,
+    },
     #[error("input {path}: read failed at {at:.2} s: {reason}")]
-    Read { path: String, at: f64, reason: String },
+    Read {
+        path: String,
+        at: f64,
+        reason: String,
+    },
     #[error("input {0}: no video frame could be decoded")]
     NothingDecoded(String),
 }
@@ -87,7 +95,10 @@ pub fn open(location: &str) -> Result<Source, Error> {
         return Err(Error::NotFound(PathBuf::from(location)));
     }
     if !is_url && Path::new(location).is_dir() {
-        return Err(Error::Open { path: location.into(), reason: "is a directory".into() });
+        return Err(Error::Open {
+            path: location.into(),
+            reason: "is a directory".into(),
+        });
     }
     let input = ff::format::input(&location).map_err(|e| Error::Open {
         path: location.into(),
@@ -109,12 +120,20 @@ pub(crate) fn describe(input: ff::format::context::Input, location: &str) -> Res
     // SAFETY: parameters() wraps the stream's codecpar, valid while `input` lives.
     let (width, height, sar) = unsafe {
         let p = params.as_ptr();
-        ((*p).width.max(0) as u32, (*p).height.max(0) as u32, (*p).sample_aspect_ratio)
+        (
+            (*p).width.max(0) as u32,
+            (*p).height.max(0) as u32,
+            (*p).sample_aspect_ratio,
+        )
     };
     if width == 0 || height == 0 {
         return Err(Error::NoVideo(location.into()));
     }
-    let sar = if sar.num > 0 && sar.den > 0 { sar.num as f64 / sar.den as f64 } else { 1.0 };
+    let sar = if sar.num > 0 && sar.den > 0 {
+        sar.num as f64 / sar.den as f64
+    } else {
+        1.0
+    };
     let codec = ff::codec::decoder::find(params.id())
         .map(|c| c.name().to_string())
         .unwrap_or_else(|| format!("{:?}", params.id()));
@@ -130,19 +149,36 @@ pub(crate) fn describe(input: ff::format::context::Input, location: &str) -> Res
     let audio = input.streams().best(Type::Audio).map(|s| AudioInfo {
         index: s.index(),
         time_base: s.time_base(),
-        codec: ff::codec::decoder::find(s.parameters().id()).map(|c| c.name().to_string()).unwrap_or_default(),
-        language: s.metadata().get("language").filter(|l| *l != "und").map(str::to_string),
+        codec: ff::codec::decoder::find(s.parameters().id())
+            .map(|c| c.name().to_string())
+            .unwrap_or_default(),
+        language: s
+            .metadata()
+            .get("language")
+            .filter(|l| *l != "und")
+            .map(str::to_string),
     });
-    let duration = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
-    Ok(Source { input, location: location.into(), video, audio, duration })
+    let duration =
+        (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    Ok(Source {
+        input,
+        location: location.into(),
+        video,
+        audio,
+        duration,
+    })
 }
 /// The stream's frame rate: average if sane, else the container's base rate, else 30.
 fn frame_rate_of(stream: &ff::format::stream::Stream) -> Rational {
-    let sane = |r: ff::Rational| r.numerator() > 0 && r.denominator() > 0 && {
-        let f = r.numerator() as f64 / r.denominator() as f64;
-        (1.0..=240.0).contains(&f)
+    let sane = |r: ff::Rational| {
+        r.numerator() > 0 && r.denominator() > 0 && {
+            let f = r.numerator() as f64 / r.denominator() as f64;
+            (1.0..=240.0).contains(&f)
+        }
     };
-    let r = [stream.avg_frame_rate(), stream.rate()].into_iter().find(|r| sane(*r));
+    let r = [stream.avg_frame_rate(), stream.rate()]
+        .into_iter()
+        .find(|r| sane(*r));
     match r {
         Some(r) => reduce(r.numerator() as u32, r.denominator() as u32),
         None => Rational::new(30, 1),
@@ -151,7 +187,11 @@ fn frame_rate_of(stream: &ff::format::stream::Stream) -> Rational {
 
 fn reduce(num: u32, den: u32) -> Rational {
     fn gcd(a: u32, b: u32) -> u32 {
-        if b == 0 { a } else { gcd(b, a % b) }
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
     }
     let g = gcd(num, den).max(1);
     Rational::new(num / g, den / g)

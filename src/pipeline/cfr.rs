@@ -45,7 +45,11 @@ impl Cfr {
     }
 
     /// Places a decoded frame; `emit` gets every output frame with its index, in order.
-    pub fn push(&mut self, frame: ff::frame::Video, mut emit: impl FnMut(Arc<ff::frame::Video>, i64)) {
+    pub fn push(
+        &mut self,
+        frame: ff::frame::Video,
+        mut emit: impl FnMut(Arc<ff::frame::Video>, i64),
+    ) {
         let index = match frame.timestamp() {
             Some(ts) => {
                 let seconds = (ts - self.zero) as f64 * self.time_base;

@@ -25,7 +25,9 @@ use crate::encode::{self, audio::AacEncoder, audio::Resampler, Kind, RateControl
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
 use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
 use crate::media::{Ladder, Rational, VideoCodec};
-use crate::package::{self, cmaf, LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
+use crate::package::{
+    self, cmaf, LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
+};
 
 /// Where a channel's segments and manifests go (the origin, in the daemon).
 pub trait Publisher: Send + Sync + 'static {
@@ -100,7 +102,10 @@ const AUDIO_MAX_BUFFER: f64 = 0.5;
 const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 
 fn epoch_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn sleep_until_epoch(t: f64, stopping: &AtomicBool) {
@@ -119,8 +124,15 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     if !(1.0..=10.0).contains(&seconds) {
         return Err(Error::SegmentDuration(seconds));
     }
-    let ladder = config.ladder.clone().unwrap_or_else(|| Ladder::default_for(config.codec));
-    let rungs = ladder.plan(config.width, config.height, config.width as f64 / config.height as f64)?;
+    let ladder = config
+        .ladder
+        .clone()
+        .unwrap_or_else(|| Ladder::default_for(config.codec));
+    let rungs = ladder.plan(
+        config.width,
+        config.height,
+        config.width as f64 / config.height as f64,
+    )?;
     let fps = config.frame_rate;
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
@@ -155,7 +167,10 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let (events_tx, events_rx) = bounded::<Event>(256);
     let mut threads = Vec::new();
     let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new().name(name.clone()).spawn(f).map_err(|e| Error::Thread(format!("{name}: {e}")))
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map_err(|e| Error::Thread(format!("{name}: {e}")))
     };
 
     // Renditions as the publisher will describe them.
@@ -163,14 +178,22 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         .iter()
         .map(|r| TrackInfo {
             id: r.id(&rungs),
-            kind: RenditionKind::Video { width: r.width, height: r.height, frame_rate: fps },
+            kind: RenditionKind::Video {
+                width: r.width,
+                height: r.height,
+                frame_rate: fps,
+            },
             target_bitrate: r.bitrate,
             timescale,
         })
         .collect();
     tracks.push(TrackInfo {
         id: "audio".into(),
-        kind: RenditionKind::Audio { sample_rate: encode::audio::SAMPLE_RATE, channels: encode::audio::CHANNELS, language: None },
+        kind: RenditionKind::Audio {
+            sample_rate: encode::audio::SAMPLE_RATE,
+            channels: encode::audio::CHANNELS,
+            language: None,
+        },
         target_bitrate: config.audio_bitrate,
         timescale: encode::audio::SAMPLE_RATE,
     });
@@ -191,7 +214,10 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             frame_ticks,
             segment_duration: config.segment_duration,
         };
-        let sink = Box::new(EventSink { track: i, events: events_tx.clone() });
+        let sink = Box::new(EventSink {
+            track: i,
+            events: events_tx.clone(),
+        });
         let name = config.name.clone();
         threads.push(spawn(
             format!("{}-{}p", config.name, rung.height),
@@ -210,7 +236,10 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         start_seconds,
         segment_duration: config.segment_duration,
         bitrate: config.audio_bitrate,
-        sink: Box::new(EventSink { track: audio_track, events: events_tx.clone() }),
+        sink: Box::new(EventSink {
+            track: audio_track,
+            events: events_tx.clone(),
+        }),
     };
     let name = config.name.clone();
     threads.push(spawn(
@@ -235,10 +264,22 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
         channel: config.name.clone(),
     };
-    threads.push(spawn(format!("{}-clock", config.name), Box::new(move || video.run(rung_senders)))?);
+    threads.push(spawn(
+        format!("{}-clock", config.name),
+        Box::new(move || video.run(rung_senders)),
+    )?);
 
-    let input = InputLoop { source: config.input.clone(), feed, watchdog: watchdog.clone(), stopping: stopping.clone(), channel: config.name.clone() };
-    threads.push(spawn(format!("{}-input", config.name), Box::new(move || input.run()))?);
+    let input = InputLoop {
+        source: config.input.clone(),
+        feed,
+        watchdog: watchdog.clone(),
+        stopping: stopping.clone(),
+        channel: config.name.clone(),
+    };
+    threads.push(spawn(
+        format!("{}-input", config.name),
+        Box::new(move || input.run()),
+    )?);
 
     let publish = PublishLoop {
         publisher,
@@ -247,10 +288,18 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         dvr_window: config.dvr_window,
         utc_timing_url: config.utc_timing_url.clone(),
     };
-    threads.push(spawn(format!("{}-publish", config.name), Box::new(move || publish.run(events_rx)))?);
+    threads.push(spawn(
+        format!("{}-publish", config.name),
+        Box::new(move || publish.run(events_rx)),
+    )?);
 
     tracing::info!(channel = %config.name, input = %config.input.describe(), rungs = rungs.len(), first_segment, "channel started");
-    Ok(Channel { name: config.name, watchdog, stopping, threads })
+    Ok(Channel {
+        name: config.name,
+        watchdog,
+        stopping,
+        threads,
+    })
 }
 
 /// Reads the input, forever: reconnects after failures, loops files, paces non-live inputs.
@@ -270,7 +319,13 @@ impl InputLoop {
         let mut backoff = Duration::from_millis(200);
         let mut last_error = String::new();
         while !self.stopping.load(Ordering::SeqCst) {
-            self.watchdog.arm(Duration::from_secs(if matches!(self.source, LiveSource::Url(_)) { 3600 } else { 10 }));
+            self.watchdog.arm(Duration::from_secs(
+                if matches!(self.source, LiveSource::Url(_)) {
+                    3600
+                } else {
+                    10
+                },
+            ));
             match self.read_once() {
                 Ok(ReadEnd::Ended) => {
                     tracing::info!(channel = %self.channel, "input ended");
@@ -297,7 +352,12 @@ impl InputLoop {
         let video_index = source.video.index;
         let audio_index = source.audio.as_ref().map(|a| a.index);
         let video_tb = f64::from(source.video.time_base);
-        let mut video = VideoDecoder::open(&source.input.stream(video_index).ok_or("video stream vanished")?)?;
+        let mut video = VideoDecoder::open(
+            &source
+                .input
+                .stream(video_index)
+                .ok_or("video stream vanished")?,
+        )?;
         let mut audio = match audio_index.and_then(|i| source.input.stream(i)) {
             Some(s) => Some(AudioDecoder::open(&s)?),
             None => None,
@@ -333,7 +393,8 @@ impl InputLoop {
                             }
                         }
                     }
-                    *self.feed.video.lock().expect("feed lock") = Some((Arc::new(frame), Instant::now()));
+                    *self.feed.video.lock().expect("feed lock") =
+                        Some((Arc::new(frame), Instant::now()));
                 }
             } else if Some(packet.stream()) == audio_index {
                 if let Some(decoder) = audio.as_mut() {
@@ -379,7 +440,10 @@ impl VideoClock {
     fn run(self, rungs: Vec<Sender<RungFrame>>) {
         let fps = self.fps.as_f64();
         let segment_ms = self.segment_duration.as_millis() as u128;
-        let segment_of = |k: i64| (k.max(0) as u128 * self.frame_ticks as u128 * 1000) / (segment_ms * self.timescale as u128);
+        let segment_of = |k: i64| {
+            (k.max(0) as u128 * self.frame_ticks as u128 * 1000)
+                / (segment_ms * self.timescale as u128)
+        };
         let mut k = (self.start_seconds * fps).ceil() as i64;
         let mut previous_segment = None;
         let mut lost = true;
@@ -414,7 +478,12 @@ impl VideoClock {
             previous_segment = Some(segment);
             for tx in &rungs {
                 // A rung that stopped has reported its error; the others go on.
-                let _ = tx.send(RungFrame { frame: frame.clone(), index: k, force, slate });
+                let _ = tx.send(RungFrame {
+                    frame: frame.clone(),
+                    index: k,
+                    force,
+                    slate,
+                });
             }
             k += 1;
         }
@@ -448,15 +517,21 @@ impl AudioClock {
         let chunk = 1024usize;
         let mut position = start;
         let max_buffer = (AUDIO_MAX_BUFFER * rate) as usize;
-        let mut write = |packets: Vec<encode::audio::Packet>, output: &mut TrackOutput| -> Result<(), Error> {
-            for p in packets {
-                let pts = start + p.pts;
-                if let Some(segment) = segmenter.push(Unit { data: p.data, pts, dts: pts, sync: true }) {
-                    output.write(segment, cmaf::SegmentFlags::default())?;
+        let mut write =
+            |packets: Vec<encode::audio::Packet>, output: &mut TrackOutput| -> Result<(), Error> {
+                for p in packets {
+                    let pts = start + p.pts;
+                    if let Some(segment) = segmenter.push(Unit {
+                        data: p.data,
+                        pts,
+                        dts: pts,
+                        sync: true,
+                    }) {
+                        output.write(segment, cmaf::SegmentFlags::default())?;
+                    }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         loop {
             let due = (position + chunk as i64) as f64 / rate + OUTPUT_DELAY.as_secs_f64();
             sleep_until_epoch(due, &self.stopping);
@@ -483,7 +558,13 @@ impl AudioClock {
         let rest = segmenter.finish();
         let count = rest.len();
         for (i, segment) in rest.into_iter().enumerate() {
-            output.write(segment, cmaf::SegmentFlags { slate: false, last: i + 1 == count })?;
+            output.write(
+                segment,
+                cmaf::SegmentFlags {
+                    slate: false,
+                    last: i + 1 == count,
+                },
+            )?;
         }
         Ok(())
     }
@@ -491,8 +572,16 @@ impl AudioClock {
 
 /// A track's output as events for the publisher.
 enum Event {
-    Init { track: usize, bytes: Vec<u8>, codecs: String },
-    Segment { track: usize, entry: SegmentEntry, bytes: Vec<u8> },
+    Init {
+        track: usize,
+        bytes: Vec<u8>,
+        codecs: String,
+    },
+    Segment {
+        track: usize,
+        entry: SegmentEntry,
+        bytes: Vec<u8>,
+    },
 }
 
 struct EventSink {
@@ -502,11 +591,19 @@ struct EventSink {
 
 impl Sink for EventSink {
     fn init(&mut self, bytes: Vec<u8>, codecs: &str) -> Result<(), Error> {
-        let _ = self.events.send(Event::Init { track: self.track, bytes, codecs: codecs.into() });
+        let _ = self.events.send(Event::Init {
+            track: self.track,
+            bytes,
+            codecs: codecs.into(),
+        });
         Ok(())
     }
     fn segment(&mut self, entry: SegmentEntry, bytes: Vec<u8>) -> Result<(), Error> {
-        let _ = self.events.send(Event::Segment { track: self.track, entry, bytes });
+        let _ = self.events.send(Event::Segment {
+            track: self.track,
+            entry,
+            bytes,
+        });
         Ok(())
     }
 }
@@ -541,11 +638,19 @@ impl PublishLoop {
         let mut last_end = 0.0f64;
         for event in events {
             match event {
-                Event::Init { track, bytes, codecs: c } => {
+                Event::Init {
+                    track,
+                    bytes,
+                    codecs: c,
+                } => {
                     self.publisher.init(&self.tracks[track].id, bytes);
                     codecs[track] = Some(c);
                 }
-                Event::Segment { track, entry, bytes } => {
+                Event::Segment {
+                    track,
+                    entry,
+                    bytes,
+                } => {
                     let info = &self.tracks[track];
                     self.publisher.segment(&info.id, entry.number, bytes);
                     let seconds = |t: u64| t as f64 / info.timescale as f64;
@@ -555,7 +660,8 @@ impl PublishLoop {
                     peaks[track] = peaks[track].max(peak);
                     let window = &mut windows[track];
                     window.push_back(entry);
-                    let keep_from = seconds(entry.start + entry.duration) - self.dvr_window.as_secs_f64();
+                    let keep_from =
+                        seconds(entry.start + entry.duration) - self.dvr_window.as_secs_f64();
                     while window.front().is_some_and(|s| seconds(s.start) < keep_from) {
                         window.pop_front();
                     }
@@ -567,25 +673,40 @@ impl PublishLoop {
                     if codecs.iter().all(Option::is_some) {
                         let p = self.presentation(&codecs, &windows, &peaks, None);
                         if !announced {
-                            self.publisher.manifest(package::MASTER_PLAYLIST_NAME, package::hls::master_playlist(&p));
-                            self.publisher.manifest(package::MPD_NAME, package::dash::mpd(&p));
+                            self.publisher.manifest(
+                                package::MASTER_PLAYLIST_NAME,
+                                package::hls::master_playlist(&p),
+                            );
+                            self.publisher
+                                .manifest(package::MPD_NAME, package::dash::mpd(&p));
                             announced = true;
                         }
                         let r = &p.renditions[track];
-                        self.publisher.manifest(&format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME), package::hls::media_playlist(&p, r));
+                        self.publisher.manifest(
+                            &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
+                            package::hls::media_playlist(&p, r),
+                        );
                     }
                 }
             }
         }
         // Every track has finished: the window becomes VOD.
         if codecs.iter().all(Option::is_some) {
-            let duration = Duration::from_secs_f64((last_end - first_start.unwrap_or(0.0)).max(0.0));
+            let duration =
+                Duration::from_secs_f64((last_end - first_start.unwrap_or(0.0)).max(0.0));
             let p = self.presentation(&codecs, &windows, &peaks, Some(duration));
-            self.publisher.manifest(package::MASTER_PLAYLIST_NAME, package::hls::master_playlist(&p));
+            self.publisher.manifest(
+                package::MASTER_PLAYLIST_NAME,
+                package::hls::master_playlist(&p),
+            );
             for r in &p.renditions {
-                self.publisher.manifest(&format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME), package::hls::media_playlist(&p, r));
+                self.publisher.manifest(
+                    &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
+                    package::hls::media_playlist(&p, r),
+                );
             }
-            self.publisher.manifest(package::MPD_NAME, package::dash::mpd(&p));
+            self.publisher
+                .manifest(package::MPD_NAME, package::dash::mpd(&p));
         }
         self.publisher.end();
     }
@@ -610,7 +731,11 @@ impl PublishLoop {
                     kind: t.kind.clone(),
                     codecs: codecs[i].clone().unwrap_or_default(),
                     peak_bitrate: peaks[i].max(declared),
-                    average_bitrate: if segments.is_empty() { t.target_bitrate } else { average },
+                    average_bitrate: if segments.is_empty() {
+                        t.target_bitrate
+                    } else {
+                        average
+                    },
                     timescale: t.timescale,
                     segments,
                 }
@@ -631,4 +756,3 @@ impl PublishLoop {
         }
     }
 }
-

@@ -31,7 +31,10 @@ pub enum Error {
     #[error("output {0} already exists (use --force to replace it)")]
     OutputExists(PathBuf),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid segment duration {0} s (allowed: 1 to 10 s)")]
     SegmentDuration(f64),
     #[error("a pipeline thread stopped unexpectedly: {0}")]
@@ -42,7 +45,11 @@ impl Error {
     /// 2 for problems with the input, the arguments or the machine's capabilities; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Ingest(_) | Error::Ladder(_) | Error::Backend(_) | Error::OutputExists(_) | Error::SegmentDuration(_) => 2,
+            Error::Ingest(_)
+            | Error::Ladder(_)
+            | Error::Backend(_)
+            | Error::OutputExists(_)
+            | Error::SegmentDuration(_) => 2,
             Error::Encode(crate::encode::Error::Unavailable { .. }) => 2,
             _ => 1,
         }

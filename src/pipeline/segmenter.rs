@@ -74,7 +74,11 @@ impl Segmenter {
                 let finished = close(open, start, self.last_sample_duration);
                 done = self.held.replace(finished);
             }
-            self.open = Some(Open { number, start, units: Vec::new() });
+            self.open = Some(Open {
+                number,
+                start,
+                units: Vec::new(),
+            });
         }
         if let Some(open) = self.open.as_mut() {
             open.units.push(unit);
@@ -90,7 +94,9 @@ impl Segmenter {
             close(open, end, self.last_sample_duration)
         });
         match (self.held.take(), last) {
-            (Some(mut prev), Some(last)) if last.duration * 4 * 1000 < self.segment_ms * self.timescale as u64 => {
+            (Some(mut prev), Some(last))
+                if last.duration * 4 * 1000 < self.segment_ms * self.timescale as u64 =>
+            {
                 // A sliver: one longer final segment reads better than a tiny one with a huge bitrate.
                 prev.duration += last.duration;
                 prev.samples.extend(last.samples);
@@ -112,7 +118,11 @@ fn close(open: Open, end: u64, last_sample_duration: u32) -> Segment {
             (open.units[i + 1].dts - unit.dts).max(1) as u64
         } else {
             // The last sample ends where the next segment begins: the timeline has no holes.
-            if end > decode_time { end - decode_time } else { last_sample_duration as u64 }
+            if end > decode_time {
+                end - decode_time
+            } else {
+                last_sample_duration as u64
+            }
         };
         samples.push(Sample {
             data: Vec::new(),
@@ -126,7 +136,12 @@ fn close(open: Open, end: u64, last_sample_duration: u32) -> Segment {
     for (sample, unit) in samples.iter_mut().zip(open.units) {
         sample.data = unit.data;
     }
-    Segment { number: open.number, start: open.start, duration: decode_time - open.start, samples }
+    Segment {
+        number: open.number,
+        start: open.start,
+        duration: decode_time - open.start,
+        samples,
+    }
 }
 
 #[cfg(test)]
@@ -141,11 +156,26 @@ mod tests {
         while i < frames {
             let sync = i % 60 == 0;
             if sync || i + 1 >= frames || (i + 1) % 60 == 0 {
-                out.push(Unit { data: vec![0], pts: i * d, dts: (i - 1) * d, sync });
+                out.push(Unit {
+                    data: vec![0],
+                    pts: i * d,
+                    dts: (i - 1) * d,
+                    sync,
+                });
                 i += 1;
             } else {
-                out.push(Unit { data: vec![0], pts: (i + 1) * d, dts: (i - 1) * d, sync: false });
-                out.push(Unit { data: vec![0], pts: i * d, dts: i * d, sync: false });
+                out.push(Unit {
+                    data: vec![0],
+                    pts: (i + 1) * d,
+                    dts: (i - 1) * d,
+                    sync: false,
+                });
+                out.push(Unit {
+                    data: vec![0],
+                    pts: i * d,
+                    dts: i * d,
+                    sync: false,
+                });
                 i += 2;
             }
         }
@@ -159,7 +189,10 @@ mod tests {
     #[test]
     fn segments_follow_the_clock_and_tile_the_timeline() {
         let mut s = Segmenter::new(90_000, Duration::from_secs(2), 3000);
-        let mut segs: Vec<Segment> = video_units(300).into_iter().filter_map(|u| s.push(u)).collect();
+        let mut segs: Vec<Segment> = video_units(300)
+            .into_iter()
+            .filter_map(|u| s.push(u))
+            .collect();
         segs.extend(s.finish());
         assert_eq!(segs.len(), 5);
         for (n, seg) in segs.iter().enumerate() {
@@ -167,7 +200,10 @@ mod tests {
             assert_eq!(seg.start, n as u64 * 180_000, "tfdt = n·D");
             assert_eq!(seg.duration, 180_000);
             assert!(seg.samples[0].keyframe);
-            assert_eq!(seg.samples[0].composition_offset, 0, "IDR presented at its decode time");
+            assert_eq!(
+                seg.samples[0].composition_offset, 0,
+                "IDR presented at its decode time"
+            );
             assert_eq!(seg.samples.len(), 60);
         }
     }
@@ -175,7 +211,10 @@ mod tests {
     #[test]
     fn a_final_sliver_joins_the_previous_segment() {
         let mut s = Segmenter::new(90_000, Duration::from_secs(2), 3000);
-        let mut segs: Vec<Segment> = video_units(242).into_iter().filter_map(|u| s.push(u)).collect();
+        let mut segs: Vec<Segment> = video_units(242)
+            .into_iter()
+            .filter_map(|u| s.push(u))
+            .collect();
         segs.extend(s.finish());
         assert_eq!(segs.len(), 4);
         assert_eq!(segs[3].duration, 62 * 3000);

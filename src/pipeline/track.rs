@@ -50,7 +50,11 @@ pub struct TrackOutput {
 impl TrackOutput {
     pub fn new(track: cmaf::Track, mut sink: Box<dyn Sink>) -> Result<Self, Error> {
         sink.init(track.init_segment()?, &track.codec_string())?;
-        Ok(TrackOutput { track, sink, segments: Vec::new() })
+        Ok(TrackOutput {
+            track,
+            sink,
+            segments: Vec::new(),
+        })
     }
 
     pub fn codec_string(&self) -> String {
@@ -61,7 +65,9 @@ impl TrackOutput {
         // mfhd sequence numbers start at 1; epoch-locked numbers are far below u32::MAX per D ≥ 1 s
         // until 2106, and wrap harmlessly after.
         let sequence = (segment.number as u32).wrapping_add(1);
-        let bytes = self.track.media_segment(sequence, segment.start, &segment.samples, flags)?;
+        let bytes = self
+            .track
+            .media_segment(sequence, segment.start, &segment.samples, flags)?;
         let entry = SegmentEntry {
             number: segment.number,
             start: segment.start,
@@ -113,7 +119,11 @@ impl VideoTrackResult {
         let (peak, average) = bitrates(&self.segments, self.timescale);
         Rendition {
             id: self.id.clone(),
-            kind: RenditionKind::Video { width: self.rung.width, height: self.rung.height, frame_rate },
+            kind: RenditionKind::Video {
+                width: self.rung.width,
+                height: self.rung.height,
+                frame_rate,
+            },
             codecs: self.codecs.clone(),
             peak_bitrate: peak,
             average_bitrate: average,
@@ -152,7 +162,11 @@ impl RungWorker {
         let codecs = track.codec_string();
         let mut output = TrackOutput::new(track, sink)?;
         let mut scaler = RungScaler::new(self.rung.width, self.rung.height, encoder.pixel_format());
-        let mut segmenter = Segmenter::new(self.timescale, self.segment_duration, self.frame_ticks as u32);
+        let mut segmenter = Segmenter::new(
+            self.timescale,
+            self.segment_duration,
+            self.frame_ticks as u32,
+        );
         // Presentation times of slate frames not yet packaged.
         let mut slate_pts = BTreeSet::new();
         let flags_for = |segment: &Segment, slate_pts: &mut BTreeSet<i64>, last: bool| {
@@ -164,21 +178,34 @@ impl RungWorker {
         for msg in frames {
             let mut frame = scaler
                 .scale(&msg.frame)
-                .map_err(|e| encode::Error::Encode { backend: "swscale", message: e.to_string() })?;
+                .map_err(|e| encode::Error::Encode {
+                    backend: "swscale",
+                    message: e.to_string(),
+                })?;
             let pts = msg.index * self.frame_ticks as i64;
             frame.set_pts(Some(pts));
             if msg.slate {
                 slate_pts.insert(pts);
             }
             for p in encoder.encode(&mut frame, msg.force)? {
-                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
+                if let Some(segment) = segmenter.push(Unit {
+                    data: p.data,
+                    pts: p.pts,
+                    dts: p.dts,
+                    sync: p.keyframe,
+                }) {
                     let flags = flags_for(&segment, &mut slate_pts, false);
                     output.write(segment, flags)?;
                 }
             }
         }
         for p in encoder.flush()? {
-            if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.dts, sync: p.keyframe }) {
+            if let Some(segment) = segmenter.push(Unit {
+                data: p.data,
+                pts: p.pts,
+                dts: p.dts,
+                sync: p.keyframe,
+            }) {
                 let flags = flags_for(&segment, &mut slate_pts, false);
                 output.write(segment, flags)?;
             }
@@ -189,6 +216,12 @@ impl RungWorker {
             let flags = flags_for(&segment, &mut slate_pts, mark_last && i + 1 == count);
             output.write(segment, flags)?;
         }
-        Ok(VideoTrackResult { id: self.id, rung: self.rung, codecs, timescale: self.timescale, segments: output.segments })
+        Ok(VideoTrackResult {
+            id: self.id,
+            rung: self.rung,
+            codecs,
+            timescale: self.timescale,
+            segments: output.segments,
+        })
     }
 }

@@ -17,7 +17,10 @@ use super::segmenter::{Segmenter, Unit};
 use super::track::{bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
 use crate::encode::{self, audio::AacEncoder, Backend, Kind, RateControl};
-use crate::ingest::{self, decode::{AudioDecoder, VideoDecoder}};
+use crate::ingest::{
+    self,
+    decode::{AudioDecoder, VideoDecoder},
+};
 use crate::media::{Ladder, VideoCodec};
 use crate::package::{self, cmaf, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
 
@@ -116,8 +119,15 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         return Err(Error::OutputExists(job.out.clone()));
     }
     let mut source = ingest::open(&job.input)?;
-    let ladder = job.ladder.clone().unwrap_or_else(|| Ladder::default_for(job.codec));
-    let rungs = ladder.plan(source.video.width, source.video.height, source.video.display_aspect)?;
+    let ladder = job
+        .ladder
+        .clone()
+        .unwrap_or_else(|| Ladder::default_for(job.codec));
+    let rungs = ladder.plan(
+        source.video.width,
+        source.video.height,
+        source.video.display_aspect,
+    )?;
 
     let staging = Staging::create(&job.out)?;
     let fps = source.video.frame_rate;
@@ -148,9 +158,15 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         };
         encoders.push(encode::select(&kind, &candidates, &config)?);
     }
-    let backend_name = encoders.first().map(|e| e.name().to_string()).unwrap_or_default();
+    let backend_name = encoders
+        .first()
+        .map(|e| e.name().to_string())
+        .unwrap_or_default();
 
-    let video_stream = source.input.stream(source.video.index).expect("chosen stream exists");
+    let video_stream = source
+        .input
+        .stream(source.video.index)
+        .expect("chosen stream exists");
     let mut decoder = VideoDecoder::open(&video_stream).map_err(|e| ingest::Error::Decoder {
         path: job.input.clone(),
         reason: e.to_string(),
@@ -162,7 +178,11 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let video_tb = source.video.time_base;
     let expected_seconds = {
         let d = video_stream.duration();
-        if d > 0 { Some(d as f64 * f64::from(video_tb)) } else { source.duration }
+        if d > 0 {
+            Some(d as f64 * f64::from(video_tb))
+        } else {
+            source.duration
+        }
     };
     drop(video_stream);
 
@@ -171,7 +191,9 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let mut rung_threads = Vec::new();
     for (rung, encoder) in rungs.iter().zip(encoders) {
         let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
-        let sink = Box::new(DirSink { dir: staging.path.join(rung.id(&rungs)) });
+        let sink = Box::new(DirSink {
+            dir: staging.path.join(rung.id(&rungs)),
+        });
         let worker = RungWorker {
             rung: *rung,
             id: rung.id(&rungs),
@@ -181,14 +203,19 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             segment_duration: job.segment_duration,
         };
         rung_senders.push(tx);
-        rung_threads.push(spawn(format!("rung-{}", rung.height), move || worker.run(encoder, rx, sink, false))?);
+        rung_threads.push(spawn(format!("rung-{}", rung.height), move || {
+            worker.run(encoder, rx, sink, false)
+        })?);
     }
 
     // Audio thread.
     let mut audio_sender = None;
     let mut audio_thread = None;
     if let Some(info) = source.audio.clone() {
-        let stream = source.input.stream(info.index).expect("chosen stream exists");
+        let stream = source
+            .input
+            .stream(info.index)
+            .expect("chosen stream exists");
         match AudioDecoder::open(&stream) {
             Ok(decoder) => {
                 let (tx, rx) = bounded::<ff::Packet>(AUDIO_QUEUE);
@@ -203,7 +230,10 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
                 audio_sender = Some(tx);
                 audio_thread = Some(spawn("audio".into(), move || worker.run(decoder, rx))?);
             }
-            Err(e) => tracing::warn!("audio stream {} cannot be decoded ({e}); output is video-only", info.index),
+            Err(e) => tracing::warn!(
+                "audio stream {} cannot be decoded ({e}); output is video-only",
+                info.index
+            ),
         }
     }
 
@@ -211,7 +241,9 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let expected_frames = expected_seconds.map(|s| (s * fps.as_f64()).round() as u64);
     let mut cfr = Cfr::new(fps, video_tb, zero);
     let segment_ms = job.segment_duration.as_millis() as u128;
-    let segment_of = |index: i64| (index.max(0) as u128 * frame_ticks as u128 * 1000) / (segment_ms * timescale as u128);
+    let segment_of = |index: i64| {
+        (index.max(0) as u128 * frame_ticks as u128 * 1000) / (segment_ms * timescale as u128)
+    };
     let broadcast_failed = std::cell::Cell::new(false);
     let mut demux_errors = 0u64;
     let mut read_error = None;
@@ -220,7 +252,15 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         let mut send_frame = |frame: Arc<ff::frame::Video>, index: i64| {
             let force = index == 0 || segment_of(index) != segment_of(index - 1);
             for tx in &rung_senders {
-                if tx.send(RungFrame { frame: frame.clone(), index, force, slate: false }).is_err() {
+                if tx
+                    .send(RungFrame {
+                        frame: frame.clone(),
+                        index,
+                        force,
+                        slate: false,
+                    })
+                    .is_err()
+                {
                     broadcast_failed.set(true);
                 }
             }
@@ -246,7 +286,10 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
                 }
             } else if Some(packet.stream()) == source.audio.as_ref().map(|a| a.index) {
                 if let Some(tx) = &audio_sender {
-                    if tx.send(std::mem::replace(&mut packet, ff::Packet::empty())).is_err() {
+                    if tx
+                        .send(std::mem::replace(&mut packet, ff::Packet::empty()))
+                        .is_err()
+                    {
                         audio_sender = None;
                     }
                 }
@@ -299,28 +342,45 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         return Err(ingest::Error::NothingDecoded(job.input.clone()).into());
     }
     if let Some(e) = read_error {
-        return Err(ingest::Error::Read { path: job.input.clone(), at: media_seconds, reason: e.to_string() }.into());
+        return Err(ingest::Error::Read {
+            path: job.input.clone(),
+            at: media_seconds,
+            reason: e.to_string(),
+        }
+        .into());
     }
     if let Some(expected) = expected_seconds {
         // A file that stops well short of its declared length lost its tail.
         if media_seconds + 1.0 < expected * 0.9 {
-            return Err(ingest::Error::Truncated { path: job.input.clone(), got: media_seconds, expected }.into());
+            return Err(ingest::Error::Truncated {
+                path: job.input.clone(),
+                got: media_seconds,
+                expected,
+            }
+            .into());
         }
     }
-    progress(&Progress { frames, expected_frames: Some(frames), media_seconds, elapsed: started.elapsed() });
+    progress(&Progress {
+        frames,
+        expected_frames: Some(frames),
+        media_seconds,
+        elapsed: started.elapsed(),
+    });
 
     // Manifests.
-    let mut renditions: Vec<Rendition> = videos
-        .iter()
-        .map(|v| v.rendition(fps))
-        .collect();
+    let mut renditions: Vec<Rendition> = videos.iter().map(|v| v.rendition(fps)).collect();
     if let Some(a) = &audio {
         renditions.push(a.rendition());
     }
-    let presentation = Presentation { segment_duration: job.segment_duration, renditions, timeline: Timeline::Vod };
+    let presentation = Presentation {
+        segment_duration: job.segment_duration,
+        renditions,
+        timeline: Timeline::Vod,
+    };
     write_manifests(&staging.path, &presentation)?;
 
-    let decode_errors = decoder.errors + demux_errors + audio.as_ref().map_or(0, |a| a.decode_errors);
+    let decode_errors =
+        decoder.errors + demux_errors + audio.as_ref().map_or(0, |a| a.decode_errors);
     if decode_errors > 0 {
         tracing::warn!("{decode_errors} corrupt packets or frames were skipped; the output is complete without them");
     }
@@ -334,10 +394,19 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         renditions: presentation
             .renditions
             .iter()
-            .zip(videos.iter().map(|v| v.rung.bitrate).chain(audio.iter().map(|_| job.audio_bitrate)))
+            .zip(
+                videos
+                    .iter()
+                    .map(|v| v.rung.bitrate)
+                    .chain(audio.iter().map(|_| job.audio_bitrate)),
+            )
             .map(|(r, target)| summarize(r, target))
             .collect(),
-        segments: presentation.renditions.iter().map(|r| r.segments.len()).sum(),
+        segments: presentation
+            .renditions
+            .iter()
+            .map(|r| r.segments.len())
+            .sum(),
         bytes: dir_size(&staging.path),
         wall_time: started.elapsed().as_secs_f64(),
         speed: media_seconds / started.elapsed().as_secs_f64().max(1e-9),
@@ -353,11 +422,20 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
 /// Writes the multivariant playlist, every media playlist and the MPD.
 pub fn write_manifests(dir: &Path, presentation: &Presentation) -> Result<(), Error> {
     let write = |path: PathBuf, text: String| std::fs::write(&path, text).map_err(io_error(path));
-    write(dir.join(package::MASTER_PLAYLIST_NAME), package::hls::master_playlist(presentation))?;
+    write(
+        dir.join(package::MASTER_PLAYLIST_NAME),
+        package::hls::master_playlist(presentation),
+    )?;
     for r in &presentation.renditions {
-        write(dir.join(&r.id).join(package::MEDIA_PLAYLIST_NAME), package::hls::media_playlist(presentation, r))?;
+        write(
+            dir.join(&r.id).join(package::MEDIA_PLAYLIST_NAME),
+            package::hls::media_playlist(presentation, r),
+        )?;
     }
-    write(dir.join(package::MPD_NAME), package::dash::mpd(presentation))
+    write(
+        dir.join(package::MPD_NAME),
+        package::dash::mpd(presentation),
+    )
 }
 
 fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
@@ -418,7 +496,11 @@ impl AudioTrackResult {
 const AUDIO_GAP_SECONDS: f64 = 0.1;
 
 impl AudioWorker {
-    fn run(self, mut decoder: AudioDecoder, packets: Receiver<ff::Packet>) -> Result<AudioTrackResult, Error> {
+    fn run(
+        self,
+        mut decoder: AudioDecoder,
+        packets: Receiver<ff::Packet>,
+    ) -> Result<AudioTrackResult, Error> {
         let mut encoder = AacEncoder::open(self.bitrate)?;
         let track = cmaf::Track::new(cmaf::TrackConfig::Audio {
             sample_rate: encode::audio::SAMPLE_RATE,
@@ -428,19 +510,33 @@ impl AudioWorker {
             bitrate: self.bitrate,
         })?;
         let codecs = track.codec_string();
-        let mut writer = TrackOutput::new(track, Box::new(DirSink { dir: self.dir.clone() }))?;
+        let mut writer = TrackOutput::new(
+            track,
+            Box::new(DirSink {
+                dir: self.dir.clone(),
+            }),
+        )?;
         let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024);
         let mut started = false;
         let tb = f64::from(self.time_base);
-        let mut take = |packets: Vec<encode::audio::Packet>, writer: &mut TrackOutput| -> Result<(), Error> {
-            for p in packets {
-                if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
-                    writer.write(segment, cmaf::SegmentFlags::default())?;
+        let mut take =
+            |packets: Vec<encode::audio::Packet>, writer: &mut TrackOutput| -> Result<(), Error> {
+                for p in packets {
+                    if let Some(segment) = segmenter.push(Unit {
+                        data: p.data,
+                        pts: p.pts,
+                        dts: p.pts,
+                        sync: true,
+                    }) {
+                        writer.write(segment, cmaf::SegmentFlags::default())?;
+                    }
                 }
-            }
-            Ok(())
-        };
-        let mut handle = |frame: ff::frame::Audio, encoder: &mut AacEncoder, writer: &mut TrackOutput| -> Result<(), Error> {
+                Ok(())
+            };
+        let mut handle = |frame: ff::frame::Audio,
+                          encoder: &mut AacEncoder,
+                          writer: &mut TrackOutput|
+         -> Result<(), Error> {
             if let Some(ts) = frame.timestamp() {
                 let at = ts as f64 * tb - self.zero_seconds;
                 if !started {
@@ -465,14 +561,24 @@ impl AudioWorker {
         }
         let rest = encoder.flush()?;
         for p in rest {
-            if let Some(segment) = segmenter.push(Unit { data: p.data, pts: p.pts, dts: p.pts, sync: true }) {
+            if let Some(segment) = segmenter.push(Unit {
+                data: p.data,
+                pts: p.pts,
+                dts: p.pts,
+                sync: true,
+            }) {
                 writer.write(segment, cmaf::SegmentFlags::default())?;
             }
         }
         for segment in segmenter.finish() {
             writer.write(segment, cmaf::SegmentFlags::default())?;
         }
-        Ok(AudioTrackResult { codecs, language: self.language, segments: writer.segments, decode_errors: decoder.errors })
+        Ok(AudioTrackResult {
+            codecs,
+            language: self.language,
+            segments: writer.segments,
+            decode_errors: decoder.errors,
+        })
     }
 }
 
@@ -487,7 +593,9 @@ fn spawn<T: Send + 'static>(
 }
 
 fn join<T>(handle: JoinHandle<Result<T, Error>>) -> Result<T, Error> {
-    handle.join().map_err(|_| Error::Thread("a worker panicked".into()))?
+    handle
+        .join()
+        .map_err(|_| Error::Thread("a worker panicked".into()))?
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -517,13 +625,19 @@ impl Staging {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
-        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
         let path = parent.join(format!(".{name}.encore-partial-{}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
         }
         std::fs::create_dir(&path).map_err(io_error(&path))?;
-        Ok(Staging { path, committed: false })
+        Ok(Staging {
+            path,
+            committed: false,
+        })
     }
 
     fn commit(mut self, out: &Path, force: bool) -> Result<(), Error> {

@@ -1,8 +1,8 @@
 //! Per-rung scaling through libswscale, from the one shared decoded frame.
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
+use ffmpeg_next as ff;
 
 /// Scales shared source frames to one rung's size and pixel format.
 pub struct RungScaler {
@@ -15,7 +15,12 @@ pub struct RungScaler {
 
 impl RungScaler {
     pub fn new(width: u32, height: u32, format: Pixel) -> Self {
-        RungScaler { width, height, format, context: None }
+        RungScaler {
+            width,
+            height,
+            format,
+            context: None,
+        }
     }
 
     /// A frame of the rung's size and format, with the source's timestamp.

@@ -22,7 +22,12 @@ pub fn fixture(name: &str, ffmpeg_args: &[&str]) -> PathBuf {
         return path;
     }
     // Write under a unique name and rename: tests in parallel processes may race to make it.
-    let tmp = fixtures_dir().join(format!(".{}.{}.{}", std::process::id(), rand_suffix(), name));
+    let tmp = fixtures_dir().join(format!(
+        ".{}.{}.{}",
+        std::process::id(),
+        rand_suffix(),
+        name
+    ));
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(ffmpeg_args)
@@ -37,7 +42,12 @@ pub fn fixture(name: &str, ffmpeg_args: &[&str]) -> PathBuf {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
     h.finish()
 }
 
@@ -46,10 +56,28 @@ pub fn source_720p() -> PathBuf {
     fixture(
         "src-720p30-10s.mp4",
         &[
-            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-            "-t", "10", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-movflags",
+            "+faststart",
         ],
     )
 }
@@ -69,7 +97,10 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("encore-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::Builder::new()
+        .prefix("encore-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 /// All top-level boxes of an MP4 byte string, decoded by mp4-atom (strict).
@@ -87,11 +118,20 @@ pub fn init_info(path: &Path) -> (Codec, u32) {
     let atoms = boxes(&std::fs::read(path).unwrap());
     let moov = atoms
         .iter()
-        .find_map(|a| if let Any::Moov(m) = a { Some(m.clone()) } else { None })
+        .find_map(|a| {
+            if let Any::Moov(m) = a {
+                Some(m.clone())
+            } else {
+                None
+            }
+        })
         .expect("moov");
     assert_eq!(moov.trak.len(), 1, "one track per file");
     let trak = &moov.trak[0];
-    (trak.mdia.minf.stbl.stsd.codecs[0].clone(), trak.mdia.mdhd.timescale)
+    (
+        trak.mdia.minf.stbl.stsd.codecs[0].clone(),
+        trak.mdia.mdhd.timescale,
+    )
 }
 
 /// One media segment, read back.
@@ -104,11 +144,22 @@ pub struct SegmentView {
 
 pub fn read_segment(path: &Path) -> SegmentView {
     let atoms = boxes(&std::fs::read(path).unwrap());
-    let mut view = SegmentView { brands: vec![], tfdt: 0, samples: vec![], mdat: vec![] };
-    assert!(matches!(atoms.first(), Some(Any::Styp(_))), "{}: starts with styp", path.display());
+    let mut view = SegmentView {
+        brands: vec![],
+        tfdt: 0,
+        samples: vec![],
+        mdat: vec![],
+    };
+    assert!(
+        matches!(atoms.first(), Some(Any::Styp(_))),
+        "{}: starts with styp",
+        path.display()
+    );
     for a in atoms {
         match a {
-            Any::Styp(s) => view.brands = s.compatible_brands.iter().map(|b| b.to_string()).collect(),
+            Any::Styp(s) => {
+                view.brands = s.compatible_brands.iter().map(|b| b.to_string()).collect()
+            }
             Any::Moof(m) => {
                 assert_eq!(m.traf.len(), 1);
                 let traf = &m.traf[0];
@@ -140,7 +191,11 @@ pub fn first_sample_nal_types(view: &SegmentView, hevc: bool) -> Vec<u8> {
     while data.len() >= 4 {
         let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
         let nal = &data[4..4 + len];
-        types.push(if hevc { (nal[0] >> 1) & 0x3f } else { nal[0] & 0x1f });
+        types.push(if hevc {
+            (nal[0] >> 1) & 0x3f
+        } else {
+            nal[0] & 0x1f
+        });
         data = &data[4 + len..];
     }
     types
@@ -155,12 +210,28 @@ pub fn decode_rendition(dir: &Path, stream: &str) -> (u64, String) {
     let joined = dir.join("joined.mp4.tmp");
     std::fs::write(&joined, bytes).unwrap();
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", stream, "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", "-f", "mp4"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            "-f",
+            "mp4",
+        ])
         .arg(&joined)
         .output()
         .unwrap();
     std::fs::remove_file(&joined).ok();
-    let frames = String::from_utf8_lossy(&out.stdout).trim().trim_end_matches(',').parse().unwrap_or(0);
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap_or(0);
     (frames, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -168,7 +239,14 @@ pub fn decode_rendition(dir: &Path, stream: &str) -> (u64, String) {
 pub fn segment_numbers(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".m4s")?.parse().ok())
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".m4s")?
+                .parse()
+                .ok()
+        })
         .collect();
     v.sort();
     v
@@ -179,7 +257,9 @@ pub fn codec_string_of(entry: &Codec) -> String {
     match entry {
         Codec::Avc1(a) => format!(
             "avc1.{:02x}{:02x}{:02x}",
-            a.avcc.avc_profile_indication, a.avcc.profile_compatibility, a.avcc.avc_level_indication
+            a.avcc.avc_profile_indication,
+            a.avcc.profile_compatibility,
+            a.avcc.avc_level_indication
         ),
         Codec::Hvc1(h) => {
             let c = &h.hvcc;
@@ -215,5 +295,8 @@ pub fn ffmpeg_decode_all(manifest: &Path) -> (bool, String) {
         .args(["-map", "0", "-f", "null", "-"])
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

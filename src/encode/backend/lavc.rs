@@ -1,8 +1,8 @@
 //! A libavcodec video encoder shared by the backends that go through FFmpeg
 //! (libx264, libx265, h264_nvenc, ...). Each backend only chooses the codec and its options.
 
-use ffmpeg_next as ff;
 use ff::{codec, encoder, format::Pixel, Dictionary};
+use ffmpeg_next as ff;
 
 use crate::encode::{Config, Error, Packet};
 
@@ -36,27 +36,48 @@ impl LavcEncoder {
         ctx.set_height(config.height);
         ctx.set_format(pixel_format);
         ctx.set_time_base(ff::Rational::new(1, config.timescale as i32));
-        ctx.set_frame_rate(Some(ff::Rational::new(config.frame_rate.num as i32, config.frame_rate.den as i32)));
+        ctx.set_frame_rate(Some(ff::Rational::new(
+            config.frame_rate.num as i32,
+            config.frame_rate.den as i32,
+        )));
         ctx.set_gop(config.gop);
         ctx.set_flags(GLOBAL_HEADER);
         ctx.set_aspect_ratio(ff::Rational::new(1, 1));
-        let encoder = ctx.open_with(options).map_err(|e| unavailable(open_error(codec_name, e)))?;
-        Ok(LavcEncoder { backend, encoder, pixel_format })
+        let encoder = ctx
+            .open_with(options)
+            .map_err(|e| unavailable(open_error(codec_name, e)))?;
+        Ok(LavcEncoder {
+            backend,
+            encoder,
+            pixel_format,
+        })
     }
 
     pub fn pixel_format(&self) -> Pixel {
         self.pixel_format
     }
 
-    pub fn encode(&mut self, frame: &mut ff::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error> {
+    pub fn encode(
+        &mut self,
+        frame: &mut ff::frame::Video,
+        force_keyframe: bool,
+    ) -> Result<Vec<Packet>, Error> {
         // The picture type is the request: with forced-idr=1 an I becomes an IDR.
-        frame.set_kind(if force_keyframe { ff::picture::Type::I } else { ff::picture::Type::None });
-        self.encoder.send_frame(frame).map_err(|e| self.failed(format!("send frame: {e}")))?;
+        frame.set_kind(if force_keyframe {
+            ff::picture::Type::I
+        } else {
+            ff::picture::Type::None
+        });
+        self.encoder
+            .send_frame(frame)
+            .map_err(|e| self.failed(format!("send frame: {e}")))?;
         self.drain()
     }
 
     pub fn flush(&mut self) -> Result<Vec<Packet>, Error> {
-        self.encoder.send_eof().map_err(|e| self.failed(format!("flush: {e}")))?;
+        self.encoder
+            .send_eof()
+            .map_err(|e| self.failed(format!("flush: {e}")))?;
         self.drain()
     }
 
@@ -94,7 +115,10 @@ impl LavcEncoder {
     }
 
     fn failed(&self, message: String) -> Error {
-        Error::Encode { backend: self.backend, message }
+        Error::Encode {
+            backend: self.backend,
+            message,
+        }
     }
 }
 

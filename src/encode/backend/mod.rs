@@ -9,7 +9,15 @@ use super::Candidate;
 /// Every backend this build knows, hardware first.
 pub fn candidates() -> Vec<Candidate> {
     vec![
-        Candidate { name: nvenc::NAME, hardware: true, open: nvenc::open },
-        Candidate { name: software::NAME, hardware: false, open: software::open },
+        Candidate {
+            name: nvenc::NAME,
+            hardware: true,
+            open: nvenc::open,
+        },
+        Candidate {
+            name: software::NAME,
+            hardware: false,
+            open: software::open,
+        },
     ]
 }

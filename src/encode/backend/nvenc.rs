@@ -41,7 +41,10 @@ pub fn preset_for(preset: &str) -> &'static str {
 
 pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     if !driver_present() {
-        return Err(Error::Unavailable { backend: NAME, reason: format!("{DRIVER_LIBRARY} not found") });
+        return Err(Error::Unavailable {
+            backend: NAME,
+            reason: format!("{DRIVER_LIBRARY} not found"),
+        });
     }
     let codec_name = match config.codec {
         VideoCodec::Avc => "h264_nvenc",
@@ -75,7 +78,11 @@ impl Backend for Nvenc {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn encode(&mut self, frame: &mut ffmpeg_next::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error> {
+    fn encode(
+        &mut self,
+        frame: &mut ffmpeg_next::frame::Video,
+        force_keyframe: bool,
+    ) -> Result<Vec<Packet>, Error> {
         self.inner.encode(frame, force_keyframe)
     }
     fn flush(&mut self) -> Result<Vec<Packet>, Error> {

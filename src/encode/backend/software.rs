@@ -30,9 +30,15 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     let mut params: Vec<String> = Vec::new();
     match config.codec {
         VideoCodec::Avc => {
-            params.push(format!("keyint={}:min-keyint={}", config.gop, config.gop.min(config.gop / 2).max(1)));
+            params.push(format!(
+                "keyint={}:min-keyint={}",
+                config.gop,
+                config.gop.min(config.gop / 2).max(1)
+            ));
             match config.rate_control {
-                RateControl::Capped => params.push(format!("crf={CRF_AVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}")),
+                RateControl::Capped => params.push(format!(
+                    "crf={CRF_AVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}"
+                )),
                 RateControl::Cbr => params.push(format!(
                     "bitrate={kbps}:vbv-maxrate={kbps}:vbv-bufsize={kbps}:nal-hrd=cbr"
                 )),
@@ -43,9 +49,14 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         }
         VideoCodec::Hevc => {
             // Closed GOPs: every keyframe an IDR, no leading pictures across segment edges.
-            params.push(format!("keyint={}:min-keyint=1:open-gop=0:log-level=error", config.gop));
+            params.push(format!(
+                "keyint={}:min-keyint=1:open-gop=0:log-level=error",
+                config.gop
+            ));
             match config.rate_control {
-                RateControl::Capped => params.push(format!("crf={CRF_HEVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}")),
+                RateControl::Capped => params.push(format!(
+                    "crf={CRF_HEVC}:vbv-maxrate={kbps}:vbv-bufsize={bufsize}"
+                )),
                 RateControl::Cbr => params.push(format!(
                     "bitrate={kbps}:vbv-maxrate={kbps}:vbv-bufsize={kbps}:strict-cbr=1:hrd=1"
                 )),
@@ -64,7 +75,11 @@ impl Backend for Software {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn encode(&mut self, frame: &mut ffmpeg_next::frame::Video, force_keyframe: bool) -> Result<Vec<Packet>, Error> {
+    fn encode(
+        &mut self,
+        frame: &mut ffmpeg_next::frame::Video,
+        force_keyframe: bool,
+    ) -> Result<Vec<Packet>, Error> {
         self.inner.encode(frame, force_keyframe)
     }
     fn flush(&mut self) -> Result<Vec<Packet>, Error> {
