@@ -1,11 +1,11 @@
 # Encore: the two commands of the README's quick start, and a few more.
-#   make run    install what is missing, build, and run the appliance's main job
+#   make run    install what is missing, build, and run the daemon with a live demo channel
 #   make test   install what is missing, build, and run every test
 SHELL := /bin/bash
 CARGO ?= cargo
 SAMPLE := out/sample-source.mp4
 
-.PHONY: run test deps build release ptx bench fmt clean
+.PHONY: run sample test deps build release bench fmt clean
 
 deps:
 	@bash packaging/install-deps.sh
@@ -15,8 +15,12 @@ build: deps
 
 release: build
 
-# The main job: a 10 s sample transcoded into a full HLS + DASH ladder under out/sample.
+# The main job: the daemon with the demo channel (a live ABR ladder from the test pattern).
 run: build
+	./target/release/encore serve --demo
+
+# A 10 s sample transcoded into a full HLS + DASH ladder under out/sample.
+sample: build
 	@mkdir -p out
 	@[ -f $(SAMPLE) ] || ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 \
 	    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 \

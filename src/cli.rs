@@ -26,6 +26,43 @@ pub struct Cli {
 pub enum Command {
     /// Transcode a media file into a CMAF ABR package (HLS + DASH).
     Transcode(TranscodeArgs),
+    /// Run the daemon: the HTTP origin and the live channels of the configuration.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration (every field has a default).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 (overrides the configuration).
+    #[arg(short, long)]
+    pub listen: Option<String>,
+    /// Data folder (overrides the configuration).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Add a channel named `demo` fed by the built-in test pattern.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Result<crate::daemon::Config, String> {
+        let mut config = match &self.config {
+            Some(path) => crate::daemon::Config::load(path)?,
+            None => crate::daemon::Config::default(),
+        };
+        if let Some(listen) = &self.listen {
+            config.listen = listen.clone();
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if self.demo && !config.channels.iter().any(|c| c.name == "demo") {
+            config.channels.push(crate::daemon::ChannelSpec::demo());
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
 
 pub mod cli;
+pub mod daemon;
 pub mod encode;
 pub mod ingest;
 pub mod media;

@@ -1,0 +1,189 @@
+//! The daemon's TOML configuration. Every field has a default; unknown fields are errors.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "./data"
+//!
+//! [[channels]]
+//! name = "news"
+//! input = "udp://0.0.0.0:5000"      # or srt://0.0.0.0:9000, rtmp://0.0.0.0:1935/live/key, loop:FILE, test
+//! format = "1280x720@30"            # output size and rate; every input is scaled to it
+//! ladder = "720:3000k,480:1200k,360:730k"
+//! codec = "avc"
+//! segment_duration = 2
+//! dvr_window = 300
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::encode::Kind;
+use crate::ingest::live::LiveSource;
+use crate::media::{ladder::parse_bitrate, Ladder, Rational, VideoCodec};
+use crate::pipeline::live::ChannelConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP origin and API.
+    pub listen: String,
+    /// Where VOD outputs live (served under /vod/).
+    pub data_dir: PathBuf,
+    /// Requests served at once before the origin answers 503 with Retry-After.
+    pub max_in_flight: usize,
+    pub channels: Vec<ChannelSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { listen: "127.0.0.1:8080".into(), data_dir: PathBuf::from("./data"), max_in_flight: 4096, channels: Vec::new() }
+    }
+}
+
+/// One live channel as written in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    pub input: String,
+    /// Output `WIDTHxHEIGHT@FPS`; default: the test pattern's own, else 1280x720@30.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub ladder: Option<String>,
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// Seconds (1 to 10).
+    #[serde(default = "default_segment")]
+    pub segment_duration: f64,
+    /// DVR window in seconds.
+    #[serde(default = "default_dvr")]
+    pub dvr_window: f64,
+    #[serde(default = "default_audio")]
+    pub audio_bitrate: String,
+}
+
+fn default_codec() -> String {
+    "avc".into()
+}
+fn default_preset() -> String {
+    "veryfast".into()
+}
+fn default_backend() -> String {
+    "auto".into()
+}
+fn default_segment() -> f64 {
+    2.0
+}
+fn default_dvr() -> f64 {
+    300.0
+}
+fn default_audio() -> String {
+    "128k".into()
+}
+
+impl ChannelSpec {
+    /// The built-in demo channel: the test pattern through the default ladder.
+    pub fn demo() -> ChannelSpec {
+        ChannelSpec {
+            name: "demo".into(),
+            input: "test:1280x720@30".into(),
+            format: None,
+            ladder: None,
+            codec: default_codec(),
+            preset: default_preset(),
+            backend: default_backend(),
+            segment_duration: default_segment(),
+            dvr_window: default_dvr(),
+            audio_bitrate: default_audio(),
+        }
+    }
+
+    /// Checks every field and builds the pipeline's settings; errors name the channel and field.
+    pub fn resolve(&self) -> Result<ChannelConfig, String> {
+        let at = |field: &str, e: String| format!("channel {:?}: {field}: {e}", self.name);
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("channel name {:?}: use letters, digits, '-' and '_'", self.name));
+        }
+        let input: LiveSource = self.input.parse().map_err(|e| at("input", e))?;
+        let (width, height, fps) = match (&self.format, &input) {
+            (Some(f), _) => parse_format(f).map_err(|e| at("format", e))?,
+            (None, LiveSource::TestPattern { width, height, fps }) => (*width, *height, *fps),
+            (None, _) => (1280, 720, 30),
+        };
+        let ladder = match &self.ladder {
+            Some(l) => Some(Ladder::from_arg(l).map_err(|e| at("ladder", e.to_string()))?),
+            None => None,
+        };
+        if !(1.0..=10.0).contains(&self.segment_duration) {
+            return Err(at("segment_duration", format!("{} s is outside 1 to 10 s", self.segment_duration)));
+        }
+        if !(self.dvr_window >= 3.0 * self.segment_duration) {
+            return Err(at("dvr_window", "must hold at least 3 segments".into()));
+        }
+        Ok(ChannelConfig {
+            name: self.name.clone(),
+            input,
+            width,
+            height,
+            frame_rate: Rational::new(fps, 1),
+            ladder,
+            codec: self.codec.parse::<VideoCodec>().map_err(|e| at("codec", e))?,
+            preset: self.preset.clone(),
+            backend: self.backend.parse::<Kind>().map_err(|e| at("backend", e.to_string()))?,
+            segment_duration: Duration::from_secs_f64(self.segment_duration),
+            dvr_window: Duration::from_secs_f64(self.dvr_window),
+            audio_bitrate: parse_bitrate(&self.audio_bitrate).map_err(|e| at("audio_bitrate", e))?,
+            utc_timing_url: "/time".into(),
+        })
+    }
+}
+
+/// `1280x720@30`.
+fn parse_format(s: &str) -> Result<(u32, u32, u32), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT@FPS, e.g. 1280x720@30");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (w, h, fps): (u32, u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
+    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || !(1..=120).contains(&fps) {
+        return Err(bad());
+    }
+    Ok((w, h, fps))
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c: Config = toml::from_str("[[channels]]\nname = \"a\"\ninput = \"test\"\n").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        let ch = c.channels[0].resolve().unwrap();
+        assert_eq!((ch.width, ch.height), (1280, 720));
+        assert_eq!(ch.segment_duration, Duration::from_secs(2));
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+        let mut bad = ChannelSpec::demo();
+        bad.input = "ftp://x".into();
+        assert!(bad.resolve().unwrap_err().contains("input"));
+        let mut bad = ChannelSpec::demo();
+        bad.format = Some("1281x720@30".into());
+        assert!(bad.resolve().unwrap_err().contains("format"));
+        let mut bad = ChannelSpec::demo();
+        bad.name = "../x".into();
+        assert!(bad.resolve().is_err());
+    }
+}

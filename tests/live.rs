@@ -1,0 +1,235 @@
+//! `encore serve` end to end: a real daemon on 127.0.0.1:0, real HTTP, independent parsers,
+//! ffmpeg as a player, SIGTERM at the end.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use m3u8_rs::Playlist;
+
+struct Daemon {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `encore serve` with `channels` (TOML) and waits for its address.
+    fn start(channels: &str) -> Daemon {
+        let dir = tempdir();
+        let config = dir.path().join("encore.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{channels}", dir.path().join("data").display())).unwrap();
+        let mut child = encore()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a line").unwrap();
+        let base = first.strip_prefix("encore: serving on ").expect(&first).trim().to_string();
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon { child, base, _dir: dir }
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new().get(format!("{}{path}", self.base)).timeout(Duration::from_secs(10)).send().unwrap()
+    }
+
+    /// Polls until `path` answers 200 (or panics after `within`).
+    fn wait_for(&self, path: &str, within: Duration) -> reqwest::blocking::Response {
+        let start = Instant::now();
+        loop {
+            let r = self.get(path);
+            if r.status() == 200 {
+                return r;
+            }
+            assert!(start.elapsed() < within, "{path} never appeared (last status {})", r.status());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn media_playlist(&self, path: &str) -> m3u8_rs::MediaPlaylist {
+        match m3u8_rs::parse_playlist_res(&self.get(path).bytes().unwrap()) {
+            Ok(Playlist::MediaPlaylist(m)) => m,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn segment_view(bytes: &[u8]) -> SegmentView {
+    let dir = tempdir();
+    let p = dir.path().join("s.m4s");
+    std::fs::write(&p, bytes).unwrap();
+    read_segment(&p)
+}
+
+const TEST_CHANNEL: &str = r#"
+[[channels]]
+name = "t"
+input = "test:320x180@15"
+ladder = "180:300k,90:120k"
+preset = "ultrafast"
+segment_duration = 1
+dvr_window = 30
+"#;
+
+#[test]
+fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
+    let d = Daemon::start(TEST_CHANNEL);
+    let master = d.wait_for("/live/t/master.m3u8", Duration::from_secs(20));
+    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let master = match m3u8_rs::parse_playlist_res(&master.bytes().unwrap()) {
+        Ok(Playlist::MasterPlaylist(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(master.variants.len(), 2);
+    assert!(master.variants[0].codecs.as_deref().unwrap().contains("mp4a.40.2"));
+
+    // Let a few segments accumulate.
+    std::thread::sleep(Duration::from_secs(4));
+    let pl = d.media_playlist("/live/t/180p/index.m3u8");
+    assert!(!pl.end_list, "live playlists have no ENDLIST");
+    assert!(pl.playlist_type.is_none());
+    assert!(pl.segments.len() >= 3, "{} segments", pl.segments.len());
+    assert!(pl.segments[0].program_date_time.is_some(), "PROGRAM-DATE-TIME");
+    // Epoch locking: the newest number is the current second (D = 1 s), within encoder latency.
+    let last: u64 = pl.segments.last().unwrap().uri.trim_end_matches(".m4s").parse().unwrap();
+    let edge = now().floor() as u64;
+    assert!(last + 3 >= edge && last <= edge, "last segment {last} vs clock {edge}");
+    assert_eq!(pl.media_sequence + pl.segments.len() as u64 - 1, last);
+
+    // Segments: tfdt = n·D on both rungs and audio, IDR first, immutable caching.
+    for (rendition, hevc_or_audio) in [("180p", false), ("90p", false)] {
+        let r = d.get(&format!("/live/t/{rendition}/{last}.m4s"));
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        assert!(r.headers().contains_key("etag"));
+        let view = segment_view(&r.bytes().unwrap());
+        assert_eq!(view.tfdt, last * 90_000, "{rendition}");
+        let types = first_sample_nal_types(&view, hevc_or_audio);
+        assert!(types.contains(&5), "{rendition}: {types:?}");
+    }
+    let audio = segment_view(&d.get(&format!("/live/t/audio/{}.m4s", last - 1)).bytes().unwrap());
+    assert!((audio.tfdt as f64 / 48_000.0 - (last - 1) as f64).abs() < 0.03);
+
+    // Far ahead of the edge: 404 with a max-age until it is due.
+    let ahead = d.get(&format!("/live/t/180p/{}.m4s", last + 10));
+    assert_eq!(ahead.status(), 404);
+    assert!(ahead.headers()["cache-control"].to_str().unwrap().contains("max-age="));
+
+    // DASH: dynamic, UTCTiming served by the origin itself.
+    let mpd = d.get("/live/t/manifest.mpd").text().unwrap();
+    let parsed = dash_mpd::parse(&mpd).expect("dash-mpd parses");
+    assert_eq!(parsed.mpdtype.as_deref(), Some("dynamic"));
+    assert!(!parsed.UTCTiming.is_empty());
+    let time = d.get("/time").text().unwrap();
+    assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
+
+    // A real client plays it.
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &format!("{}/live/t/master.m3u8", d.base), "-t", "2", "-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert!(d.terminate().success(), "SIGTERM exits 0");
+}
+
+#[test]
+fn a_file_played_once_ends_as_vod() {
+    // 3 s at 15 fps with audio.
+    let src = fixture("src-180p15-3s.mp4", &["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]);
+    let d = Daemon::start(&format!(
+        "[[channels]]\nname = \"f\"\ninput = \"file:{}\"\nformat = \"320x180@15\"\nladder = \"180:300k\"\npreset = \"ultrafast\"\nsegment_duration = 1\ndvr_window = 30\n",
+        src.display()
+    ));
+    d.wait_for("/live/f/master.m3u8", Duration::from_secs(20));
+    let start = Instant::now();
+    let pl = loop {
+        let pl = d.media_playlist("/live/f/180p/index.m3u8");
+        if pl.end_list {
+            break pl;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never ended");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(pl.segments.len() >= 2);
+    let mpd = d.get("/live/f/manifest.mpd").text().unwrap();
+    assert!(!mpd.contains("minimumUpdatePeriod"), "{mpd}");
+    dash_mpd::parse(&mpd).expect("final MPD parses");
+    // The last segment carries lmsg.
+    let last = pl.segments.last().unwrap();
+    let view = segment_view(&d.get(&format!("/live/f/180p/{}", last.uri)).bytes().unwrap());
+    assert!(view.brands.iter().any(|b| b == "lmsg"), "{:?}", view.brands);
+    // Still served as VOD after the end.
+    let (ok, errors) = {
+        let out = Command::new("ffmpeg").args(["-v", "error", "-i", &format!("{}/live/f/master.m3u8", d.base), "-map", "0", "-f", "null", "-"]).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(ok, "{errors}");
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_lost_udp_input_becomes_slate_and_comes_back() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(&format!(
+        "[[channels]]\nname = \"u\"\ninput = \"udp://127.0.0.1:{port}\"\nformat = \"320x180@15\"\nladder = \"180:300k\"\npreset = \"ultrafast\"\nsegment_duration = 1\ndvr_window = 30\n"
+    ));
+    // No input yet: the channel runs on slate.
+    d.wait_for("/live/u/master.m3u8", Duration::from_secs(20));
+    // Feed 4 s of MPEG-TS in real time, then stop.
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_secs(4));
+    let pl = d.media_playlist("/live/u/180p/index.m3u8");
+    let numbers: Vec<u64> = pl.segments.iter().map(|s| s.uri.trim_end_matches(".m4s").parse().unwrap()).collect();
+    for w in numbers.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "numbering is continuous: {numbers:?}");
+    }
+    let slate: Vec<bool> = numbers
+        .iter()
+        .map(|n| segment_view(&d.get(&format!("/live/u/180p/{n}.m4s")).bytes().unwrap()).brands.iter().any(|b| b == "slat"))
+        .collect();
+    assert!(slate.iter().any(|s| *s), "slate before and after the feed: {slate:?}");
+    assert!(slate.iter().any(|s| !*s), "real video while fed: {slate:?}");
+    assert!(*slate.last().unwrap(), "slate again after the feed stopped: {slate:?}");
+    assert!(d.terminate().success());
+}
