@@ -1,0 +1,1 @@
+//! Origin over real HTTP.
