@@ -4,5 +4,5 @@
 //! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
 
 pub mod media;
-pub mod package;
 pub mod origin;
+pub mod package;

@@ -42,9 +42,18 @@ mod unit {
     fn formats_known_instants() {
         let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms);
         assert_eq!(iso8601_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_millis(at(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
-        assert_eq!(iso8601_millis(at(1_795_593_600, 123)), "2026-11-25T08:00:00.123Z");
-        assert_eq!(iso8601_millis(at(4_107_542_399, 999)), "2100-02-28T23:59:59.999Z");
+        assert_eq!(
+            iso8601_millis(at(951_782_400, 5)),
+            "2000-02-29T00:00:00.005Z"
+        );
+        assert_eq!(
+            iso8601_millis(at(1_795_593_600, 123)),
+            "2026-11-25T08:00:00.123Z"
+        );
+        assert_eq!(
+            iso8601_millis(at(4_107_542_399, 999)),
+            "2100-02-28T23:59:59.999Z"
+        );
     }
 
     #[test]

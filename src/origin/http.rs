@@ -24,7 +24,8 @@ pub(crate) const MPD: &str = "application/dash+xml";
 /// The origin does not know whether a folder holds audio or video, and MSE ignores the type.
 pub(crate) const MP4: &str = "video/mp4";
 
-const EXPOSE: &str = "ETag, Content-Length, Content-Range, Date, Last-Modified, Accept-Ranges, Age, Retry-After";
+const EXPOSE: &str =
+    "ETag, Content-Length, Content-Range, Date, Last-Modified, Accept-Ranges, Age, Retry-After";
 
 /// Content type by file extension, `None` for files the origin never serves.
 pub(crate) fn known_content_type(file: &str) -> Option<&'static str> {
@@ -50,7 +51,10 @@ pub(crate) fn cache_control_value(s: &str) -> HeaderValue {
 /// so a CDN keeps one copy per URL.
 pub(crate) fn add_cors(headers: &mut HeaderMap) {
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE));
+    headers.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE),
+    );
 }
 
 /// Answer to an `OPTIONS` preflight.
@@ -65,10 +69,15 @@ pub(crate) fn preflight() -> Response {
     );
     h.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, If-Range, Cache-Control"),
+        HeaderValue::from_static(
+            "Range, If-None-Match, If-Modified-Since, If-Range, Cache-Control",
+        ),
     );
     h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
     res
 }
 
@@ -78,7 +87,10 @@ pub(crate) fn text(status: StatusCode, body: &'static str, cache: HeaderValue) -
     *res.status_mut() = status;
     let h = res.headers_mut();
     add_cors(h);
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(CACHE_CONTROL, cache);
     res
 }
@@ -147,7 +159,10 @@ pub(crate) fn serve(obj: &Object, req: &HeaderMap) -> Response {
     let h = res.headers_mut();
     add_cors(h);
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert(CACHE_CONTROL, max_age(1));
     } else {
         h.insert(CONTENT_TYPE, obj.content_type.clone());
@@ -176,7 +191,11 @@ fn not_modified(obj: &Object, req: &HeaderMap) -> bool {
             .any(|t| t == "*" || strip_weak(t) == ours);
     }
     if let Some(ims) = req.get(IF_MODIFIED_SINCE) {
-        let Some(since) = ims.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) else {
+        let Some(since) = ims
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+        else {
             return false;
         };
         let since = since
@@ -267,7 +286,15 @@ mod unit {
         assert_eq!(r("bytes=-0", 100), Some(Err(Unsatisfiable)));
         assert_eq!(r("bytes=0-", 0), Some(Err(Unsatisfiable)));
         assert_eq!(r("bytes=0-99999999999999999999999", 10), Some(Ok((0, 9))));
-        for ignored in ["bytes=5-1", "bytes=a-b", "items=0-1", "bytes=0-1,5-6", "bytes=", "bytes=-", "0-1"] {
+        for ignored in [
+            "bytes=5-1",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,5-6",
+            "bytes=",
+            "bytes=-",
+            "0-1",
+        ] {
             assert_eq!(r(ignored, 100), None, "{ignored}");
         }
     }

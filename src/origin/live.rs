@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::http::{known_content_type, not_found, serve};
 use super::store::{parse_segment_name, Channel, Lookup};
@@ -29,7 +29,7 @@ pub(crate) async fn top(
     };
     match origin.admit(Priority::Essential) {
         Ok(_guard) => serve(&obj, &req),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -47,7 +47,10 @@ pub(crate) async fn rendition(
     }
     let obj = if file == INIT_NAME {
         ch.init(&rendition)
-    } else if matches!(known_content_type(&file), Some(super::http::M3U8 | super::http::MPD)) {
+    } else if matches!(
+        known_content_type(&file),
+        Some(super::http::M3U8 | super::http::MPD)
+    ) {
         ch.rendition_manifest(&rendition, &file)
     } else {
         None
@@ -57,7 +60,7 @@ pub(crate) async fn rendition(
     };
     match origin.admit(Priority::Essential) {
         Ok(_guard) => serve(&obj, &req),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -76,7 +79,7 @@ async fn segment(
         Lookup::Found(obj) => {
             return match origin.admit(priority) {
                 Ok(_guard) => serve(&obj, req),
-                Err(refused) => refused,
+                Err(refused) => refused.into_response(),
             }
         }
         Lookup::Evicted | Lookup::UnknownRendition => return not_found(GONE_MAX_AGE),
@@ -106,7 +109,7 @@ async fn segment(
     // Held: due within one D, or late. Counted as in flight while it waits.
     let _guard = match origin.admit(priority) {
         Ok(g) => g,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     // Subscribe before looking again: a publish between the look and the wait still wakes us.
     let mut changed = ch.subscribe();

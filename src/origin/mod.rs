@@ -157,6 +157,18 @@ impl Drop for InFlight {
     }
 }
 
+/// A request refused for load; answered 503 with `Retry-After`.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    retry_after: Duration,
+}
+
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        http::overloaded(self.retry_after)
+    }
+}
+
 impl Origin {
     pub fn new(cfg: OriginConfig) -> Origin {
         let low_limit = cfg
@@ -274,7 +286,7 @@ impl Origin {
 
     /// Counts a request in, or refuses it with 503 when the origin is over the threshold for
     /// its priority.
-    pub(crate) fn admit(&self, priority: Priority) -> Result<InFlight, Response> {
+    pub(crate) fn admit(&self, priority: Priority) -> Result<InFlight, Refused> {
         let inner = &self.inner;
         let max = inner.cfg.max_in_flight;
         let low = inner.low_limit;
@@ -291,7 +303,9 @@ impl Origin {
         if n > limit {
             drop(guard);
             inner.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(http::overloaded(inner.retry_after));
+            return Err(Refused {
+                retry_after: inner.retry_after,
+            });
         }
         Ok(guard)
     }
@@ -317,9 +331,5 @@ async fn time() -> Response {
 }
 
 async fn healthz() -> Response {
-    http::text(
-        StatusCode::OK,
-        "ok\n",
-        HeaderValue::from_static("no-store"),
-    )
+    http::text(StatusCode::OK, "ok\n", HeaderValue::from_static("no-store"))
 }

@@ -403,9 +403,12 @@ impl ChannelPublisher {
         let content_type = content_type_for(file);
         match folder {
             None => {
-                if let Some(o) =
-                    ch.replace(state.manifests.get(file), bytes, content_type, &ch.manifest_cache)
-                {
+                if let Some(o) = ch.replace(
+                    state.manifests.get(file),
+                    bytes,
+                    content_type,
+                    &ch.manifest_cache,
+                ) {
                     state.manifests.insert(file.to_owned(), o);
                 }
             }
@@ -413,9 +416,12 @@ impl ChannelPublisher {
                 let order = shed_rank(&state.order, rendition);
                 let r = state.renditions.entry(rendition.to_owned()).or_default();
                 r.shed_rank = order;
-                if let Some(o) =
-                    ch.replace(r.manifests.get(file), bytes, content_type, &ch.manifest_cache)
-                {
+                if let Some(o) = ch.replace(
+                    r.manifests.get(file),
+                    bytes,
+                    content_type,
+                    &ch.manifest_cache,
+                ) {
                     r.manifests.insert(file.to_owned(), o);
                 }
             }
@@ -500,9 +506,19 @@ mod unit {
     fn segment_names_parse_strictly() {
         assert_eq!(parse_segment_name("0.m4s"), Some(0));
         assert_eq!(parse_segment_name("123.m4s"), Some(123));
-        assert_eq!(parse_segment_name(&crate::package::segment_name(42)), Some(42));
+        assert_eq!(
+            parse_segment_name(&crate::package::segment_name(42)),
+            Some(42)
+        );
         for bad in [
-            "", ".m4s", "01.m4s", "-1.m4s", "+1.m4s", "1.mp4", "a.m4s", "1a.m4s",
+            "",
+            ".m4s",
+            "01.m4s",
+            "-1.m4s",
+            "+1.m4s",
+            "1.mp4",
+            "a.m4s",
+            "1a.m4s",
             "99999999999999999999999.m4s",
         ] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");

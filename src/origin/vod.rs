@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use memmap2::Mmap;
 
@@ -41,7 +41,12 @@ pub(crate) async fn rendition(
     Path((name, rendition, file)): Path<(String, String, String)>,
     req: HeaderMap,
 ) -> Response {
-    get(&origin, &[name.as_str(), rendition.as_str(), file.as_str()], &req).await
+    get(
+        &origin,
+        &[name.as_str(), rendition.as_str(), file.as_str()],
+        &req,
+    )
+    .await
 }
 
 async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
@@ -75,7 +80,7 @@ async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
     };
     let _guard = match origin.admit(priority) {
         Ok(g) => g,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
 
     let mut path: PathBuf = root;
