@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod encode;
 pub mod ingest;
 pub mod media;
+pub mod origin;
 pub mod package;
 pub mod pipeline;
 pub mod scale;

@@ -1,0 +1,158 @@
+//! Live routes: manifests, init segments, and media segments with the live-edge rules.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use super::http::{known_content_type, not_found, serve};
+use super::store::{parse_segment_name, Channel, Lookup};
+use super::{Origin, Priority};
+use crate::package::INIT_NAME;
+
+/// A 404 for a segment that will never come (or not before the client gives up).
+const GONE_MAX_AGE: u64 = 1;
+
+/// `/live/{channel}/{file}`: the top-level manifests.
+pub(crate) async fn top(
+    State(origin): State<Origin>,
+    Path((channel, file)): Path<(String, String)>,
+    req: HeaderMap,
+) -> Response {
+    let Some(ch) = origin.channel(&channel) else {
+        return not_found(1);
+    };
+    let Some(obj) = ch.manifest(&file) else {
+        return not_found(1);
+    };
+    match origin.admit(Priority::Essential) {
+        Ok(_guard) => serve(&obj, &req),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// `/live/{channel}/{rendition}/{file}`: init segment, media playlist, media segments.
+pub(crate) async fn rendition(
+    State(origin): State<Origin>,
+    Path((channel, rendition, file)): Path<(String, String, String)>,
+    req: HeaderMap,
+) -> Response {
+    let Some(ch) = origin.channel(&channel) else {
+        return not_found(1);
+    };
+    if let Some(number) = parse_segment_name(&file) {
+        return segment(&origin, &ch, &rendition, number, &req).await;
+    }
+    let obj = if file == INIT_NAME {
+        ch.init(&rendition)
+    } else if matches!(
+        known_content_type(&file),
+        Some(super::http::M3U8 | super::http::MPD)
+    ) {
+        ch.rendition_manifest(&rendition, &file)
+    } else {
+        None
+    };
+    let Some(obj) = obj else {
+        return not_found(1);
+    };
+    match origin.admit(Priority::Essential) {
+        Ok(_guard) => serve(&obj, &req),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn segment(
+    origin: &Origin,
+    ch: &Arc<Channel>,
+    rendition: &str,
+    number: u64,
+    req: &HeaderMap,
+) -> Response {
+    let timing = ch.timing;
+    let now = SystemTime::now();
+    let priority = priority(origin, ch, rendition, number, now);
+
+    match ch.segment(rendition, number) {
+        Lookup::Found(obj) => {
+            return match origin.admit(priority) {
+                Ok(_guard) => serve(&obj, req),
+                Err(refused) => refused.into_response(),
+            }
+        }
+        Lookup::Evicted | Lookup::UnknownRendition => return not_found(GONE_MAX_AGE),
+        Lookup::Missing => {}
+    }
+    if ch.finished() {
+        return not_found(GONE_MAX_AGE);
+    }
+    let d = timing.segment_duration;
+    let Some(due) = timing.due(number) else {
+        return not_found(86_400);
+    };
+    if let Ok(ahead) = due.duration_since(now) {
+        if ahead > d {
+            // Too far ahead to hold: let a cache keep the 404 until the segment is due.
+            return not_found(ahead.as_secs());
+        }
+    }
+    let Some(deadline) = due.checked_add(d) else {
+        return not_found(GONE_MAX_AGE);
+    };
+    if now >= deadline {
+        // The encoder missed it.
+        return not_found(GONE_MAX_AGE);
+    }
+
+    // Held: due within one D, or late. Counted as in flight while it waits.
+    let _guard = match origin.admit(priority) {
+        Ok(g) => g,
+        Err(refused) => return refused.into_response(),
+    };
+    // Subscribe before looking again: a publish between the look and the wait still wakes us.
+    let mut changed = ch.subscribe();
+    loop {
+        match ch.segment(rendition, number) {
+            Lookup::Found(obj) => return serve(&obj, req),
+            Lookup::Evicted | Lookup::UnknownRendition => return not_found(GONE_MAX_AGE),
+            Lookup::Missing => {}
+        }
+        if ch.finished() {
+            return not_found(GONE_MAX_AGE);
+        }
+        let Ok(left) = deadline.duration_since(SystemTime::now()) else {
+            return not_found(GONE_MAX_AGE);
+        };
+        tokio::select! {
+            r = changed.changed() => {
+                if r.is_err() {
+                    return not_found(GONE_MAX_AGE);
+                }
+            }
+            // Wakes a little after the deadline so the last look above sees it passed.
+            _ = tokio::time::sleep(left + Duration::from_millis(1)) => {}
+        }
+    }
+}
+
+/// Live edge or DVR, by the clock (not by what was published: a stalled encoder must not turn
+/// live viewers into low-priority ones).
+fn priority(
+    origin: &Origin,
+    ch: &Channel,
+    rendition: &str,
+    number: u64,
+    now: SystemTime,
+) -> Priority {
+    let edge = ch.timing.edge_at(now);
+    let behind = edge.map_or(0, |e| e.saturating_sub(number));
+    if behind > origin.config().live_edge_segments {
+        return Priority::Low;
+    }
+    match ch.shed_rank(rendition) {
+        Some((rank, count)) => Priority::Rung { rank, count },
+        None => Priority::Essential,
+    }
+}

@@ -1,0 +1,335 @@
+//! The HTTP origin: serves what the live pipeline publishes and finished VOD folders, and
+//! enforces the live-edge rules (standards.md, "Origin behaviour").
+//!
+//! It is generic over content: the pipeline renders manifests and segments and hands over
+//! bytes through a [`ChannelPublisher`]; the origin owns publication, HTTP caching semantics,
+//! the wall-clock → segment-number rules, and load shedding.
+//!
+//! It must never:
+//! - serve a partial body: a segment becomes visible whole, at once (an `Arc` swapped into a
+//!   map under a lock); responses are reference-counted views of complete bytes;
+//! - block a pipeline thread: publishing is a short lock and a wake-up, no I/O, no `.await`,
+//!   no waiting on a request;
+//! - read outside its VOD folder: every path component is checked (`..`, separators, hidden
+//!   files, unknown extensions are 404) before it touches the file system.
+//!
+//! # Layout
+//! ```text
+//! /live/{channel}/master.m3u8, /live/{channel}/manifest.mpd
+//! /live/{channel}/{rendition}/init.mp4 | index.m3u8 | {number}.m4s
+//! /vod/{name}/...                 the same layout, read from OriginConfig::vod_root/{name}/...
+//! /time                           UTC now, ISO 8601 with milliseconds (DASH UTCTiming http-iso)
+//! /healthz                        "ok"
+//! ```
+//!
+//! # Live-edge rules
+//! Segment N of a channel covers `[epoch + N·D, epoch + (N+1)·D)` and is due at the end of
+//! that interval (DASH rule 4: available from AST + (N+1)·D). A request for an unpublished
+//! segment due within one D (or already due, the encoder being late) is held until it is
+//! published (200) or until due + D (404, `max-age=1`); one further ahead gets 404 at once with
+//! `max-age` = the seconds until it is due (at least 1), so a CDN does not hammer the origin.
+//! Segments below the DVR window, unknown channels, renditions and malformed names are 404.
+//!
+//! # Caching
+//! | resource | Cache-Control |
+//! | --- | --- |
+//! | live segment | `public, max-age=<DVR window, 1 s..1 day>, immutable` |
+//! | live init | `public, max-age=<D, at least 1>` (its URL survives a channel restart) |
+//! | live manifest | `public, max-age=<floor(D/2)>`; `public, max-age=0, no-cache` when that is 0 |
+//! | VOD manifest / media | `public, max-age=<vod_manifest_max_age>` / `…<vod_media_max_age>, immutable` |
+//! | 404 ahead of the edge | `max-age=<seconds until due, ≥ 1>` |
+//! | other 404, 416, 503 | `max-age=1` |
+//!
+//! Every stored response has a strong `ETag` and `Last-Modified` and answers 304 to
+//! `If-None-Match` / `If-Modified-Since`; single byte ranges get 206 (`If-Range` honoured),
+//! unsatisfiable ones 416. CORS: `Access-Control-Allow-Origin: *` on every response, the
+//! headers players read exposed, and `OPTIONS` preflights answered; no `Vary: Origin`.
+//!
+//! # Overload
+//! Requests being served (held requests included) are counted. Above a threshold the origin
+//! answers 503 with `Retry-After` and `max-age=1`. Thresholds by priority: DVR segments (older
+//! than the clock's live edge by more than `live_edge_segments`) and VOD media are refused first
+//! (`low_priority_max_in_flight`); live-edge segments of a declared ladder are refused top rung
+//! first, between the two thresholds ([`ChannelPublisher::set_rendition_order`]); manifests,
+//! init segments and undeclared renditions (audio) last (`max_in_flight`).
+
+mod clock;
+mod http;
+mod live;
+mod store;
+mod vod;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+pub use clock::iso8601_millis;
+pub use store::{ChannelPublisher, ChannelTiming};
+
+use store::{Channel, Tagger};
+
+/// Origin settings. Every field has a default ([`OriginConfig::default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// Folder of finished VOD outputs served under `/vod/`; `None` disables `/vod/`.
+    pub vod_root: Option<PathBuf>,
+    /// Requests in flight above which even manifests and live-edge segments get 503.
+    pub max_in_flight: usize,
+    /// Requests in flight above which DVR segments and VOD media get 503; `None`: half of
+    /// `max_in_flight`. Never above `max_in_flight`.
+    pub low_priority_max_in_flight: Option<usize>,
+    /// Segments this close to the clock's live edge count as live, older ones as DVR.
+    pub live_edge_segments: u64,
+    /// `Retry-After` on a 503 (whole seconds, at least 1).
+    pub retry_after: Duration,
+    /// Cache lifetime of VOD manifests.
+    pub vod_manifest_max_age: Duration,
+    /// Cache lifetime of VOD init and media segments.
+    pub vod_media_max_age: Duration,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig {
+            vod_root: None,
+            max_in_flight: 4096,
+            low_priority_max_in_flight: None,
+            live_edge_segments: 3,
+            retry_after: Duration::from_secs(2),
+            vod_manifest_max_age: Duration::from_secs(300),
+            vod_media_max_age: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// The origin: a cheap, cloneable handle (`Arc` inside) shared by the router and the pipeline.
+#[derive(Clone)]
+pub struct Origin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: OriginConfig,
+    channels: RwLock<HashMap<String, Arc<Channel>>>,
+    tagger: Arc<Tagger>,
+    in_flight: AtomicUsize,
+    shed: AtomicU64,
+    low_limit: usize,
+    retry_after: Duration,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("cfg", &self.inner.cfg)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// How important a request is when the origin must refuse some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// Manifests, init segments, live-edge segments of undeclared renditions: refused last.
+    Essential,
+    /// A live-edge segment of rung `rank` (0 = top) in a ladder of `count`.
+    Rung { rank: usize, count: usize },
+    /// DVR segments, VOD media: refused first.
+    Low,
+}
+
+/// One counted request; the count drops when this does.
+pub(crate) struct InFlight(Arc<Inner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request refused for load; answered 503 with `Retry-After`.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    retry_after: Duration,
+}
+
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        http::overloaded(self.retry_after)
+    }
+}
+
+impl Origin {
+    pub fn new(cfg: OriginConfig) -> Origin {
+        let low_limit = cfg
+            .low_priority_max_in_flight
+            .unwrap_or(cfg.max_in_flight / 2)
+            .min(cfg.max_in_flight);
+        let retry_after = cfg.retry_after.max(Duration::from_secs(1));
+        Origin {
+            inner: Arc::new(Inner {
+                cfg,
+                channels: RwLock::new(HashMap::new()),
+                tagger: Arc::new(Tagger::new()),
+                in_flight: AtomicUsize::new(0),
+                shed: AtomicU64::new(0),
+                low_limit,
+                retry_after,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &OriginConfig {
+        &self.inner.cfg
+    }
+
+    /// Every route (`/live/`, `/vod/`, `/time`, `/healthz`), with CORS on every response.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/time", get(time).options(preflight))
+            .route("/healthz", get(healthz).options(preflight))
+            .route("/live/{channel}/{file}", get(live::top).options(preflight))
+            .route(
+                "/live/{channel}/{rendition}/{file}",
+                get(live::rendition).options(preflight),
+            )
+            .route("/vod/{name}/{file}", get(vod::top).options(preflight))
+            .route(
+                "/vod/{name}/{rendition}/{file}",
+                get(vod::rendition).options(preflight),
+            )
+            .fallback(|| async { http::not_found(1) })
+            .with_state(self.clone())
+    }
+
+    /// Creates channel `name` (a URL folder: ASCII letters, digits, `-`, `_`, `.`) and returns
+    /// its publisher. An existing channel of that name is replaced: its held requests get 404
+    /// and its old publishers no longer publish anything.
+    ///
+    /// # Panics
+    /// If `name` is not a valid folder name or `timing.segment_duration` is zero: both are
+    /// programming errors in the caller.
+    pub fn add_channel(&self, name: &str, timing: ChannelTiming) -> ChannelPublisher {
+        assert!(store::valid_name(name), "invalid channel name {name:?}");
+        assert!(
+            !timing.segment_duration.is_zero(),
+            "segment duration must be positive"
+        );
+        let channel = Arc::new(Channel::new(name, timing, self.inner.tagger.clone()));
+        let old = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), channel.clone());
+        if let Some(old) = old {
+            old.close();
+        }
+        ChannelPublisher { channel }
+    }
+
+    /// Removes channel `name`: its URLs become 404 and its held requests are answered 404.
+    pub fn remove_channel(&self, name: &str) {
+        let old = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some(old) = old {
+            old.close();
+        }
+    }
+
+    /// Names of the live channels, sorted.
+    pub fn channels(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Requests being served right now (held requests included).
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Requests refused with 503 since start.
+    pub fn shed_count(&self) -> u64 {
+        self.inner.shed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.inner
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Counts a request in, or refuses it with 503 when the origin is over the threshold for
+    /// its priority.
+    pub(crate) fn admit(&self, priority: Priority) -> Result<InFlight, Refused> {
+        let inner = &self.inner;
+        let max = inner.cfg.max_in_flight;
+        let low = inner.low_limit;
+        let limit = match priority {
+            Priority::Essential => max,
+            Priority::Low => low,
+            Priority::Rung { rank, count } => {
+                let count = count.max(1);
+                low + (max - low) * (rank.min(count - 1) + 1) / count
+            }
+        };
+        let n = inner.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = InFlight(inner.clone());
+        if n > limit {
+            drop(guard);
+            inner.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused {
+                retry_after: inner.retry_after,
+            });
+        }
+        Ok(guard)
+    }
+}
+
+async fn preflight() -> Response {
+    http::preflight()
+}
+
+async fn time() -> Response {
+    let mut res = Response::new(axum::body::Body::from(iso8601_millis(SystemTime::now())));
+    let h = res.headers_mut();
+    http::add_cors(h);
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+async fn healthz() -> Response {
+    http::text(StatusCode::OK, "ok\n", HeaderValue::from_static("no-store"))
+}

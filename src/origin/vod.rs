@@ -1,0 +1,152 @@
+//! VOD routes: finished output folders under `OriginConfig::vod_root`, read-only.
+//!
+//! Path components are validated before any file-system call (no `..`, no separators, no
+//! hidden files, known extensions only), so a request can only name
+//! `{root}/{name}/{file}` or `{root}/{name}/{rendition}/{file}`. Small files are read, larger
+//! ones memory-mapped; either way the body is served as `Bytes` without another copy.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use memmap2::Mmap;
+
+use super::http::{cache_control_value, known_content_type, not_found, serve, text, M3U8, MPD};
+use super::store::{valid_name, Object};
+use super::{Origin, Priority};
+
+/// Below this size a file is read into memory: cheaper than mapping and unmapping it.
+const MAP_THRESHOLD: u64 = 256 * 1024;
+
+/// A missing VOD file may appear when an output folder is finished: cache the 404 briefly.
+const MISSING_MAX_AGE: u64 = 5;
+
+/// `/vod/{name}/{file}`.
+pub(crate) async fn top(
+    State(origin): State<Origin>,
+    Path((name, file)): Path<(String, String)>,
+    req: HeaderMap,
+) -> Response {
+    get(&origin, &[name.as_str(), file.as_str()], &req).await
+}
+
+/// `/vod/{name}/{rendition}/{file}`.
+pub(crate) async fn rendition(
+    State(origin): State<Origin>,
+    Path((name, rendition, file)): Path<(String, String, String)>,
+    req: HeaderMap,
+) -> Response {
+    get(
+        &origin,
+        &[name.as_str(), rendition.as_str(), file.as_str()],
+        &req,
+    )
+    .await
+}
+
+async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
+    let Some(root) = origin.config().vod_root.clone() else {
+        return not_found(MISSING_MAX_AGE);
+    };
+    let file = parts[parts.len() - 1];
+    let Some(content_type) = known_content_type(file) else {
+        return not_found(MISSING_MAX_AGE);
+    };
+    if !parts.iter().all(|p| valid_name(p)) {
+        return not_found(MISSING_MAX_AGE);
+    }
+    let manifest = matches!(content_type, M3U8 | MPD);
+    let cfg = origin.config();
+    let cache = if manifest {
+        cache_control_value(&format!(
+            "public, max-age={}",
+            cfg.vod_manifest_max_age.as_secs()
+        ))
+    } else {
+        cache_control_value(&format!(
+            "public, max-age={}, immutable",
+            cfg.vod_media_max_age.as_secs()
+        ))
+    };
+    let priority = if manifest {
+        Priority::Essential
+    } else {
+        Priority::Low
+    };
+    let _guard = match origin.admit(priority) {
+        Ok(g) => g,
+        Err(refused) => return refused.into_response(),
+    };
+
+    let mut path: PathBuf = root;
+    path.extend(parts);
+    let content_type = HeaderValue::from_static(content_type);
+    let loaded = tokio::task::spawn_blocking(move || load(path, content_type, cache)).await;
+    match loaded {
+        Ok(Ok(obj)) => serve(&obj, req),
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::IsADirectory
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::InvalidInput
+            ) =>
+        {
+            not_found(MISSING_MAX_AGE)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, parts = ?parts, "VOD file could not be read");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+                HeaderValue::from_static("no-store"),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "VOD loader task failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+                HeaderValue::from_static("no-store"),
+            )
+        }
+    }
+}
+
+fn load(path: PathBuf, content_type: HeaderValue, cache: HeaderValue) -> std::io::Result<Object> {
+    let mut file = File::open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let len = meta.len();
+    let body = if len == 0 {
+        Bytes::new()
+    } else if len < MAP_THRESHOLD {
+        let mut buf = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut buf)?;
+        Bytes::from(buf)
+    } else {
+        // SAFETY: VOD folders are finished outputs, served read-only; nothing writes or
+        // truncates a file while it is mapped (a truncation would fault the reader). The map
+        // is owned by the `Bytes` and lives as long as any response body using it.
+        let map = unsafe { Mmap::map(&file)? };
+        Bytes::from_owner(map)
+    };
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    let mtime = modified
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos();
+    // Like nginx: modification time and length. Stable across restarts and across origins
+    // serving the same copy.
+    let etag = HeaderValue::from_str(&format!("\"{mtime:x}-{:x}\"", body.len()))
+        .expect("hex digits are a valid header value");
+    Ok(Object::new(body, content_type, etag, modified, cache))
+}
