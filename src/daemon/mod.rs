@@ -71,11 +71,15 @@ async fn run(config: Config) -> Result<(), String> {
         let publisher = origin.add_channel(&c.name, timing);
         let name = c.name.clone();
         // Opening encoders and rendering the slate block: keep them off the async threads.
-        let started = tokio::task::spawn_blocking(move || live::start(c, Arc::new(publisher)))
+        let shared = publisher.clone();
+        let started = tokio::task::spawn_blocking(move || live::start(c, Arc::new(shared)))
             .await
             .map_err(|e| e.to_string())?;
         match started {
             Ok(channel) => {
+                // Under load the origin refuses the top rung first.
+                let order: Vec<&str> = channel.renditions.iter().map(String::as_str).collect();
+                publisher.set_rendition_order(&order);
                 println!("{name} HLS:  http://{addr}/live/{name}/master.m3u8");
                 println!("{name} DASH: http://{addr}/live/{name}/manifest.mpd");
                 channels.push(channel);

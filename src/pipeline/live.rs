@@ -64,6 +64,8 @@ pub struct ChannelConfig {
 /// A running channel. Dropping it does not stop it: call `stop` and `join`.
 pub struct Channel {
     pub name: String,
+    /// Video rendition ids, top rung first.
+    pub renditions: Vec<String>,
     watchdog: Arc<Watchdog>,
     stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
