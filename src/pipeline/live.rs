@@ -296,8 +296,10 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     )?);
 
     tracing::info!(channel = %config.name, input = %config.input.describe(), rungs = rungs.len(), first_segment, "channel started");
+    let renditions = rungs.iter().map(|r| r.id(&rungs)).collect();
     Ok(Channel {
         name: config.name,
+        renditions,
         watchdog,
         stopping,
         threads,
