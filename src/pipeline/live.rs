@@ -215,6 +215,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             timescale,
             frame_ticks,
             segment_duration: config.segment_duration,
+            live: true,
         };
         let sink = Box::new(EventSink {
             track: i,
@@ -516,7 +517,7 @@ impl AudioClock {
             bitrate: self.bitrate,
         })?;
         let mut output = TrackOutput::new(track, self.sink)?;
-        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024);
+        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024).without_tail_merge();
         let start = (self.start_seconds * rate).round() as i64;
         let chunk = 1024usize;
         let mut position = start;
@@ -658,6 +659,12 @@ impl PublishLoop {
                     let info = &self.tracks[track];
                     self.publisher.segment(&info.id, entry.number, bytes);
                     let seconds = |t: u64| t as f64 / info.timescale as f64;
+                    tracing::debug!(
+                        rendition = %info.id,
+                        number = entry.number,
+                        latency = epoch_now() - seconds(entry.start + entry.duration),
+                        "published"
+                    );
                     first_start.get_or_insert(seconds(entry.start));
                     last_end = last_end.max(seconds(entry.start + entry.duration));
                     let (peak, _) = bitrates(std::slice::from_ref(&entry), info.timescale);

@@ -33,8 +33,10 @@ pub struct Segmenter {
     /// Duration given to the very last sample (one frame, or one audio frame).
     last_sample_duration: u32,
     open: Option<Open>,
-    /// The previous finished segment, held back so a final sliver can join it.
+    /// The previous finished segment, held back so a final sliver can join it (VOD only:
+    /// live cannot wait a segment to publish).
     held: Option<Segment>,
+    merge_tail: bool,
 }
 
 struct Open {
@@ -51,7 +53,14 @@ impl Segmenter {
             last_sample_duration: last_sample_duration.max(1),
             open: None,
             held: None,
+            merge_tail: true,
         }
+    }
+
+    /// A segmenter that hands over every segment as soon as it is complete (live).
+    pub fn without_tail_merge(mut self) -> Self {
+        self.merge_tail = false;
+        self
     }
 
     /// The segment number whose interval holds media time `ticks`.
@@ -72,7 +81,7 @@ impl Segmenter {
             let start = unit.pts.max(0) as u64;
             if let Some(open) = self.open.take() {
                 let finished = close(open, start, self.last_sample_duration);
-                done = self.held.replace(finished);
+                done = if self.merge_tail { self.held.replace(finished) } else { Some(finished) };
             }
             self.open = Some(Open {
                 number,

@@ -141,6 +141,8 @@ pub struct RungWorker {
     pub timescale: u32,
     pub frame_ticks: u64,
     pub segment_duration: Duration,
+    /// Publish each segment the moment it is complete.
+    pub live: bool,
 }
 
 impl RungWorker {

@@ -201,6 +201,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             timescale,
             frame_ticks,
             segment_duration: job.segment_duration,
+            live: false,
         };
         rung_senders.push(tx);
         rung_threads.push(spawn(format!("rung-{}", rung.height), move || {
