@@ -5,6 +5,7 @@
 
 pub mod cmaf;
 pub mod dash;
+pub mod datetime;
 pub mod hls;
 pub mod presentation;
 

@@ -1,1 +1,653 @@
-//! DASH MPDs rendered from a [`Presentation`](super::Presentation) snapshot.
+//! DASH MPDs rendered from a [`Presentation`](super::Presentation) snapshot
+//! (ISO/IEC 23009-1, DASH-IF interoperability guidelines and timing model).
+//!
+//! A pure function of the snapshot: it must never do I/O or read the clock; `publishTime` and
+//! every other instant come from the snapshot.
+//!
+//! Layout: one Period (`id="0"`, `start="PT0S"`), one video AdaptationSet (`id="0"`), one audio
+//! AdaptationSet per language and codec (`id="1"`, `"2"`, ... in rendition order), and a
+//! `SegmentTemplate` with `@duration` and `$Number$` in each Representation (video and audio
+//! timescales differ, and the template's timescale is the track's).
+//!
+//! Decisions (standards.md, DASH rules):
+//! - Live numbering is epoch-locked: `startNumber="0"`, `presentationTimeOffset` 0 and
+//!   `Period@start` 0, so segment N covers media time [N·D, (N+1)·D), which is wall-clock
+//!   AST + [N·D, (N+1)·D), and rule 4 (with s = 0) makes it available from AST + (N+1)·D:
+//!   exactly when the segmenter can have finished it. None of these values depends on the
+//!   window, so none changes between updates (rule 2); the DVR window is
+//!   `timeShiftBufferDepth` alone and no refresh is needed to find new segments. DASH-IF
+//!   livesim2 numbers its streams the same way.
+//! - VOD: `startNumber` is the first segment's number and `presentationTimeOffset` its `tfdt`,
+//!   so the presentation starts at 0 whatever the numbering (normally both are 0 and the
+//!   offset is left out).
+//! - A live stream that has ended stays `type="dynamic"`; `minimumUpdatePeriod` goes and the
+//!   Period gets `@duration` (and the MPD `@mediaPresentationDuration`) up to the end of the
+//!   last segment (rule 7). That is the timing model's form of an ended live presentation, and
+//!   dash.js and Shaka play it to the end and stop (livesim2's `stoprel` does the same). A
+//!   switch to `static` would declare every segment since `Period@start` available, which for
+//!   an epoch-locked stream reaches back to 1970, past the DVR window whose segments the origin
+//!   no longer serves (rule 5).
+//! - The Period end is the end of the last real segment, clamped to its nominal end, so that
+//!   ceil(duration / d) never names a segment past the last one.
+
+use std::fmt::Write;
+
+use super::{datetime, Presentation, Rendition, RenditionKind, Timeline, INIT_NAME};
+use crate::media::Rational;
+
+/// `MPD@profiles`: the live profile, `SegmentTemplate` with `$Number$` (rule 1).
+pub const PROFILE: &str = "urn:mpeg:dash:profile:isoff-live:2011";
+/// `UTCTiming@schemeIdUri`: the origin's clock endpoint answers with an ISO 8601 instant.
+pub const UTC_TIMING_SCHEME: &str = "urn:mpeg:dash:utc:http-iso:2014";
+const CHANNEL_SCHEME: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
+
+/// The MPD ([`MPD_NAME`](super::MPD_NAME), at the top of the presentation; `SegmentTemplate`
+/// URLs are relative to it).
+pub fn mpd(p: &Presentation) -> String {
+    let d_ms = millis(p.segment_duration.as_nanos());
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = write!(
+        out,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"{PROFILE}\""
+    );
+    let mut period_duration = None;
+    match &p.timeline {
+        Timeline::Vod => {
+            let total = p.renditions.iter().map(vod_duration_ms).max().unwrap_or(0);
+            let _ = write!(
+                out,
+                " type=\"static\" mediaPresentationDuration=\"{}\"",
+                datetime::duration_millis(total)
+            );
+        }
+        Timeline::Live(live) => {
+            let _ = write!(
+                out,
+                " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\"",
+                datetime::datetime(live.availability_start),
+                datetime::datetime(live.publish_time)
+            );
+            if live.ended.is_some() {
+                let end = live_end_ms(p);
+                period_duration = Some(end);
+                let _ = write!(
+                    out,
+                    " mediaPresentationDuration=\"{}\"",
+                    datetime::duration_millis(end)
+                );
+            } else {
+                let _ = write!(
+                    out,
+                    " minimumUpdatePeriod=\"{}\"",
+                    datetime::duration(live.minimum_update_period)
+                );
+            }
+            let _ = write!(
+                out,
+                " timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
+                datetime::duration(live.time_shift_buffer),
+                datetime::duration(live.suggested_presentation_delay)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        " minBufferTime=\"{}\">",
+        datetime::duration_millis(d_ms)
+    );
+
+    let _ = write!(out, "  <Period id=\"0\" start=\"PT0S\"");
+    if let Some(end) = period_duration {
+        let _ = write!(out, " duration=\"{}\"", datetime::duration_millis(end));
+    }
+    out.push_str(">\n");
+
+    let video: Vec<&Rendition> = p.video().collect();
+    if !video.is_empty() {
+        video_set(&mut out, p, &video);
+    }
+    for (i, set) in audio_sets(p).iter().enumerate() {
+        audio_set(&mut out, p, i + 1, set);
+    }
+    out.push_str("  </Period>\n");
+
+    if let Timeline::Live(live) = &p.timeline {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"{UTC_TIMING_SCHEME}\" value=\"{}\"/>",
+            escape(&live.utc_timing_url)
+        );
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
+fn video_set(out: &mut String, p: &Presentation, video: &[&Rendition]) {
+    let mut max_width = 0;
+    let mut max_height = 0;
+    let mut max_rate: Option<Rational> = None;
+    for r in video {
+        if let RenditionKind::Video {
+            width,
+            height,
+            frame_rate,
+        } = r.kind
+        {
+            max_width = max_width.max(width);
+            max_height = max_height.max(height);
+            let faster = |m: Rational| {
+                frame_rate.num as u64 * m.den as u64 > m.num as u64 * frame_rate.den as u64
+            };
+            if max_rate.map_or(true, faster) {
+                max_rate = Some(frame_rate);
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\" maxWidth=\"{max_width}\" maxHeight=\"{max_height}\""
+    );
+    if let Some(rate) = max_rate {
+        let _ = write!(out, " maxFrameRate=\"{rate}\"");
+    }
+    out.push_str(">\n");
+    for r in video {
+        let RenditionKind::Video {
+            width,
+            height,
+            frame_rate,
+        } = r.kind
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{width}\" \
+             height=\"{height}\" frameRate=\"{frame_rate}\" sar=\"1:1\">",
+            escape(&r.id),
+            r.peak_bitrate,
+            escape(&r.codecs)
+        );
+        segment_template(out, p, r);
+        out.push_str("      </Representation>\n");
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+/// Audio renditions grouped into AdaptationSets: a client switches bitrate only inside one,
+/// so languages and codecs each get their own.
+fn audio_sets(p: &Presentation) -> Vec<Vec<&Rendition>> {
+    let key = |r: &Rendition| match &r.kind {
+        RenditionKind::Audio { language, .. } => (language.clone(), r.codecs.clone()),
+        RenditionKind::Video { .. } => (None, String::new()),
+    };
+    let mut sets: Vec<Vec<&Rendition>> = Vec::new();
+    for r in p.audio() {
+        match sets.iter_mut().find(|s| key(s[0]) == key(r)) {
+            Some(set) => set.push(r),
+            None => sets.push(vec![r]),
+        }
+    }
+    sets
+}
+
+fn audio_set(out: &mut String, p: &Presentation, id: usize, set: &[&Rendition]) {
+    let _ = write!(
+        out,
+        "    <AdaptationSet id=\"{id}\" contentType=\"audio\" mimeType=\"audio/mp4\""
+    );
+    if let RenditionKind::Audio {
+        language: Some(lang),
+        ..
+    } = &set[0].kind
+    {
+        let _ = write!(out, " lang=\"{}\"", escape(lang));
+    }
+    out.push_str(" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+    for r in set {
+        let RenditionKind::Audio {
+            sample_rate,
+            channels,
+            ..
+        } = r.kind
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{sample_rate}\">\n\
+             \x20       <AudioChannelConfiguration schemeIdUri=\"{CHANNEL_SCHEME}\" value=\"{channels}\"/>",
+            escape(&r.id),
+            r.peak_bitrate,
+            escape(&r.codecs)
+        );
+        segment_template(out, p, r);
+        out.push_str("      </Representation>\n");
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+fn segment_template(out: &mut String, p: &Presentation, r: &Rendition) {
+    let ts = r.timescale.max(1);
+    let duration = (p.segment_duration.as_nanos() * ts as u128 + 500_000_000) / 1_000_000_000;
+    let (start_number, offset) = match (&p.timeline, r.segments.first()) {
+        (Timeline::Vod, Some(first)) => (first.number, first.start),
+        _ => (0, 0),
+    };
+    let _ = write!(
+        out,
+        "        <SegmentTemplate timescale=\"{ts}\" duration=\"{duration}\" startNumber=\"{start_number}\""
+    );
+    if offset != 0 {
+        let _ = write!(out, " presentationTimeOffset=\"{offset}\"");
+    }
+    let _ = writeln!(
+        out,
+        " initialization=\"$RepresentationID$/{INIT_NAME}\" media=\"$RepresentationID$/$Number$.m4s\"/>"
+    );
+}
+
+/// A VOD rendition's duration: from its first sample to the end of its last segment.
+fn vod_duration_ms(r: &Rendition) -> u64 {
+    match (r.segments.first(), r.segments.last()) {
+        (Some(first), Some(last)) => {
+            ticks_ms(last.start + last.duration - first.start, r.timescale)
+        }
+        _ => 0,
+    }
+}
+
+/// Media time (from 0, which is `Period@start`) at which an ended live presentation ends.
+fn live_end_ms(p: &Presentation) -> u64 {
+    let real = p
+        .renditions
+        .iter()
+        .filter_map(|r| {
+            r.segments
+                .last()
+                .map(|s| ticks_ms(s.start + s.duration, r.timescale))
+        })
+        .max()
+        .unwrap_or(0);
+    let last_number = p
+        .renditions
+        .iter()
+        .filter_map(|r| r.segments.last().map(|s| s.number))
+        .max()
+        .unwrap_or(0);
+    let nominal = millis((last_number as u128 + 1) * p.segment_duration.as_nanos());
+    real.min(nominal)
+}
+
+fn ticks_ms(ticks: u64, timescale: u32) -> u64 {
+    let ts = timescale.max(1) as u128;
+    ((ticks as u128 * 1000 + ts / 2) / ts) as u64
+}
+
+fn millis(nanos: u128) -> u64 {
+    ((nanos + 500_000) / 1_000_000) as u64
+}
+
+/// XML attribute value escaping.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use dash_mpd::{AdaptationSet, MPD};
+
+    use super::*;
+    use crate::package::presentation::fixtures::{self, golden, LIVE_FIRST, LIVE_LAST, NOW_MS};
+
+    fn parse(xml: &str) -> MPD {
+        dash_mpd::parse(xml).unwrap_or_else(|e| panic!("{e}\n{xml}"))
+    }
+
+    fn ids(set: &AdaptationSet) -> Vec<&str> {
+        set.representations
+            .iter()
+            .map(|r| r.id.as_deref().unwrap())
+            .collect()
+    }
+
+    fn check_sets(p: &Presentation, m: &MPD) {
+        let period = &m.periods[0];
+        assert_eq!(period.id.as_deref(), Some("0"));
+        assert_eq!(period.start, Some(Duration::ZERO));
+        let video = &period.adaptations[0];
+        assert_eq!(video.id.as_deref(), Some("0"));
+        assert_eq!(video.contentType.as_deref(), Some("video"));
+        assert_eq!(video.mimeType.as_deref(), Some("video/mp4"));
+        assert_eq!(video.segmentAlignment, Some(true));
+        assert_eq!(video.startWithSAP, Some(1));
+        assert_eq!(video.maxFrameRate.as_deref(), Some("30000/1001"));
+        let want: Vec<&str> = p.video().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids(video), want);
+        for (rep, r) in video.representations.iter().zip(p.video()) {
+            let RenditionKind::Video { width, height, .. } = r.kind else {
+                unreachable!()
+            };
+            assert_eq!(rep.bandwidth, Some(r.peak_bitrate));
+            assert_eq!(rep.codecs.as_deref(), Some(r.codecs.as_str()));
+            assert_eq!(
+                (rep.width, rep.height),
+                (Some(width as u64), Some(height as u64))
+            );
+            assert_eq!(rep.frameRate.as_deref(), Some("30000/1001"));
+            assert_eq!(rep.sar.as_deref(), Some("1:1"));
+            let t = rep.SegmentTemplate.as_ref().unwrap();
+            assert_eq!((t.timescale, t.duration), (Some(90_000), Some(180_000.0)));
+            assert_eq!(
+                t.initialization.as_deref(),
+                Some("$RepresentationID$/init.mp4")
+            );
+            assert_eq!(t.media.as_deref(), Some("$RepresentationID$/$Number$.m4s"));
+        }
+        let widest = p.video().filter_map(|r| match r.kind {
+            RenditionKind::Video { width, height, .. } => Some((width as u64, height as u64)),
+            RenditionKind::Audio { .. } => None,
+        });
+        let (w, h) = widest.fold((0, 0), |(w, h), (x, y)| (w.max(x), h.max(y)));
+        assert_eq!((video.maxWidth, video.maxHeight), (Some(w), Some(h)));
+
+        let audio = &period.adaptations[1];
+        assert_eq!(audio.id.as_deref(), Some("1"));
+        assert_eq!(audio.contentType.as_deref(), Some("audio"));
+        assert_eq!(audio.mimeType.as_deref(), Some("audio/mp4"));
+        assert_eq!(audio.lang.as_deref(), Some("en"));
+        assert_eq!(ids(audio), ["audio"]);
+        let rep = &audio.representations[0];
+        assert_eq!(rep.audioSamplingRate.as_deref(), Some("48000"));
+        assert_eq!(rep.codecs.as_deref(), Some("mp4a.40.2"));
+        assert_eq!(rep.bandwidth, Some(132_000));
+        let acc = &rep.AudioChannelConfiguration[0];
+        assert_eq!(acc.schemeIdUri, CHANNEL_SCHEME);
+        assert_eq!(acc.value.as_deref(), Some("2"));
+        let t = rep.SegmentTemplate.as_ref().unwrap();
+        assert_eq!((t.timescale, t.duration), (Some(48_000), Some(96_000.0)));
+    }
+
+    #[test]
+    fn vod() {
+        let p = fixtures::vod();
+        let xml = mpd(&p);
+        let m = parse(&xml);
+        assert_eq!(m.mpdtype.as_deref(), Some("static"));
+        assert_eq!(m.profiles.as_deref(), Some(PROFILE));
+        // The longest rendition: audio, 446 AAC frames.
+        assert_eq!(
+            m.mediaPresentationDuration,
+            Some(Duration::from_millis(9515))
+        );
+        assert_eq!(m.minBufferTime, Some(Duration::from_secs(2)));
+        assert_eq!(m.minimumUpdatePeriod, None);
+        assert!(m.UTCTiming.is_empty());
+        assert_eq!(m.periods.len(), 1);
+        assert_eq!(m.periods[0].adaptations.len(), 2);
+        check_sets(&p, &m);
+        let video = &m.periods[0].adaptations[0];
+        assert_eq!((video.maxWidth, video.maxHeight), (Some(1920), Some(1080)));
+        for set in &m.periods[0].adaptations {
+            for rep in &set.representations {
+                let t = rep.SegmentTemplate.as_ref().unwrap();
+                assert_eq!(t.startNumber, Some(0));
+                assert_eq!(t.presentationTimeOffset.unwrap_or(0), 0);
+            }
+        }
+        golden("vod/manifest.mpd", &xml);
+    }
+
+    #[test]
+    fn video_only_has_one_set() {
+        let p = fixtures::video_only();
+        let m = parse(&mpd(&p));
+        let sets = &m.periods[0].adaptations;
+        assert_eq!(sets.len(), 1);
+        assert_eq!(ids(&sets[0]), ["1080p", "720p", "360p"]);
+    }
+
+    #[test]
+    fn vod_numbering_that_does_not_start_at_zero() {
+        let mut p = fixtures::vod();
+        for r in &mut p.renditions {
+            r.segments.remove(0);
+        }
+        let m = parse(&mpd(&p));
+        let t = m.periods[0].adaptations[0].representations[0]
+            .SegmentTemplate
+            .clone()
+            .unwrap();
+        assert_eq!(t.startNumber, Some(1));
+        assert_eq!(
+            t.presentationTimeOffset,
+            Some(p.renditions[0].segments[0].start)
+        );
+    }
+
+    #[test]
+    fn audio_languages_get_their_own_sets() {
+        let mut p = fixtures::vod();
+        let mut fr = p.renditions[3].clone();
+        fr.id = "audio-fr".into();
+        if let RenditionKind::Audio { language, .. } = &mut fr.kind {
+            *language = Some("fr".into());
+        }
+        p.renditions.push(fr);
+        let m = parse(&mpd(&p));
+        let sets = &m.periods[0].adaptations;
+        assert_eq!(sets.len(), 3);
+        assert_eq!(
+            (sets[2].id.as_deref(), sets[2].lang.as_deref()),
+            (Some("2"), Some("fr"))
+        );
+        assert_eq!(ids(&sets[2]), ["audio-fr"]);
+    }
+
+    #[test]
+    fn live() {
+        let p = fixtures::live();
+        let xml = mpd(&p);
+        let m = parse(&xml);
+        assert_eq!(m.mpdtype.as_deref(), Some("dynamic"));
+        assert_eq!(m.availabilityStartTime.unwrap().timestamp_millis(), 0);
+        assert_eq!(m.publishTime.unwrap().timestamp_millis(), NOW_MS as i64);
+        assert_eq!(m.minimumUpdatePeriod, Some(Duration::from_secs(2)));
+        assert_eq!(m.timeShiftBufferDepth, Some(Duration::from_secs(30)));
+        assert_eq!(m.suggestedPresentationDelay, Some(Duration::from_secs(6)));
+        assert_eq!(m.minBufferTime, Some(Duration::from_secs(2)));
+        assert_eq!(m.mediaPresentationDuration, None);
+        assert_eq!(m.periods[0].duration, None);
+        assert_eq!(m.UTCTiming.len(), 1);
+        assert_eq!(m.UTCTiming[0].schemeIdUri, UTC_TIMING_SCHEME);
+        assert_eq!(
+            m.UTCTiming[0].value.as_deref(),
+            Some("/time?format=iso&x=1")
+        );
+        check_sets(&p, &m);
+        for set in &m.periods[0].adaptations {
+            for rep in &set.representations {
+                let t = rep.SegmentTemplate.as_ref().unwrap();
+                assert_eq!(t.startNumber, Some(0));
+                assert_eq!(t.presentationTimeOffset.unwrap_or(0), 0);
+            }
+        }
+        golden("live/manifest.mpd", &xml);
+    }
+
+    /// What a client knows of one Representation, from the MPD alone.
+    struct Clock {
+        ast_ms: i64,
+        period_start_ms: i64,
+        tsbd_ms: i64,
+        d_ms: f64,
+        start_number: i64,
+        timescale: f64,
+        pto: f64,
+    }
+
+    impl Clock {
+        fn of(m: &MPD, set: usize, rep: usize) -> Clock {
+            let t = m.periods[0].adaptations[set].representations[rep]
+                .SegmentTemplate
+                .clone()
+                .unwrap();
+            let timescale = t.timescale.unwrap_or(1) as f64;
+            Clock {
+                ast_ms: m.availabilityStartTime.unwrap().timestamp_millis(),
+                period_start_ms: m.periods[0].start.unwrap().as_millis() as i64,
+                tsbd_ms: m.timeShiftBufferDepth.unwrap().as_millis() as i64,
+                d_ms: t.duration.unwrap() * 1000.0 / timescale,
+                start_number: t.startNumber.unwrap_or(1) as i64,
+                timescale,
+                pto: t.presentationTimeOffset.unwrap_or(0) as f64,
+            }
+        }
+
+        /// Rule 4: N is available from AST + Period@start + (N − s + 1)·d until that
+        /// time + timeShiftBufferDepth. Returns the available numbers at `now_ms`.
+        fn available(&self, now_ms: i64) -> (i64, i64) {
+            let since = (now_ms - self.ast_ms - self.period_start_ms) as f64;
+            let last = (since / self.d_ms).floor() as i64 - 1 + self.start_number;
+            let first =
+                ((since - self.tsbd_ms as f64) / self.d_ms).ceil() as i64 - 1 + self.start_number;
+            (first, last)
+        }
+
+        /// Media time (seconds) at which segment N starts, by the MPD.
+        fn media_start(&self, n: i64) -> f64 {
+            (n - self.start_number) as f64 * self.d_ms / 1000.0 + self.pto / self.timescale
+        }
+    }
+
+    #[test]
+    fn wall_clock_maps_to_the_published_segments() {
+        let p = fixtures::live();
+        let m = parse(&mpd(&p));
+        let mut reps = Vec::new();
+        for (s, set) in m.periods[0].adaptations.iter().enumerate() {
+            for i in 0..set.representations.len() {
+                reps.push(Clock::of(&m, s, i));
+            }
+        }
+        let by_id: Vec<&Rendition> = m.periods[0]
+            .adaptations
+            .iter()
+            .flat_map(|s| &s.representations)
+            .map(|rep| {
+                p.renditions
+                    .iter()
+                    .find(|r| Some(r.id.as_str()) == rep.id.as_deref())
+                    .unwrap()
+            })
+            .collect();
+        for (clock, r) in reps.iter().zip(by_id) {
+            let (first, last) = clock.available(NOW_MS as i64);
+            // The newest segment the MPD announces is the newest published...
+            assert_eq!(last as u64, LIVE_LAST, "{}", r.id);
+            // ...and every one it announces is in the window (rule 5).
+            assert!(first as u64 >= LIVE_FIRST);
+            for n in first..=last {
+                let s = r
+                    .segments
+                    .iter()
+                    .find(|s| s.number == n as u64)
+                    .expect("announced, not published");
+                // The MPD's media time of N is the segment's own tfdt, within ±50 % of d (rule 6).
+                let tfdt = s.start as f64 / r.timescale as f64;
+                assert!((clock.media_start(n) - tfdt).abs() <= 0.5 * clock.d_ms / 1000.0);
+            }
+            // One millisecond before the next segment is due, nothing new is announced.
+            let due = (LIVE_LAST as i64 + 2) * 2000;
+            assert_eq!(clock.available(due - 1).1 as u64, LIVE_LAST);
+            assert_eq!(clock.available(due).1 as u64, LIVE_LAST + 1);
+        }
+    }
+
+    #[test]
+    fn stable_across_updates() {
+        let p = fixtures::live();
+        let mut later = p.clone();
+        for r in &mut later.renditions {
+            r.segments.drain(..5);
+        }
+        if let Timeline::Live(live) = &mut later.timeline {
+            live.publish_time += Duration::from_secs(10);
+        }
+        let (a, b) = (parse(&mpd(&p)), parse(&mpd(&later)));
+        assert_eq!(a.availabilityStartTime, b.availabilityStartTime);
+        assert_eq!(a.periods[0].start, b.periods[0].start);
+        for (x, y) in a.periods[0]
+            .adaptations
+            .iter()
+            .zip(&b.periods[0].adaptations)
+        {
+            assert_eq!(x.id, y.id);
+            assert_eq!(ids(x), ids(y));
+            for (rx, ry) in x.representations.iter().zip(&y.representations) {
+                assert_eq!(rx.SegmentTemplate, ry.SegmentTemplate);
+            }
+        }
+        // Only publishTime differs in the text.
+        let strip = |s: String| {
+            s.lines()
+                .map(|l| l.split(" publishTime").next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(mpd(&p)), strip(mpd(&later)));
+    }
+
+    #[test]
+    fn ended_live() {
+        let p = fixtures::live_ended();
+        let live = parse(&mpd(&fixtures::live()));
+        let m = parse(&mpd(&p));
+        assert_eq!(m.mpdtype.as_deref(), Some("dynamic"));
+        assert_eq!(m.minimumUpdatePeriod, None);
+        let end = m.mediaPresentationDuration.unwrap();
+        assert_eq!(m.periods[0].duration, Some(end));
+        let want = Duration::from_millis(LIVE_LAST * 2000 + 1200);
+        assert!(
+            end >= want && end - want <= Duration::from_millis(34),
+            "{end:?}"
+        );
+        // The Period's last segment is the last published one.
+        let d = Duration::from_secs(2).as_secs_f64();
+        assert_eq!((end.as_secs_f64() / d).ceil() as u64 - 1, LIVE_LAST);
+        // Ids and order as while live.
+        for (x, y) in live.periods[0]
+            .adaptations
+            .iter()
+            .zip(&m.periods[0].adaptations)
+        {
+            assert_eq!((x.id.as_deref(), ids(x)), (y.id.as_deref(), ids(y)));
+        }
+        assert_eq!(m.availabilityStartTime, Some(UNIX_EPOCH.into()));
+        assert_eq!(m.UTCTiming.len(), 1);
+    }
+
+    #[test]
+    fn attribute_values_are_escaped() {
+        let mut p = fixtures::vod();
+        p.renditions[0].id = "a&b<\"c\">".into();
+        let m = parse(&mpd(&p));
+        assert_eq!(
+            m.periods[0].adaptations[0].representations[0].id.as_deref(),
+            Some("a&b<\"c\">")
+        );
+    }
+}

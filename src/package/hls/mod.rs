@@ -1,1 +1,544 @@
-//! HLS playlists rendered from a [`Presentation`](super::Presentation) snapshot.
+//! HLS playlists rendered from a [`Presentation`](super::Presentation) snapshot
+//! (draft-pantos-hls-rfc8216bis, Apple's HLS Authoring Specification).
+//!
+//! Pure functions of the snapshot: they must never do I/O or read the clock; every instant
+//! they write comes from the snapshot, so a live playlist is reproducible from its inputs.
+//!
+//! Decisions (standards.md, HLS rules):
+//! - `EXT-X-TARGETDURATION` is ceil(D), raised only by a segment whose rounded `EXTINF`
+//!   exceeds it ([`target_duration`]). The segmenter cuts at the first frame at or after
+//!   n·D, so a real segment is D plus less than a frame and rounds to at most ceil(D): the
+//!   value depends on D alone and stays the same through every live update and at the end of
+//!   the stream (rule 2). The raise is a safety net, because a rounded `EXTINF` above the
+//!   target duration is the worse fault: clients may reject the whole playlist.
+//! - Live: `EXT-X-PROGRAM-DATE-TIME` on every segment, computed from that segment's own
+//!   `tfdt` (availability start + media time). Every variant then gives the same mapping to
+//!   the millisecond whatever its segment durations, across gaps and discontinuities, at
+//!   the cost of about 45 bytes a segment (rule 3).
+//! - A live stream that has ended gets `EXT-X-ENDLIST` and still no `EXT-X-PLAYLIST-TYPE`:
+//!   `VOD` would claim the playlist never changed and `EVENT` forbids removing segments from
+//!   the top, both false for a sliding window. RFC 8216bis allows `ENDLIST` on an untyped
+//!   playlist; AVPlayer, hls.js, Shaka and ExoPlayer stop reloading and play it to the end.
+//!   `PROGRAM-DATE-TIME` and `DISCONTINUITY-SEQUENCE` stay, so positions do not move.
+//! - A segment number missing from the snapshot becomes an `EXT-X-GAP` entry of nominal
+//!   duration (rule 6), so the media sequence number of every segment equals its file
+//!   number in every update and every variant.
+
+use std::fmt::Write;
+
+use super::{
+    datetime, segment_name, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
+    INIT_NAME, MEDIA_PLAYLIST_NAME,
+};
+
+/// `EXT-X-VERSION`: 6 is the minimum for `EXT-X-MAP` in a media playlist; 7 is what Apple's
+/// authoring specification asks of fMP4 streams.
+pub const VERSION: u32 = 7;
+
+/// `GROUP-ID` of the audio renditions.
+pub const AUDIO_GROUP: &str = "audio";
+
+/// The multivariant playlist (`master.m3u8`): one `EXT-X-STREAM-INF` per video rendition, top
+/// rung first, with the audio renditions as one `EXT-X-MEDIA` group. Without video, one
+/// `EXT-X-STREAM-INF` per audio rendition.
+pub fn master_playlist(p: &Presentation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-INDEPENDENT-SEGMENTS"
+    );
+    let audio: Vec<&Rendition> = p.audio().collect();
+
+    if p.video().next().is_none() {
+        for a in &audio {
+            let _ = writeln!(
+                out,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}",
+                a.peak_bitrate,
+                a.average_bitrate,
+                quoted(&a.codecs),
+                playlist_uri(a)
+            );
+        }
+        return out;
+    }
+
+    for (i, a) in audio.iter().enumerate() {
+        let RenditionKind::Audio {
+            channels, language, ..
+        } = &a.kind
+        else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\"",
+            quoted(&a.id)
+        );
+        if let Some(language) = language {
+            let _ = write!(out, ",LANGUAGE=\"{}\"", quoted(language));
+        }
+        let default = if i == 0 { "YES" } else { "NO" };
+        let _ = writeln!(
+            out,
+            ",DEFAULT={default},AUTOSELECT=YES,CHANNELS=\"{channels}\",URI=\"{}\"",
+            playlist_uri(a)
+        );
+    }
+
+    // A variant must announce the most any audio choice can add, and every codec it may
+    // have to decode.
+    let audio_peak = audio.iter().map(|a| a.peak_bitrate).max().unwrap_or(0);
+    let audio_average = audio.iter().map(|a| a.average_bitrate).max().unwrap_or(0);
+    let mut audio_codecs: Vec<&str> = Vec::new();
+    for a in &audio {
+        if !audio_codecs.contains(&a.codecs.as_str()) {
+            audio_codecs.push(&a.codecs);
+        }
+    }
+
+    for v in p.video() {
+        let RenditionKind::Video {
+            width,
+            height,
+            frame_rate,
+        } = v.kind
+        else {
+            continue;
+        };
+        let mut codecs = v.codecs.clone();
+        for c in &audio_codecs {
+            codecs.push(',');
+            codecs.push_str(c);
+        }
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",RESOLUTION={width}x{height},FRAME-RATE={:.3}",
+            v.peak_bitrate + audio_peak,
+            v.average_bitrate + audio_average,
+            quoted(&codecs),
+            frame_rate.as_f64(),
+        );
+        if !audio.is_empty() {
+            let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+        }
+        let _ = writeln!(out, "\n{}", playlist_uri(v));
+    }
+    out
+}
+
+/// The media playlist of one rendition (`{id}/index.m3u8`); URIs are relative to its folder.
+pub fn media_playlist(p: &Presentation, rendition: &Rendition) -> String {
+    let entries = entries(p, rendition);
+    let target = target_duration_of(p, &entries);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-TARGETDURATION:{target}"
+    );
+    let _ = writeln!(
+        out,
+        "#EXT-X-MEDIA-SEQUENCE:{}",
+        entries.first().map_or(0, |e| e.number)
+    );
+    let ended = match &p.timeline {
+        Timeline::Vod => {
+            out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+            true
+        }
+        Timeline::Live(live) => {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                live.discontinuity_sequence
+            );
+            live.ended.is_some()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{INIT_NAME}\""
+    );
+
+    for e in &entries {
+        if e.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if let Some(ms) = e.program_date_time {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                datetime::datetime_millis(ms)
+            );
+        }
+        if e.gap {
+            out.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{}.{:06},\n{}",
+            e.micros / 1_000_000,
+            e.micros % 1_000_000,
+            segment_name(e.number)
+        );
+    }
+    if ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// `EXT-X-TARGETDURATION` of `rendition`'s media playlist, in seconds: ceil(D), or the
+/// largest rounded `EXTINF` when a segment is longer (see the module notes). The origin
+/// uses it for blocking-reload and hold-back timing.
+pub fn target_duration(p: &Presentation, rendition: &Rendition) -> u64 {
+    target_duration_of(p, &entries(p, rendition))
+}
+
+fn target_duration_of(p: &Presentation, entries: &[Entry]) -> u64 {
+    let nominal = p.segment_duration.as_nanos().div_ceil(1_000_000_000).max(1) as u64;
+    entries
+        .iter()
+        .map(|e| (e.micros + 500_000) / 1_000_000)
+        .fold(nominal, u64::max)
+}
+
+/// One line group of a media playlist: a real segment or a gap.
+struct Entry {
+    number: u64,
+    /// `EXTINF` in microseconds: the value written, and the value rounded for the target
+    /// duration, so the two always agree.
+    micros: u64,
+    /// Live only: milliseconds since the Unix epoch.
+    program_date_time: Option<i64>,
+    discontinuity: bool,
+    gap: bool,
+}
+
+fn entries(p: &Presentation, r: &Rendition) -> Vec<Entry> {
+    let origin = match &p.timeline {
+        Timeline::Vod => None,
+        Timeline::Live(live) => Some(live.availability_start),
+    };
+    let d_nanos = p.segment_duration.as_nanos();
+    let ts = r.timescale.max(1) as u128;
+    let mut out = Vec::with_capacity(r.segments.len());
+    let mut next: Option<u64> = None;
+    for s in &r.segments {
+        // Numbers the snapshot skips: announced as gaps of nominal duration at their
+        // nominal place on the timeline.
+        for number in next.unwrap_or(s.number)..s.number {
+            out.push(Entry {
+                number,
+                micros: ((d_nanos + 500) / 1000) as u64,
+                program_date_time: origin.map(|o| {
+                    datetime::unix_millis(o)
+                        + ((number as u128 * d_nanos + 500_000) / 1_000_000) as i64
+                }),
+                discontinuity: false,
+                gap: true,
+            });
+        }
+        out.push(segment_entry(s, ts, origin, r.timescale));
+        next = Some(s.number + 1);
+    }
+    out
+}
+
+fn segment_entry(
+    s: &SegmentEntry,
+    ts: u128,
+    origin: Option<std::time::SystemTime>,
+    timescale: u32,
+) -> Entry {
+    Entry {
+        number: s.number,
+        micros: ((s.duration as u128 * 1_000_000 + ts / 2) / ts) as u64,
+        program_date_time: origin.map(|o| datetime::media_time_millis(o, s.start, timescale)),
+        discontinuity: s.discontinuity,
+        gap: false,
+    }
+}
+
+fn playlist_uri(r: &Rendition) -> String {
+    format!("{}/{MEDIA_PLAYLIST_NAME}", r.id)
+}
+
+/// A quoted-string may not hold `"`, CR or LF (RFC 8216bis 4.2); drop them rather than
+/// write a playlist no client can parse.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, Playlist};
+
+    use super::*;
+    use crate::package::presentation::fixtures::{self, golden, LIVE_FIRST, LIVE_LAST};
+
+    fn parse_master(text: &str) -> MasterPlaylist {
+        match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+            Ok(Playlist::MasterPlaylist(m)) => m,
+            other => panic!("not a multivariant playlist: {other:?}\n{text}"),
+        }
+    }
+
+    fn parse_media(text: &str) -> MediaPlaylist {
+        match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+            Ok(Playlist::MediaPlaylist(m)) => m,
+            other => panic!("not a media playlist: {other:?}\n{text}"),
+        }
+    }
+
+    fn seconds(r: &Rendition) -> f64 {
+        r.segments.iter().map(|s| r.seconds(s.duration)).sum()
+    }
+
+    /// HLS rule 2 on a parsed playlist.
+    fn assert_extinf_within_target(m: &MediaPlaylist) {
+        for s in &m.segments {
+            assert!(
+                (s.duration as f64).round() as u64 <= m.target_duration,
+                "EXTINF {} rounds above TARGETDURATION {}",
+                s.duration,
+                m.target_duration
+            );
+        }
+    }
+
+    #[test]
+    fn vod_master() {
+        let p = fixtures::vod();
+        let text = master_playlist(&p);
+        let m = parse_master(&text);
+        assert_eq!(m.version, Some(7));
+        assert!(m.independent_segments);
+
+        assert_eq!(m.alternatives.len(), 1);
+        let a = &m.alternatives[0];
+        assert_eq!(a.media_type, m3u8_rs::AlternativeMediaType::Audio);
+        assert_eq!(a.group_id, "audio");
+        assert_eq!(a.name, "audio");
+        assert_eq!(a.language.as_deref(), Some("en"));
+        assert!(a.default && a.autoselect);
+        assert_eq!(a.channels.as_deref(), Some("2"));
+        assert_eq!(a.uri.as_deref(), Some("audio/index.m3u8"));
+
+        let uris: Vec<&str> = m.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            ["1080p/index.m3u8", "720p/index.m3u8", "360p/index.m3u8"]
+        );
+        let audio = p.audio().next().unwrap();
+        for (v, r) in m.variants.iter().zip(p.video()) {
+            let RenditionKind::Video { width, height, .. } = r.kind else {
+                unreachable!()
+            };
+            assert_eq!(v.bandwidth, r.peak_bitrate + audio.peak_bitrate);
+            assert_eq!(
+                v.average_bandwidth,
+                Some(r.average_bitrate + audio.average_bitrate)
+            );
+            assert_eq!(
+                v.codecs.as_deref(),
+                Some(format!("{},mp4a.40.2", r.codecs).as_str())
+            );
+            let res = v.resolution.unwrap();
+            assert_eq!((res.width, res.height), (width as u64, height as u64));
+            assert_eq!(v.frame_rate, Some(29.97));
+            assert_eq!(v.audio.as_deref(), Some("audio"));
+        }
+        golden("vod/master.m3u8", &text);
+    }
+
+    #[test]
+    fn video_only_master_has_no_audio_group() {
+        let p = fixtures::video_only();
+        let m = parse_master(&master_playlist(&p));
+        assert!(m.alternatives.is_empty());
+        assert_eq!(m.variants.len(), 3);
+        for (v, r) in m.variants.iter().zip(p.video()) {
+            assert_eq!(v.audio, None);
+            assert_eq!(v.codecs.as_deref(), Some(r.codecs.as_str()));
+            assert_eq!(v.bandwidth, r.peak_bitrate);
+        }
+    }
+
+    #[test]
+    fn audio_only_master_points_at_audio() {
+        let p = fixtures::audio_only();
+        let m = parse_master(&master_playlist(&p));
+        assert!(m.alternatives.is_empty());
+        assert_eq!(m.variants.len(), 1);
+        let v = &m.variants[0];
+        assert_eq!(v.uri, "audio/index.m3u8");
+        assert_eq!(v.codecs.as_deref(), Some("mp4a.40.2"));
+        assert_eq!((v.bandwidth, v.average_bandwidth), (132_000, Some(128_000)));
+        assert_eq!(v.resolution, None);
+    }
+
+    #[test]
+    fn vod_media_playlists() {
+        let p = fixtures::vod();
+        for r in &p.renditions {
+            let text = media_playlist(&p, r);
+            let m = parse_media(&text);
+            assert_eq!(m.version, Some(7));
+            assert_eq!(m.target_duration, 2, "{}", r.id);
+            assert_eq!(m.media_sequence, 0);
+            assert_eq!(m.playlist_type, Some(MediaPlaylistType::Vod));
+            assert!(m.end_list && m.independent_segments);
+            assert_eq!(m.segments.len(), 5);
+            assert_eq!(
+                m.segments[0].map.as_ref().map(|m| m.uri.as_str()),
+                Some("init.mp4")
+            );
+            let uris: Vec<&str> = m.segments.iter().map(|s| s.uri.as_str()).collect();
+            assert_eq!(uris, ["0.m4s", "1.m4s", "2.m4s", "3.m4s", "4.m4s"]);
+            let sum: f64 = m.segments.iter().map(|s| s.duration as f64).sum();
+            assert!((sum - seconds(r)).abs() < 1e-3, "{sum} vs {}", seconds(r));
+            assert!(m
+                .segments
+                .iter()
+                .all(|s| !s.discontinuity && s.program_date_time.is_none()));
+            assert_extinf_within_target(&m);
+        }
+        golden(
+            "vod/1080p/index.m3u8",
+            &media_playlist(&p, &p.renditions[0]),
+        );
+        golden(
+            "vod/audio/index.m3u8",
+            &media_playlist(&p, &p.renditions[3]),
+        );
+    }
+
+    #[test]
+    fn live_media_playlists() {
+        let p = fixtures::live();
+        let Timeline::Live(live) = &p.timeline else {
+            unreachable!()
+        };
+        let mut dates = Vec::new();
+        for r in &p.renditions {
+            let text = media_playlist(&p, r);
+            let m = parse_media(&text);
+            assert_eq!(m.playlist_type, None);
+            assert!(!m.end_list);
+            assert_eq!(m.target_duration, 2);
+            assert_eq!(m.media_sequence, LIVE_FIRST);
+            assert_eq!(m.discontinuity_sequence, 3);
+            assert_eq!(m.segments.len(), (LIVE_LAST - LIVE_FIRST + 1) as usize);
+            let flagged: Vec<usize> = (0..m.segments.len())
+                .filter(|&i| m.segments[i].discontinuity)
+                .collect();
+            assert_eq!(flagged, [8, 10]);
+            // Rule 4: at least three target durations.
+            let sum: f64 = m.segments.iter().map(|s| s.duration as f64).sum();
+            assert!(sum >= 3.0 * m.target_duration as f64);
+            assert!((sum - seconds(r)).abs() < 1e-3);
+            assert_extinf_within_target(&m);
+            // Rule 3: every segment's date is its own tfdt on the availability timeline.
+            let ms: Vec<i64> = m
+                .segments
+                .iter()
+                .map(|s| {
+                    s.program_date_time
+                        .expect("PROGRAM-DATE-TIME")
+                        .timestamp_millis()
+                })
+                .collect();
+            for (ms, s) in ms.iter().zip(&r.segments) {
+                let want =
+                    datetime::media_time_millis(live.availability_start, s.start, r.timescale);
+                assert_eq!(*ms, want);
+            }
+            dates.push(ms);
+        }
+        // The same mapping in every variant: segment n starts at n·D in each, up to a frame.
+        for other in &dates[1..] {
+            for (a, b) in dates[0].iter().zip(other) {
+                assert!((a - b).abs() <= 34, "{a} vs {b}");
+            }
+        }
+        golden(
+            "live/720p/index.m3u8",
+            &media_playlist(&p, &p.renditions[0]),
+        );
+    }
+
+    #[test]
+    fn ended_live_playlist_ends_without_a_type() {
+        let live = fixtures::live();
+        let p = fixtures::live_ended();
+        for r in &p.renditions {
+            let m = parse_media(&media_playlist(&p, r));
+            assert!(m.end_list);
+            assert_eq!(m.playlist_type, None);
+            assert_eq!(m.media_sequence, LIVE_FIRST);
+            assert_eq!(m.discontinuity_sequence, 3);
+            assert_eq!(m.target_duration, target_duration(&live, r));
+            assert!(m.segments.iter().all(|s| s.program_date_time.is_some()));
+            let last = m.segments.last().unwrap().duration;
+            assert!((last - 1.2).abs() < 0.03, "{last}");
+        }
+    }
+
+    #[test]
+    fn target_duration_is_constant_while_the_window_slides() {
+        let p = fixtures::live();
+        let mut window = p.clone();
+        for _ in 0..10 {
+            for r in &mut window.renditions {
+                r.segments.remove(0);
+            }
+            for (r, full) in window.renditions.iter().zip(&p.renditions) {
+                assert_eq!(target_duration(&window, r), 2);
+                assert_eq!(target_duration(&window, r), target_duration(&p, full));
+            }
+        }
+        // A non-integer D: ceil(D), whatever the segments.
+        let mut q = fixtures::vod();
+        q.segment_duration = std::time::Duration::from_millis(2500);
+        assert_eq!(target_duration(&q, &q.renditions[0]), 3);
+        // Safety net: a long segment raises it rather than break rule 2.
+        let mut q = fixtures::vod();
+        q.renditions[0].segments[1].duration = 3 * 90_000;
+        let m = parse_media(&media_playlist(&q, &q.renditions[0]));
+        assert_eq!(m.target_duration, 3);
+        assert_extinf_within_target(&m);
+    }
+
+    #[test]
+    fn missing_segments_become_gaps() {
+        let mut p = fixtures::live();
+        let r = &mut p.renditions[0];
+        r.segments
+            .retain(|s| s.number != LIVE_FIRST + 3 && s.number != LIVE_FIRST + 4);
+        let text = media_playlist(&p, &p.renditions[0]);
+        let m = parse_media(&text);
+        assert_eq!(m.segments.len(), 16);
+        for (i, s) in m.segments.iter().enumerate() {
+            assert_eq!(s.uri, segment_name(LIVE_FIRST + i as u64));
+            let gap = s.unknown_tags.iter().any(|t| t.tag == "X-GAP");
+            assert_eq!(gap, i == 3 || i == 4, "{i}");
+            // Dates keep the nominal mapping across the gap.
+            let ms = s.program_date_time.unwrap().timestamp_millis();
+            assert!((ms - (LIVE_FIRST + i as u64) as i64 * 2000).abs() <= 34);
+        }
+        assert_eq!(text.matches("#EXT-X-GAP\n").count(), 2);
+    }
+
+    #[test]
+    fn quoted_strings_stay_parseable() {
+        let mut p = fixtures::vod();
+        if let RenditionKind::Audio { language, .. } = &mut p.renditions[3].kind {
+            *language = Some("e\"n\r\n".into());
+        }
+        let m = parse_master(&master_playlist(&p));
+        assert_eq!(m.alternatives[0].language.as_deref(), Some("en"));
+    }
+}
