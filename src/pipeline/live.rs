@@ -762,6 +762,8 @@ impl PublishLoop {
                 suggested_presentation_delay: self.segment_duration * 3,
                 utc_timing_url: self.utc_timing_url.clone(),
                 publish_time: SystemTime::now(),
+                // The output timeline never breaks (the synchroniser owns it): no discontinuities.
+                discontinuity_sequence: 0,
                 ended,
             }),
         }
