@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match &cli.command {
         Command::Transcode(args) => transcode(args),
-        Command::Serve(args) => args.config().and_then(encore::daemon::serve).map_err(|e| (2, e)),
+        Command::Serve(args) => args
+            .config()
+            .and_then(encore::daemon::serve)
+            .map_err(|e| (2, e)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

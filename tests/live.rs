@@ -21,7 +21,14 @@ impl Daemon {
     fn start(channels: &str) -> Daemon {
         let dir = tempdir();
         let config = dir.path().join("encore.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{channels}", dir.path().join("data").display())).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{channels}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
         let mut child = encore()
             .args(["serve", "--config"])
             .arg(&config)
@@ -32,14 +39,26 @@ impl Daemon {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().expect("a line").unwrap();
-        let base = first.strip_prefix("encore: serving on ").expect(&first).trim().to_string();
+        let base = first
+            .strip_prefix("encore: serving on ")
+            .expect(&first)
+            .trim()
+            .to_string();
         // Keep draining stdout so the daemon never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Daemon { child, base, _dir: dir }
+        Daemon {
+            child,
+            base,
+            _dir: dir,
+        }
     }
 
     fn get(&self, path: &str) -> reqwest::blocking::Response {
-        reqwest::blocking::Client::new().get(format!("{}{path}", self.base)).timeout(Duration::from_secs(10)).send().unwrap()
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap()
     }
 
     /// Polls until `path` answers 200 (or panics after `within`).
@@ -50,7 +69,11 @@ impl Daemon {
             if r.status() == 200 {
                 return r;
             }
-            assert!(start.elapsed() < within, "{path} never appeared (last status {})", r.status());
+            assert!(
+                start.elapsed() < within,
+                "{path} never appeared (last status {})",
+                r.status()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -64,13 +87,19 @@ impl Daemon {
 
     /// SIGTERM; returns the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -83,7 +112,10 @@ impl Drop for Daemon {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 fn segment_view(bytes: &[u8]) -> SegmentView {
@@ -107,13 +139,20 @@ dvr_window = 30
 fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
     let d = Daemon::start(TEST_CHANNEL);
     let master = d.wait_for("/live/t/master.m3u8", Duration::from_secs(20));
-    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert_eq!(
+        master.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
     let master = match m3u8_rs::parse_playlist_res(&master.bytes().unwrap()) {
         Ok(Playlist::MasterPlaylist(m)) => m,
         other => panic!("{other:?}"),
     };
     assert_eq!(master.variants.len(), 2);
-    assert!(master.variants[0].codecs.as_deref().unwrap().contains("mp4a.40.2"));
+    assert!(master.variants[0]
+        .codecs
+        .as_deref()
+        .unwrap()
+        .contains("mp4a.40.2"));
 
     // Let a few segments accumulate.
     std::thread::sleep(Duration::from_secs(4));
@@ -121,31 +160,54 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
     assert!(!pl.end_list, "live playlists have no ENDLIST");
     assert!(pl.playlist_type.is_none());
     assert!(pl.segments.len() >= 3, "{} segments", pl.segments.len());
-    assert!(pl.segments[0].program_date_time.is_some(), "PROGRAM-DATE-TIME");
+    assert!(
+        pl.segments[0].program_date_time.is_some(),
+        "PROGRAM-DATE-TIME"
+    );
     // Epoch locking: the newest number is the current second (D = 1 s), within encoder latency.
-    let last: u64 = pl.segments.last().unwrap().uri.trim_end_matches(".m4s").parse().unwrap();
+    let last: u64 = pl
+        .segments
+        .last()
+        .unwrap()
+        .uri
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap();
     let edge = now().floor() as u64;
-    assert!(last + 3 >= edge && last <= edge, "last segment {last} vs clock {edge}");
+    assert!(
+        last + 3 >= edge && last <= edge,
+        "last segment {last} vs clock {edge}"
+    );
     assert_eq!(pl.media_sequence + pl.segments.len() as u64 - 1, last);
 
     // Segments: tfdt = n·D on both rungs and audio, IDR first, immutable caching.
     for (rendition, hevc_or_audio) in [("180p", false), ("90p", false)] {
         let r = d.get(&format!("/live/t/{rendition}/{last}.m4s"));
         assert_eq!(r.status(), 200);
-        assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        assert!(r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
         assert!(r.headers().contains_key("etag"));
         let view = segment_view(&r.bytes().unwrap());
         assert_eq!(view.tfdt, last * 90_000, "{rendition}");
         let types = first_sample_nal_types(&view, hevc_or_audio);
         assert!(types.contains(&5), "{rendition}: {types:?}");
     }
-    let audio = segment_view(&d.get(&format!("/live/t/audio/{}.m4s", last - 1)).bytes().unwrap());
+    let audio = segment_view(
+        &d.get(&format!("/live/t/audio/{}.m4s", last - 1))
+            .bytes()
+            .unwrap(),
+    );
     assert!((audio.tfdt as f64 / 48_000.0 - (last - 1) as f64).abs() < 0.03);
 
     // Far ahead of the edge: 404 with a max-age until it is due.
     let ahead = d.get(&format!("/live/t/180p/{}.m4s", last + 10));
     assert_eq!(ahead.status(), 404);
-    assert!(ahead.headers()["cache-control"].to_str().unwrap().contains("max-age="));
+    assert!(ahead.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age="));
 
     // DASH: dynamic, UTCTiming served by the origin itself.
     let mpd = d.get("/live/t/manifest.mpd").text().unwrap();
@@ -157,10 +219,26 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
 
     // A real client plays it.
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &format!("{}/live/t/master.m3u8", d.base), "-t", "2", "-map", "0", "-f", "null", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            &format!("{}/live/t/master.m3u8", d.base),
+            "-t",
+            "2",
+            "-map",
+            "0",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     assert!(d.terminate().success(), "SIGTERM exits 0");
 }
@@ -168,7 +246,29 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
 #[test]
 fn a_file_played_once_ends_as_vod() {
     // 3 s at 15 fps with audio.
-    let src = fixture("src-180p15-3s.mp4", &["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]);
+    let src = fixture(
+        "src-180p15-3s.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=15",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
     let d = Daemon::start(&format!(
         "[[channels]]\nname = \"f\"\ninput = \"file:{}\"\nformat = \"320x180@15\"\nladder = \"180:300k\"\npreset = \"ultrafast\"\nsegment_duration = 1\ndvr_window = 30\n",
         src.display()
@@ -189,12 +289,32 @@ fn a_file_played_once_ends_as_vod() {
     dash_mpd::parse(&mpd).expect("final MPD parses");
     // The last segment carries lmsg.
     let last = pl.segments.last().unwrap();
-    let view = segment_view(&d.get(&format!("/live/f/180p/{}", last.uri)).bytes().unwrap());
+    let view = segment_view(
+        &d.get(&format!("/live/f/180p/{}", last.uri))
+            .bytes()
+            .unwrap(),
+    );
     assert!(view.brands.iter().any(|b| b == "lmsg"), "{:?}", view.brands);
     // Still served as VOD after the end.
     let (ok, errors) = {
-        let out = Command::new("ffmpeg").args(["-v", "error", "-i", &format!("{}/live/f/master.m3u8", d.base), "-map", "0", "-f", "null", "-"]).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-i",
+                &format!("{}/live/f/master.m3u8", d.base),
+                "-map",
+                "0",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     assert!(ok, "{errors}");
     assert!(d.terminate().success());
@@ -213,23 +333,64 @@ fn a_lost_udp_input_becomes_slate_and_comes_back() {
     d.wait_for("/live/u/master.m3u8", Duration::from_secs(20));
     // Feed 4 s of MPEG-TS in real time, then stop.
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=15",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "15",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-f",
+            "mpegts",
+        ])
         .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
         .status()
         .unwrap();
     assert!(status.success());
     std::thread::sleep(Duration::from_secs(4));
     let pl = d.media_playlist("/live/u/180p/index.m3u8");
-    let numbers: Vec<u64> = pl.segments.iter().map(|s| s.uri.trim_end_matches(".m4s").parse().unwrap()).collect();
+    let numbers: Vec<u64> = pl
+        .segments
+        .iter()
+        .map(|s| s.uri.trim_end_matches(".m4s").parse().unwrap())
+        .collect();
     for w in numbers.windows(2) {
         assert_eq!(w[1], w[0] + 1, "numbering is continuous: {numbers:?}");
     }
     let slate: Vec<bool> = numbers
         .iter()
-        .map(|n| segment_view(&d.get(&format!("/live/u/180p/{n}.m4s")).bytes().unwrap()).brands.iter().any(|b| b == "slat"))
+        .map(|n| {
+            segment_view(&d.get(&format!("/live/u/180p/{n}.m4s")).bytes().unwrap())
+                .brands
+                .iter()
+                .any(|b| b == "slat")
+        })
         .collect();
-    assert!(slate.iter().any(|s| *s), "slate before and after the feed: {slate:?}");
+    assert!(
+        slate.iter().any(|s| *s),
+        "slate before and after the feed: {slate:?}"
+    );
     assert!(slate.iter().any(|s| !*s), "real video while fed: {slate:?}");
-    assert!(*slate.last().unwrap(), "slate again after the feed stopped: {slate:?}");
+    assert!(
+        *slate.last().unwrap(),
+        "slate again after the feed stopped: {slate:?}"
+    );
     assert!(d.terminate().success());
 }

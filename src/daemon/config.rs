@@ -38,7 +38,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { listen: "127.0.0.1:8080".into(), data_dir: PathBuf::from("./data"), max_in_flight: 4096, channels: Vec::new() }
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            max_in_flight: 4096,
+            channels: Vec::new(),
+        }
     }
 }
 
@@ -108,8 +113,16 @@ impl ChannelSpec {
     /// Checks every field and builds the pipeline's settings; errors name the channel and field.
     pub fn resolve(&self) -> Result<ChannelConfig, String> {
         let at = |field: &str, e: String| format!("channel {:?}: {field}: {e}", self.name);
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("channel name {:?}: use letters, digits, '-' and '_'", self.name));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "channel name {:?}: use letters, digits, '-' and '_'",
+                self.name
+            ));
         }
         let input: LiveSource = self.input.parse().map_err(|e| at("input", e))?;
         let (width, height, fps) = match (&self.format, &input) {
@@ -122,7 +135,10 @@ impl ChannelSpec {
             None => None,
         };
         if !(1.0..=10.0).contains(&self.segment_duration) {
-            return Err(at("segment_duration", format!("{} s is outside 1 to 10 s", self.segment_duration)));
+            return Err(at(
+                "segment_duration",
+                format!("{} s is outside 1 to 10 s", self.segment_duration),
+            ));
         }
         if !(self.dvr_window >= 3.0 * self.segment_duration) {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
@@ -134,12 +150,19 @@ impl ChannelSpec {
             height,
             frame_rate: Rational::new(fps, 1),
             ladder,
-            codec: self.codec.parse::<VideoCodec>().map_err(|e| at("codec", e))?,
+            codec: self
+                .codec
+                .parse::<VideoCodec>()
+                .map_err(|e| at("codec", e))?,
             preset: self.preset.clone(),
-            backend: self.backend.parse::<Kind>().map_err(|e| at("backend", e.to_string()))?,
+            backend: self
+                .backend
+                .parse::<Kind>()
+                .map_err(|e| at("backend", e.to_string()))?,
             segment_duration: Duration::from_secs_f64(self.segment_duration),
             dvr_window: Duration::from_secs_f64(self.dvr_window),
-            audio_bitrate: parse_bitrate(&self.audio_bitrate).map_err(|e| at("audio_bitrate", e))?,
+            audio_bitrate: parse_bitrate(&self.audio_bitrate)
+                .map_err(|e| at("audio_bitrate", e))?,
             utc_timing_url: "/time".into(),
         })
     }
@@ -150,7 +173,11 @@ fn parse_format(s: &str) -> Result<(u32, u32, u32), String> {
     let bad = || format!("{s:?}: expected WIDTHxHEIGHT@FPS, e.g. 1280x720@30");
     let (size, fps) = s.split_once('@').ok_or_else(bad)?;
     let (w, h) = size.split_once('x').ok_or_else(bad)?;
-    let (w, h, fps): (u32, u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
+    let (w, h, fps): (u32, u32, u32) = (
+        w.parse().map_err(|_| bad())?,
+        h.parse().map_err(|_| bad())?,
+        fps.parse().map_err(|_| bad())?,
+    );
     if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || !(1..=120).contains(&fps) {
         return Err(bad());
     }
@@ -159,7 +186,8 @@ fn parse_format(s: &str) -> Result<(u32, u32, u32), String> {
 
 impl Config {
     pub fn load(path: &std::path::Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

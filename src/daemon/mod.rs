@@ -48,9 +48,13 @@ pub fn serve(config: Config) -> Result<(), String> {
 async fn run(config: Config) -> Result<(), String> {
     crate::ingest::init();
     let vod_root = config.data_dir.join("vod");
-    std::fs::create_dir_all(&vod_root).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
-    let resolved: Vec<live::ChannelConfig> =
-        config.channels.iter().map(ChannelSpec::resolve).collect::<Result<_, _>>()?;
+    std::fs::create_dir_all(&vod_root)
+        .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
+    let resolved: Vec<live::ChannelConfig> = config
+        .channels
+        .iter()
+        .map(ChannelSpec::resolve)
+        .collect::<Result<_, _>>()?;
     let mut names = std::collections::HashSet::new();
     for c in &resolved {
         if !names.insert(c.name.clone()) {
@@ -58,7 +62,11 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    let origin = Origin::new(OriginConfig { vod_root: Some(vod_root), max_in_flight: config.max_in_flight, ..OriginConfig::default() });
+    let origin = Origin::new(OriginConfig {
+        vod_root: Some(vod_root),
+        max_in_flight: config.max_in_flight,
+        ..OriginConfig::default()
+    });
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -67,7 +75,11 @@ async fn run(config: Config) -> Result<(), String> {
 
     let mut channels: Vec<Channel> = Vec::new();
     for c in resolved {
-        let timing = ChannelTiming { segment_duration: c.segment_duration, epoch: SystemTime::UNIX_EPOCH, dvr_window: c.dvr_window };
+        let timing = ChannelTiming {
+            segment_duration: c.segment_duration,
+            epoch: SystemTime::UNIX_EPOCH,
+            dvr_window: c.dvr_window,
+        };
         let publisher = origin.add_channel(&c.name, timing);
         let name = c.name.clone();
         // Opening encoders and rendering the slate block: keep them off the async threads.
@@ -96,7 +108,11 @@ async fn run(config: Config) -> Result<(), String> {
     let server = axum::serve(listener, origin.router());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        server.with_graceful_shutdown(async { let _ = stop_rx.await; }).await
+        server
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
     });
 
     shutdown_signal().await;
@@ -122,7 +138,10 @@ async fn run(config: Config) -> Result<(), String> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

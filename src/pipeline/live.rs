@@ -517,7 +517,8 @@ impl AudioClock {
             bitrate: self.bitrate,
         })?;
         let mut output = TrackOutput::new(track, self.sink)?;
-        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024).without_tail_merge();
+        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024)
+            .without_tail_merge();
         let start = (self.start_seconds * rate).round() as i64;
         let chunk = 1024usize;
         let mut position = start;
@@ -681,9 +682,25 @@ impl PublishLoop {
                             self.publisher.evict_before(oldest.number);
                         }
                     }
-                    if codecs.iter().all(Option::is_some) {
+                    // Players find the channel only once every rendition has a segment:
+                    // media playlists first, the master and MPD last.
+                    let ready =
+                        codecs.iter().all(Option::is_some) && windows.iter().all(|w| !w.is_empty());
+                    if ready {
                         let p = self.presentation(&codecs, &windows, &peaks, None);
-                        if !announced {
+                        if announced {
+                            let r = &p.renditions[track];
+                            self.publisher.manifest(
+                                &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
+                                package::hls::media_playlist(&p, r),
+                            );
+                        } else {
+                            for r in &p.renditions {
+                                self.publisher.manifest(
+                                    &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
+                                    package::hls::media_playlist(&p, r),
+                                );
+                            }
                             self.publisher.manifest(
                                 package::MASTER_PLAYLIST_NAME,
                                 package::hls::master_playlist(&p),
@@ -692,11 +709,6 @@ impl PublishLoop {
                                 .manifest(package::MPD_NAME, package::dash::mpd(&p));
                             announced = true;
                         }
-                        let r = &p.renditions[track];
-                        self.publisher.manifest(
-                            &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
-                            package::hls::media_playlist(&p, r),
-                        );
                     }
                 }
             }

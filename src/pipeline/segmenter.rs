@@ -81,7 +81,11 @@ impl Segmenter {
             let start = unit.pts.max(0) as u64;
             if let Some(open) = self.open.take() {
                 let finished = close(open, start, self.last_sample_duration);
-                done = if self.merge_tail { self.held.replace(finished) } else { Some(finished) };
+                done = if self.merge_tail {
+                    self.held.replace(finished)
+                } else {
+                    Some(finished)
+                };
             }
             self.open = Some(Open {
                 number,

@@ -210,6 +210,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     }
 
     // Audio thread.
+    let video_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut audio_sender = None;
     let mut audio_thread = None;
     if let Some(info) = source.audio.clone() {
@@ -222,6 +223,8 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
                 let (tx, rx) = bounded::<ff::Packet>(AUDIO_QUEUE);
                 let worker = AudioWorker {
                     dir: staging.path.join("audio"),
+                    video_frames: video_frames.clone(),
+                    frame_rate: fps,
                     time_base: info.time_base,
                     zero_seconds: zero as f64 * f64::from(video_tb),
                     bitrate: job.audio_bitrate,
@@ -251,6 +254,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let mut last_report = Instant::now();
     {
         let mut send_frame = |frame: Arc<ff::frame::Video>, index: i64| {
+            video_frames.store(index as u64 + 1, std::sync::atomic::Ordering::SeqCst);
             let force = index == 0 || segment_of(index) != segment_of(index - 1);
             for tx in &rung_senders {
                 if tx
@@ -460,6 +464,9 @@ fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
 
 struct AudioWorker {
     dir: PathBuf,
+    /// Video frames output so far (final once the audio channel closes).
+    video_frames: Arc<std::sync::atomic::AtomicU64>,
+    frame_rate: crate::media::Rational,
     time_base: ff::Rational,
     zero_seconds: f64,
     bitrate: u64,
@@ -520,19 +527,40 @@ impl AudioWorker {
         let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024);
         let mut started = false;
         let tb = f64::from(self.time_base);
+        // Packets wait here until the video has reached them, so the audio can end where the
+        // video ends (one presentation duration for every track).
+        let mut pending: std::collections::VecDeque<encode::audio::Packet> = Default::default();
+        let progress = self.video_frames.clone();
+        let frame_rate = self.frame_rate;
+        let video_end = move || {
+            let frames = progress.load(std::sync::atomic::Ordering::SeqCst) as i64;
+            frames * encode::audio::SAMPLE_RATE as i64 * frame_rate.den as i64
+                / frame_rate.num as i64
+        };
+        let mut release = |pending: &mut std::collections::VecDeque<encode::audio::Packet>,
+                           end: i64,
+                           writer: &mut TrackOutput|
+         -> Result<(), Error> {
+            while let Some(p) = pending.front() {
+                if p.pts + p.duration as i64 > end {
+                    break;
+                }
+                let p = pending.pop_front().expect("front exists");
+                if let Some(segment) = segmenter.push(Unit {
+                    data: p.data,
+                    pts: p.pts,
+                    dts: p.pts,
+                    sync: true,
+                }) {
+                    writer.write(segment, cmaf::SegmentFlags::default())?;
+                }
+            }
+            Ok(())
+        };
         let mut take =
             |packets: Vec<encode::audio::Packet>, writer: &mut TrackOutput| -> Result<(), Error> {
-                for p in packets {
-                    if let Some(segment) = segmenter.push(Unit {
-                        data: p.data,
-                        pts: p.pts,
-                        dts: p.pts,
-                        sync: true,
-                    }) {
-                        writer.write(segment, cmaf::SegmentFlags::default())?;
-                    }
-                }
-                Ok(())
+                pending.extend(packets);
+                release(&mut pending, video_end(), writer)
             };
         let mut handle = |frame: ff::frame::Audio,
                           encoder: &mut AacEncoder,
@@ -560,17 +588,13 @@ impl AudioWorker {
         while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
             handle(frame, &mut encoder, &mut writer)?;
         }
-        let rest = encoder.flush()?;
-        for p in rest {
-            if let Some(segment) = segmenter.push(Unit {
-                data: p.data,
-                pts: p.pts,
-                dts: p.pts,
-                sync: true,
-            }) {
-                writer.write(segment, cmaf::SegmentFlags::default())?;
-            }
+        take(encoder.flush()?, &mut writer)?;
+        // The video has finished: keep the audio that starts before its end, drop the rest.
+        let end = video_end();
+        if let Some(last) = pending.iter().position(|p| p.pts >= end) {
+            pending.truncate(last);
         }
+        release(&mut pending, i64::MAX, &mut writer)?;
         for segment in segmenter.finish() {
             writer.write(segment, cmaf::SegmentFlags::default())?;
         }

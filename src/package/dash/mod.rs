@@ -53,7 +53,12 @@ pub fn mpd(p: &Presentation) -> String {
     let mut period_duration = None;
     match &p.timeline {
         Timeline::Vod => {
-            let total = p.renditions.iter().map(vod_duration_ms).max().unwrap_or(0);
+            // The video's duration when there is video: audio may run up to one AAC frame
+            // longer, and a player that divides the presentation by D must not look for a
+            // segment past the last one.
+            let video = p.video().map(vod_duration_ms).max();
+            let total = video
+                .unwrap_or_else(|| p.renditions.iter().map(vod_duration_ms).max().unwrap_or(0));
             let _ = write!(
                 out,
                 " type=\"static\" mediaPresentationDuration=\"{}\"",
@@ -389,10 +394,11 @@ mod tests {
         let m = parse(&xml);
         assert_eq!(m.mpdtype.as_deref(), Some("static"));
         assert_eq!(m.profiles.as_deref(), Some(PROFILE));
-        // The longest rendition: audio, 446 AAC frames.
+        // The video's duration (audio runs a fraction of a frame longer).
+        let video_ms = p.video().map(vod_duration_ms).max().unwrap();
         assert_eq!(
             m.mediaPresentationDuration,
-            Some(Duration::from_millis(9515))
+            Some(Duration::from_millis(video_ms))
         );
         assert_eq!(m.minBufferTime, Some(Duration::from_secs(2)));
         assert_eq!(m.minimumUpdatePeriod, None);
