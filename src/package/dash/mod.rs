@@ -233,24 +233,54 @@ fn audio_set(out: &mut String, p: &Presentation, id: usize, set: &[&Rendition]) 
     out.push_str("    </AdaptationSet>\n");
 }
 
+/// Live: `@duration` maps the wall clock to numbers with no timeline to refresh (rule 4).
+/// VOD: a `SegmentTimeline` with the real durations, so a client knows exactly how many
+/// segments there are and where each starts (audio segments are not exactly D long).
 fn segment_template(out: &mut String, p: &Presentation, r: &Rendition) {
     let ts = r.timescale.max(1);
-    let duration = (p.segment_duration.as_nanos() * ts as u128 + 500_000_000) / 1_000_000_000;
-    let (start_number, offset) = match (&p.timeline, r.segments.first()) {
-        (Timeline::Vod, Some(first)) => (first.number, first.start),
-        _ => (0, 0),
-    };
-    let _ = write!(
-        out,
-        "        <SegmentTemplate timescale=\"{ts}\" duration=\"{duration}\" startNumber=\"{start_number}\""
+    let media = format!(
+        " initialization=\"$RepresentationID$/{INIT_NAME}\" media=\"$RepresentationID$/$Number$.m4s\""
     );
-    if offset != 0 {
-        let _ = write!(out, " presentationTimeOffset=\"{offset}\"");
+    match (&p.timeline, r.segments.first()) {
+        (Timeline::Vod, Some(first)) => {
+            let _ = write!(
+                out,
+                "        <SegmentTemplate timescale=\"{ts}\" startNumber=\"{}\"",
+                first.number
+            );
+            if first.start != 0 {
+                let _ = write!(out, " presentationTimeOffset=\"{}\"", first.start);
+            }
+            let _ = writeln!(out, "{media}>\n          <SegmentTimeline>");
+            // Runs of equal durations become one S with @r.
+            let mut i = 0;
+            while i < r.segments.len() {
+                let s = &r.segments[i];
+                let mut repeat = 0;
+                while i + repeat + 1 < r.segments.len()
+                    && r.segments[i + repeat + 1].duration == s.duration
+                    && r.segments[i + repeat + 1].start == r.segments[i + repeat].start + s.duration
+                {
+                    repeat += 1;
+                }
+                let _ = write!(out, "            <S t=\"{}\" d=\"{}\"", s.start, s.duration);
+                if repeat > 0 {
+                    let _ = write!(out, " r=\"{repeat}\"");
+                }
+                out.push_str("/>\n");
+                i += repeat + 1;
+            }
+            out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
+        }
+        _ => {
+            let duration =
+                (p.segment_duration.as_nanos() * ts as u128 + 500_000_000) / 1_000_000_000;
+            let _ = writeln!(
+                out,
+                "        <SegmentTemplate timescale=\"{ts}\" duration=\"{duration}\" startNumber=\"0\"{media}/>"
+            );
+        }
     }
-    let _ = writeln!(
-        out,
-        " initialization=\"$RepresentationID$/{INIT_NAME}\" media=\"$RepresentationID$/$Number$.m4s\"/>"
-    );
 }
 
 /// A VOD rendition's duration: from its first sample to the end of its last segment.
@@ -356,7 +386,7 @@ mod tests {
             assert_eq!(rep.frameRate.as_deref(), Some("30000/1001"));
             assert_eq!(rep.sar.as_deref(), Some("1:1"));
             let t = rep.SegmentTemplate.as_ref().unwrap();
-            assert_eq!((t.timescale, t.duration), (Some(90_000), Some(180_000.0)));
+            check_template(p, r, t, 90_000);
             assert_eq!(
                 t.initialization.as_deref(),
                 Some("$RepresentationID$/init.mp4")
@@ -384,7 +414,34 @@ mod tests {
         assert_eq!(acc.schemeIdUri, CHANNEL_SCHEME);
         assert_eq!(acc.value.as_deref(), Some("2"));
         let t = rep.SegmentTemplate.as_ref().unwrap();
-        assert_eq!((t.timescale, t.duration), (Some(48_000), Some(96_000.0)));
+        let r = p.audio().next().unwrap();
+        check_template(p, r, t, 48_000);
+    }
+
+    /// Live: @duration = D; VOD: a SegmentTimeline that lists exactly the rendition's segments.
+    fn check_template(p: &Presentation, r: &Rendition, t: &dash_mpd::SegmentTemplate, ts: u64) {
+        assert_eq!(t.timescale, Some(ts));
+        match p.timeline {
+            Timeline::Live(_) => assert_eq!(t.duration, Some(2.0 * ts as f64)),
+            Timeline::Vod => {
+                assert_eq!(t.duration, None);
+                let timeline = t.SegmentTimeline.as_ref().expect("SegmentTimeline");
+                let mut listed = Vec::new();
+                let mut next = 0u64;
+                for s in &timeline.segments {
+                    let mut start = s.t.map(|t| t as u64).unwrap_or(next);
+                    for _ in 0..=s.r.unwrap_or(0) {
+                        listed.push((start, s.d as u64));
+                        start += s.d as u64;
+                    }
+                    next = start;
+                }
+                let want: Vec<(u64, u64)> =
+                    r.segments.iter().map(|s| (s.start, s.duration)).collect();
+                assert_eq!(listed, want);
+                assert_eq!(t.startNumber, Some(r.segments[0].number));
+            }
+        }
     }
 
     #[test]
