@@ -175,6 +175,9 @@ pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error>
     Err(Error::NothingDecoded("slate".into()))
 }
 
+/// How much of a network input stream analysis may read at each connect, in microseconds.
+const LIVE_ANALYZE_DURATION_US: u64 = 2_000_000;
+
 /// Opens a live source; `watchdog` can interrupt the open and every later read.
 pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Source, Error> {
     let mut options = ff::Dictionary::new();
@@ -198,6 +201,11 @@ pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Sourc
             open_with_format(path, None, options, Some(watchdog))
         }
         LiveSource::Url(url) => {
+            // MPEG-TS and FLV may add streams at any time, so libavformat never ends stream
+            // analysis early for them: with the default it reads 5 s of a live input (all of
+            // it lost to slate) at every connect. Two seconds covers a 2 s GOP, enough to see
+            // the parameter sets; the packets read meanwhile are still demuxed afterwards.
+            options.set("analyzeduration", &LIVE_ANALYZE_DURATION_US.to_string());
             if url.starts_with("rtmp://") {
                 // Encore receives the push: listen rather than connect.
                 options.set("listen", "1");

@@ -28,7 +28,9 @@ pub enum Timeline {
 /// Live presentation facts (epoch-locked: media time 0 is the Unix epoch).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveTimeline {
-    /// DASH `availabilityStartTime`; media time 0 maps to this instant.
+    /// DASH `availabilityStartTime`; media time 0 (tfdt 0) is this instant. It lies a whole
+    /// number of segment durations after the Unix epoch, so segment numbers count segments
+    /// since the Unix epoch (DASH `startNumber` = that number).
     pub availability_start: SystemTime,
     /// DVR window: DASH `timeShiftBufferDepth`; HLS keeps this much in the playlist.
     pub time_shift_buffer: Duration,

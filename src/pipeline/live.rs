@@ -98,6 +98,15 @@ struct Feed {
     ended: AtomicBool,
 }
 
+/// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
+/// Segment numbers still count D-long segments since the Unix epoch (this instant is a whole
+/// number of segments after it, since live D divides a day); media time starts here because
+/// some clients read an availabilityStartTime of 1970 as absent.
+pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+
+/// Live segment durations divide a day, so segment edges fall on whole days and on the media epoch.
+pub const DAY_MS: u128 = 86_400_000;
+
 /// Sound kept buffered at most (beyond it, the oldest is dropped to hold latency).
 const AUDIO_MAX_BUFFER: f64 = 0.5;
 /// How long after its instant an output frame is sent, to absorb input jitter.
@@ -123,7 +132,7 @@ fn sleep_until_epoch(t: f64, stopping: &AtomicBool) {
 /// Starts a channel: opens its encoders (errors here are the caller's), then runs its threads.
 pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Channel, Error> {
     let seconds = config.segment_duration.as_secs_f64();
-    if !(1.0..=10.0).contains(&seconds) {
+    if !(1.0..=10.0).contains(&seconds) || DAY_MS % config.segment_duration.as_millis() != 0 {
         return Err(Error::SegmentDuration(seconds));
     }
     let ladder = config
@@ -216,6 +225,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             frame_ticks,
             segment_duration: config.segment_duration,
             live: true,
+            time_origin_seconds: MEDIA_EPOCH_SECONDS,
         };
         let sink = Box::new(EventSink {
             track: i,
@@ -516,7 +526,8 @@ impl AudioClock {
             audio_specific_config: encoder.audio_specific_config(),
             bitrate: self.bitrate,
         })?;
-        let mut output = TrackOutput::new(track, self.sink)?;
+        let mut output = TrackOutput::new(track, self.sink)?
+            .with_time_origin(MEDIA_EPOCH_SECONDS * encode::audio::SAMPLE_RATE as u64);
         let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024)
             .without_tail_merge();
         let start = (self.start_seconds * rate).round() as i64;
@@ -768,7 +779,7 @@ impl PublishLoop {
             segment_duration: self.segment_duration,
             renditions,
             timeline: Timeline::Live(LiveTimeline {
-                availability_start: UNIX_EPOCH,
+                availability_start: UNIX_EPOCH + Duration::from_secs(MEDIA_EPOCH_SECONDS),
                 time_shift_buffer: self.dvr_window,
                 minimum_update_period: self.segment_duration,
                 suggested_presentation_delay: self.segment_duration * 3,

@@ -44,6 +44,9 @@ impl Sink for DirSink {
 pub struct TrackOutput {
     track: cmaf::Track,
     sink: Box<dyn Sink>,
+    /// Ticks subtracted from segment times when they are written: the media timeline's zero
+    /// (live: the presentation's availability start, not the Unix epoch).
+    time_origin: u64,
     pub segments: Vec<SegmentEntry>,
 }
 
@@ -53,12 +56,19 @@ impl TrackOutput {
         Ok(TrackOutput {
             track,
             sink,
+            time_origin: 0,
             segments: Vec::new(),
         })
     }
 
     pub fn codec_string(&self) -> String {
         self.track.codec_string()
+    }
+
+    /// Writes media time relative to `ticks` (in the track's timescale).
+    pub fn with_time_origin(mut self, ticks: u64) -> Self {
+        self.time_origin = ticks;
+        self
     }
 
     pub fn write(&mut self, segment: Segment, flags: cmaf::SegmentFlags) -> Result<(), Error> {
@@ -143,6 +153,8 @@ pub struct RungWorker {
     pub segment_duration: Duration,
     /// Publish each segment the moment it is complete.
     pub live: bool,
+    /// Media time zero in Unix-epoch seconds (live; 0 for VOD), see [`TrackOutput::with_time_origin`].
+    pub time_origin_seconds: u64,
 }
 
 impl RungWorker {
@@ -162,7 +174,8 @@ impl RungWorker {
             extradata: encoder.extradata(),
         })?;
         let codecs = track.codec_string();
-        let mut output = TrackOutput::new(track, sink)?;
+        let mut output = TrackOutput::new(track, sink)?
+            .with_time_origin(self.time_origin_seconds * self.timescale as u64);
         let mut scaler = RungScaler::new(self.rung.width, self.rung.height, encoder.pixel_format());
         let mut segmenter = Segmenter::new(
             self.timescale,

@@ -202,6 +202,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             frame_ticks,
             segment_duration: job.segment_duration,
             live: false,
+            time_origin_seconds: 0,
         };
         rung_senders.push(tx);
         rung_threads.push(spawn(format!("rung-{}", rung.height), move || {

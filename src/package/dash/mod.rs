@@ -10,11 +10,11 @@
 //! timescales differ, and the template's timescale is the track's).
 //!
 //! Decisions (standards.md, DASH rules):
-//! - Live numbering is epoch-locked: segment N covers media time [N·D, (N+1)·D), media time 0
-//!   being the timeline's anchor (the Unix epoch). The written AST is the anchor moved forward
-//!   by k whole segments (to 2000-01-01 or just after; some clients read a 1970 AST as absent),
-//!   with `startNumber` k, `presentationTimeOffset` k·D and `Period@start` 0, so rule 4 makes
-//!   segment N available from anchor + (N+1)·D: exactly when the segmenter can have finished it. None of these values depends on the
+//! - Live numbering is epoch-locked: the AST is media time 0 and lies a whole number s of
+//!   segments after the Unix epoch; `startNumber` = s, `presentationTimeOffset` 0 and
+//!   `Period@start` 0, so segment N covers wall-clock [N·D, (N+1)·D) since the Unix epoch
+//!   (media time [(N−s)·D, (N−s+1)·D)), and rule 4 makes it available from
+//!   AST + (N−s+1)·D: exactly when the segmenter can have finished it. None of these values depends on the
 //!   window, so none changes between updates (rule 2); the DVR window is
 //!   `timeShiftBufferDepth` alone and no refresh is needed to find new segments. DASH-IF
 //!   livesim2 numbers its streams the same way.
@@ -67,16 +67,14 @@ pub fn mpd(p: &Presentation) -> String {
             );
         }
         Timeline::Live(live) => {
-            let start_number = live_start_number(p, live);
-            let ast = live.availability_start + p.segment_duration * start_number as u32;
             let _ = write!(
                 out,
                 " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\"",
-                datetime::datetime(ast),
+                datetime::datetime(live.availability_start),
                 datetime::datetime(live.publish_time)
             );
             if live.ended.is_some() {
-                let end = live_end_ms(p).saturating_sub(start_number * d_ms);
+                let end = live_end_ms(p);
                 period_duration = Some(end);
                 let _ = write!(
                     out,
@@ -282,44 +280,23 @@ fn segment_template(out: &mut String, p: &Presentation, r: &Rendition) {
                 Timeline::Live(live) => live_start_number(p, live),
                 Timeline::Vod => 0,
             };
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "        <SegmentTemplate timescale=\"{ts}\" duration=\"{duration}\" startNumber=\"{start_number}\""
+                "        <SegmentTemplate timescale=\"{ts}\" duration=\"{duration}\" startNumber=\"{start_number}\"{media}/>"
             );
-            if start_number > 0 {
-                let _ = write!(
-                    out,
-                    " presentationTimeOffset=\"{}\"",
-                    start_number as u128 * duration
-                );
-            }
-            let _ = writeln!(out, "{media}/>");
         }
     }
 }
 
-/// The earliest availabilityStartTime written: 2000-01-01T00:00:00Z.
-const MIN_AST_UNIX_MS: u128 = 946_684_800_000;
-
-/// How many whole segments the written AST lies after the timeline's anchor (media time 0).
-///
-/// Epoch-locked channels anchor media time 0 at the Unix epoch, but some clients (FFmpeg's
-/// DASH reader among them) take an availabilityStartTime of 1970-01-01 for "absent". So the AST
-/// moves forward by k whole segments, `startNumber` becomes k and `presentationTimeOffset`
-/// k·D: segment N still covers media time [N·D, (N+1)·D) and is available from
-/// anchor + (N+1)·D, as before (rule 4).
+/// Segments between the Unix epoch and the AST: the number of the segment that starts at
+/// media time 0, so numbers count segments since the Unix epoch (epoch locking).
 fn live_start_number(p: &Presentation, live: &LiveTimeline) -> u64 {
     let anchor_ms = live
         .availability_start
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let d_ms = p.segment_duration.as_millis().max(1);
-    if anchor_ms >= MIN_AST_UNIX_MS {
-        0
-    } else {
-        MIN_AST_UNIX_MS.saturating_sub(anchor_ms).div_ceil(d_ms) as u64
-    }
+    (anchor_ms / p.segment_duration.as_millis().max(1)) as u64
 }
 
 /// A VOD rendition's duration: from its first sample to the end of its last segment.
@@ -566,11 +543,7 @@ mod tests {
         let xml = mpd(&p);
         let m = parse(&xml);
         assert_eq!(m.mpdtype.as_deref(), Some("dynamic"));
-        // 2000-01-01T00:00:00Z: the epoch anchor moved forward by whole segments.
-        assert_eq!(
-            m.availabilityStartTime.unwrap().timestamp_millis(),
-            946_684_800_000
-        );
+        assert_eq!(m.availabilityStartTime.unwrap().timestamp_millis(), 0);
         assert_eq!(m.publishTime.unwrap().timestamp_millis(), NOW_MS as i64);
         assert_eq!(m.minimumUpdatePeriod, Some(Duration::from_secs(2)));
         assert_eq!(m.timeShiftBufferDepth, Some(Duration::from_secs(30)));
@@ -588,11 +561,8 @@ mod tests {
         for set in &m.periods[0].adaptations {
             for rep in &set.representations {
                 let t = rep.SegmentTemplate.as_ref().unwrap();
-                // k = 2000-01-01 / D segments: the AST's offset from the epoch anchor.
-                let k = 946_684_800 / 2;
-                assert_eq!(t.startNumber, Some(k));
-                let ts = t.timescale.unwrap();
-                assert_eq!(t.presentationTimeOffset, Some(k * 2 * ts));
+                assert_eq!(t.startNumber, Some(0));
+                assert_eq!(t.presentationTimeOffset.unwrap_or(0), 0);
             }
         }
         golden("live/manifest.mpd", &xml);
@@ -729,16 +699,14 @@ mod tests {
         assert_eq!(m.minimumUpdatePeriod, None);
         let end = m.mediaPresentationDuration.unwrap();
         assert_eq!(m.periods[0].duration, Some(end));
-        // Durations count from the AST, k = 2000-01-01 / D segments after the epoch anchor.
-        let k = 946_684_800 / 2;
-        let want = Duration::from_millis((LIVE_LAST - k) * 2000 + 1200);
+        let want = Duration::from_millis(LIVE_LAST * 2000 + 1200);
         assert!(
             end >= want && end - want <= Duration::from_millis(34),
             "{end:?}"
         );
         // The Period's last segment is the last published one.
         let d = Duration::from_secs(2).as_secs_f64();
-        assert_eq!((end.as_secs_f64() / d).ceil() as u64 - 1 + k, LIVE_LAST);
+        assert_eq!((end.as_secs_f64() / d).ceil() as u64 - 1, LIVE_LAST);
         // Ids and order as while live.
         for (x, y) in live.periods[0]
             .adaptations
@@ -747,10 +715,7 @@ mod tests {
         {
             assert_eq!((x.id.as_deref(), ids(x)), (y.id.as_deref(), ids(y)));
         }
-        assert_eq!(
-            m.availabilityStartTime,
-            Some((UNIX_EPOCH + Duration::from_secs(946_684_800)).into())
-        );
+        assert_eq!(m.availabilityStartTime, Some(UNIX_EPOCH.into()));
         assert_eq!(m.UTCTiming.len(), 1);
     }
 
