@@ -3,5 +3,7 @@
 //! Layers (dependencies point one way): `media` ← `package` ← `origin`;
 //! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
 
+pub mod hw;
 pub mod media;
 pub mod package;
+pub mod scale;

@@ -79,7 +79,12 @@ impl Ladder {
     /// The default ladder (1080/720/480/360), bitrates after Apple's HLS authoring ladder;
     /// HEVC gets about 65% of the AVC bitrate for the same quality.
     pub fn default_for(codec: VideoCodec) -> Ladder {
-        let avc: [(u32, u64); 4] = [(1080, 6_000_000), (720, 3_000_000), (480, 1_200_000), (360, 730_000)];
+        let avc: [(u32, u64); 4] = [
+            (1080, 6_000_000),
+            (720, 3_000_000),
+            (480, 1_200_000),
+            (360, 730_000),
+        ];
         let scale = match codec {
             VideoCodec::Avc => 100,
             VideoCodec::Hevc => 65,
@@ -87,7 +92,11 @@ impl Ladder {
         Ladder {
             rungs: avc
                 .iter()
-                .map(|&(height, bitrate)| RungSpec { height, width: None, bitrate: bitrate * scale / 100 })
+                .map(|&(height, bitrate)| RungSpec {
+                    height,
+                    width: None,
+                    bitrate: bitrate * scale / 100,
+                })
                 .collect(),
             is_default: true,
         }
@@ -101,7 +110,10 @@ impl Ladder {
                 continue;
             }
             let (size, rate) = part.split_once(':').ok_or_else(|| {
-                LadderError::Syntax(format!("rung {} {part:?}: expected HEIGHT:BITRATE, e.g. 720:3000k", i + 1))
+                LadderError::Syntax(format!(
+                    "rung {} {part:?}: expected HEIGHT:BITRATE, e.g. 720:3000k",
+                    i + 1
+                ))
             })?;
             let (width, height) = match size.split_once(['x', 'X']) {
                 Some((w, h)) => (Some(parse_dim(w, i)?), parse_dim(h, i)?),
@@ -109,21 +121,34 @@ impl Ladder {
             };
             let bitrate = parse_bitrate(rate)
                 .map_err(|e| LadderError::Syntax(format!("rung {} {part:?}: {e}", i + 1)))?;
-            rungs.push(RungSpec { height, width, bitrate });
+            rungs.push(RungSpec {
+                height,
+                width,
+                bitrate,
+            });
         }
-        let ladder = Ladder { rungs, is_default: false };
+        let ladder = Ladder {
+            rungs,
+            is_default: false,
+        };
         ladder.validate()?;
         Ok(ladder)
     }
 
     /// Reads a ladder from a TOML or JSON file: `[[rungs]] height = 720  bitrate = "3000k"`.
     pub fn from_file(path: &std::path::Path) -> Result<Ladder, LadderError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LadderError::Syntax(format!("cannot read ladder file {}: {e}", path.display())))?;
-        let ladder: Ladder = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-            serde_json::from_str(&text).map_err(|e| LadderError::Syntax(format!("{}: {e}", path.display())))?
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LadderError::Syntax(format!("cannot read ladder file {}: {e}", path.display()))
+        })?;
+        let ladder: Ladder = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            serde_json::from_str(&text)
+                .map_err(|e| LadderError::Syntax(format!("{}: {e}", path.display())))?
         } else {
-            toml::from_str(&text).map_err(|e| LadderError::Syntax(format!("{}: {e}", path.display())))?
+            toml::from_str(&text)
+                .map_err(|e| LadderError::Syntax(format!("{}: {e}", path.display())))?
         };
         ladder.validate()?;
         Ok(ladder)
@@ -146,7 +171,12 @@ impl Ladder {
         }
         for (i, r) in self.rungs.iter().enumerate() {
             let width = r.width.unwrap_or(0);
-            let bad = |reason| LadderError::InvalidRung { rung: i + 1, width, height: r.height, reason };
+            let bad = |reason| LadderError::InvalidRung {
+                rung: i + 1,
+                width,
+                height: r.height,
+                reason,
+            };
             if r.height == 0 || r.width == Some(0) {
                 return Err(bad("size must not be zero"));
             }
@@ -170,7 +200,11 @@ impl Ladder {
     /// rungs above the source are dropped, the order is top rung first, duplicates removed.
     pub fn plan(&self, width: u32, height: u32, dar: f64) -> Result<Vec<Rung>, LadderError> {
         self.validate()?;
-        let dar = if dar.is_finite() && dar > 0.0 { dar } else { width as f64 / height.max(1) as f64 };
+        let dar = if dar.is_finite() && dar > 0.0 {
+            dar
+        } else {
+            width as f64 / height.max(1) as f64
+        };
         let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
         let mut out: Vec<Rung> = self
             .rungs
@@ -184,14 +218,25 @@ impl Ladder {
             .collect();
         if out.is_empty() {
             if !self.is_default {
-                return Err(LadderError::AllAboveSource { source_height: height });
+                return Err(LadderError::AllAboveSource {
+                    source_height: height,
+                });
             }
             // A small source still gets one rung at its own size, bitrate scaled by pixel count.
-            let lowest = self.rungs.iter().min_by_key(|r| r.height).ok_or(LadderError::Empty)?;
+            let lowest = self
+                .rungs
+                .iter()
+                .min_by_key(|r| r.height)
+                .ok_or(LadderError::Empty)?;
             let h = even(height as f64);
             let w = even(h as f64 * dar);
-            let area = (w as f64 * h as f64) / (lowest.height as f64 * lowest.height as f64 * 16.0 / 9.0);
-            out.push(Rung { width: w, height: h, bitrate: ((lowest.bitrate as f64 * area) as u64).max(100_000) });
+            let area =
+                (w as f64 * h as f64) / (lowest.height as f64 * lowest.height as f64 * 16.0 / 9.0);
+            out.push(Rung {
+                width: w,
+                height: h,
+                bitrate: ((lowest.bitrate as f64 * area) as u64).max(100_000),
+            });
         }
         out.sort_by(|a, b| b.height.cmp(&a.height).then(b.bitrate.cmp(&a.bitrate)));
         out.dedup();
@@ -214,7 +259,9 @@ pub fn parse_bitrate(s: &str) -> Result<u64, String> {
         Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
         _ => (s, 1.0),
     };
-    let v: f64 = digits.parse().map_err(|_| format!("{s:?} is not a bitrate (e.g. 3000k)"))?;
+    let v: f64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a bitrate (e.g. 3000k)"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("{s:?} is not a bitrate"));
     }
@@ -242,12 +289,22 @@ mod tests {
     fn default_ladder_never_upscales() {
         let l = Ladder::default_for(VideoCodec::Avc);
         let hd = l.plan(1280, 720, 16.0 / 9.0).unwrap();
-        assert_eq!(hd.iter().map(|r| r.height).collect::<Vec<_>>(), vec![720, 480, 360]);
+        assert_eq!(
+            hd.iter().map(|r| r.height).collect::<Vec<_>>(),
+            vec![720, 480, 360]
+        );
         assert_eq!((hd[0].width, hd[1].width, hd[2].width), (1280, 854, 640));
         let fhd = l.plan(1920, 1080, 16.0 / 9.0).unwrap();
         assert_eq!(fhd.len(), 4);
         let small = l.plan(640, 360, 16.0 / 9.0).unwrap();
-        assert_eq!(small, vec![Rung { width: 640, height: 360, bitrate: 730_000 }]);
+        assert_eq!(
+            small,
+            vec![Rung {
+                width: 640,
+                height: 360,
+                bitrate: 730_000
+            }]
+        );
         let tiny = l.plan(320, 240, 4.0 / 3.0).unwrap();
         assert_eq!((tiny[0].width, tiny[0].height), (320, 240));
     }
@@ -255,14 +312,34 @@ mod tests {
     #[test]
     fn spec_parsing_and_errors() {
         let l = Ladder::parse_spec("1080:6000k, 1280x720:3M,360:730000").unwrap();
-        assert_eq!(l.rungs[1], RungSpec { height: 720, width: Some(1280), bitrate: 3_000_000 });
-        assert!(matches!(Ladder::parse_spec("720:0k"), Err(LadderError::InvalidRung { reason, .. }) if reason.contains("zero")));
-        assert!(matches!(Ladder::parse_spec("721:3000k"), Err(LadderError::InvalidRung { reason, .. }) if reason.contains("even")));
-        assert!(matches!(Ladder::parse_spec("0:3000k"), Err(LadderError::InvalidRung { .. })));
-        assert!(matches!(Ladder::parse_spec("720"), Err(LadderError::Syntax(_))));
+        assert_eq!(
+            l.rungs[1],
+            RungSpec {
+                height: 720,
+                width: Some(1280),
+                bitrate: 3_000_000
+            }
+        );
+        assert!(
+            matches!(Ladder::parse_spec("720:0k"), Err(LadderError::InvalidRung { reason, .. }) if reason.contains("zero"))
+        );
+        assert!(
+            matches!(Ladder::parse_spec("721:3000k"), Err(LadderError::InvalidRung { reason, .. }) if reason.contains("even"))
+        );
+        assert!(matches!(
+            Ladder::parse_spec("0:3000k"),
+            Err(LadderError::InvalidRung { .. })
+        ));
+        assert!(matches!(
+            Ladder::parse_spec("720"),
+            Err(LadderError::Syntax(_))
+        ));
         assert!(matches!(Ladder::parse_spec(""), Err(LadderError::Empty)));
         let user = Ladder::parse_spec("1080:6000k").unwrap();
-        assert!(matches!(user.plan(640, 360, 16.0 / 9.0), Err(LadderError::AllAboveSource { .. })));
+        assert!(matches!(
+            user.plan(640, 360, 16.0 / 9.0),
+            Err(LadderError::AllAboveSource { .. })
+        ));
     }
 
     #[test]
@@ -275,7 +352,10 @@ mod tests {
         assert_eq!(l.rungs.len(), 2);
         let j = dir.join("l.json");
         std::fs::write(&j, r#"{"rungs":[{"height":480,"bitrate":"1.2M"}]}"#).unwrap();
-        assert_eq!(Ladder::from_arg(j.to_str().unwrap()).unwrap().rungs[0].bitrate, 1_200_000);
+        assert_eq!(
+            Ladder::from_arg(j.to_str().unwrap()).unwrap().rungs[0].bitrate,
+            1_200_000
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -8,7 +8,9 @@ pub mod dash;
 pub mod hls;
 pub mod presentation;
 
-pub use presentation::{Presentation, Rendition, RenditionKind, SegmentEntry, Timeline, LiveTimeline};
+pub use presentation::{
+    LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
+};
 
 /// Name of a rendition's init segment inside its folder.
 pub const INIT_NAME: &str = "init.mp4";

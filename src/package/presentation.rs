@@ -66,8 +66,16 @@ pub struct Rendition {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RenditionKind {
-    Video { width: u32, height: u32, frame_rate: Rational },
-    Audio { sample_rate: u32, channels: u32, language: Option<String> },
+    Video {
+        width: u32,
+        height: u32,
+        frame_rate: Rational,
+    },
+    Audio {
+        sample_rate: u32,
+        channels: u32,
+        language: Option<String>,
+    },
 }
 
 /// One published media segment.
