@@ -239,8 +239,42 @@ fn gpu_kernel_matches_cpu_twin() {
             }
         }
     }
+    time_default_ladder(&gpu);
     // Errors stay errors on the GPU path too.
     let src = random_frame(Format::Yuv420p, 64, 32, 1, 1);
     let mut out = Frame::new(Format::Yuv420p, 32, 16, 1);
     assert!(matches!(gpu.scale(&src.as_ref(), &mut [out.as_mut()]), Err(scale::Error::UnsupportedFormat(_))));
+}
+
+/// Prints the kernel's time for 1080p -> 1080/720/480/360 with frames resident on the device
+/// (what the pipeline does); informative, not asserted (GPUs differ).
+fn time_default_ladder(gpu: &cuda::CudaLadderScaler) {
+    use cudarc::driver::DevicePtrMut;
+    let stream = gpu.stream();
+    let frame = |w: u32, h: u32| scale::DeviceFrame { y: 0, uv: 0, pitch_y: w, pitch_uv: w, width: w, height: h };
+    let sizes = [(1920u32, 1080u32), (1920, 1080), (1280, 720), (854, 480), (640, 360)];
+    let mut bufs: Vec<_> =
+        sizes.iter().map(|&(w, h)| (stream.alloc_zeros::<u8>((w * h) as usize).unwrap(), stream.alloc_zeros::<u8>((w * h / 2) as usize).unwrap())).collect();
+    let mut frames = Vec::new();
+    let mut guards = Vec::new();
+    for ((y, uv), &(w, h)) in bufs.iter_mut().zip(&sizes) {
+        let (py, gy) = y.device_ptr_mut(stream);
+        let (puv, guv) = uv.device_ptr_mut(stream);
+        frames.push(scale::DeviceFrame { y: py, uv: puv, ..frame(w, h) });
+        guards.push((gy, guv));
+    }
+    let run = |n: usize| {
+        for _ in 0..n {
+            // SAFETY: every buffer above covers its frame and outlives the synchronisation below.
+            unsafe { gpu.launch(Format::Nv12, &frames[0], &frames[1..]).unwrap() };
+        }
+        stream.synchronize().unwrap();
+    };
+    run(20);
+    let n = 500;
+    let t = std::time::Instant::now();
+    run(n);
+    let per = t.elapsed() / n as u32;
+    println!("GPU ladder 1080p -> 1080/720/480/360 NV12: {per:?} per frame ({:.0} fps)", 1.0 / per.as_secs_f64());
+    drop(guards);
 }
