@@ -104,7 +104,17 @@ fn shapes() -> Vec<((u32, u32), Vec<(u32, u32)>)> {
         ((1283, 721), vec![(1280, 720), (640, 360), (426, 240)]),
         ((1920, 1080), vec![(960, 540), (640, 360)]), // exact 2x and 3x
         ((640, 360), vec![(640, 360)]),               // 1:1 copy
-        ((1920, 1080), vec![(1920, 1080), (1280, 720), (960, 540), (854, 480), (640, 360), (426, 240)]),
+        (
+            (1920, 1080),
+            vec![
+                (1920, 1080),
+                (1280, 720),
+                (960, 540),
+                (854, 480),
+                (640, 360),
+                (426, 240),
+            ],
+        ),
         ((37, 23), vec![(18, 12), (6, 4)]),
         ((720, 576), vec![(1024, 576), (640, 360)]), // anamorphic: wider than the source
         ((3840, 2160), vec![(256, 144)]),            // 15x
@@ -112,13 +122,21 @@ fn shapes() -> Vec<((u32, u32), Vec<(u32, u32)>)> {
 }
 
 fn outputs(format: Format, rungs: &[(u32, u32)], align: usize) -> Vec<Frame> {
-    rungs.iter().map(|&(w, h)| Frame::new(format, w, h, align)).collect()
+    rungs
+        .iter()
+        .map(|&(w, h)| Frame::new(format, w, h, align))
+        .collect()
 }
 
 fn run_cpu(src: &Frame, rungs: &[(u32, u32)]) -> Vec<Frame> {
     let mut out = outputs(src.format, rungs, 1);
     let scaler = Scaler::new(src.format, src.width, src.height, rungs).unwrap();
-    scaler.scale(&src.as_ref(), &mut out.iter_mut().map(Frame::as_mut).collect::<Vec<_>>()).unwrap();
+    scaler
+        .scale(
+            &src.as_ref(),
+            &mut out.iter_mut().map(Frame::as_mut).collect::<Vec<_>>(),
+        )
+        .unwrap();
     out
 }
 
@@ -127,17 +145,30 @@ fn host_kernel_matches_reference_and_cpu_twin() {
     for format in [Format::Nv12, Format::P010] {
         for (seed, ((sw, sh), rungs)) in shapes().into_iter().enumerate() {
             // Padded rows on the source and every other rung: pitches must be honoured.
-            let src = random_frame(format, sw, sh, if seed % 2 == 0 { 64 } else { 1 }, seed as u64);
+            let src = random_frame(
+                format,
+                sw,
+                sh,
+                if seed % 2 == 0 { 64 } else { 1 },
+                seed as u64,
+            );
             let mut gpu_code = outputs(format, &rungs, if seed % 2 == 0 { 1 } else { 256 });
             let mut views: Vec<_> = gpu_code.iter_mut().map(Frame::as_mut).collect();
             kernel_host::scale(&src.as_ref(), &mut views).unwrap();
             let twin = run_cpu(&src, &rungs);
             for ((kernel, twin), &(w, h)) in gpu_code.iter().zip(&twin).zip(&rungs) {
                 let what = format!("{format:?} {sw}x{sh} -> {w}x{h}");
-                assert_eq!(max_diff(kernel, twin), 0, "{what}: host kernel differs from the CPU twin");
+                assert_eq!(
+                    max_diff(kernel, twin),
+                    0,
+                    "{what}: host kernel differs from the CPU twin"
+                );
                 if sw * sh <= 1920 * 1080 {
                     let d = max_diff(kernel, &reference(&src, w, h));
-                    assert!(d <= 1, "{what}: host kernel differs from the f64 reference by {d}");
+                    assert!(
+                        d <= 1,
+                        "{what}: host kernel differs from the f64 reference by {d}"
+                    );
                 }
                 if (w, h) == (sw, sh) {
                     assert_eq!(max_diff(kernel, &src), 0, "{what}: 1:1 is not a copy");
@@ -155,7 +186,8 @@ fn cpu_twin_planar_matches_semi_planar() {
     let mut i420 = Frame::new(Format::Yuv420p, sw, sh, 32);
     let (cw, ch) = Format::Nv12.plane_size(1, sw, sh);
     for y in 0..sh as usize {
-        i420.planes[0][y * i420.strides[0]..][..sw as usize].copy_from_slice(&nv12.planes[0][y * nv12.strides[0]..][..sw as usize]);
+        i420.planes[0][y * i420.strides[0]..][..sw as usize]
+            .copy_from_slice(&nv12.planes[0][y * nv12.strides[0]..][..sw as usize]);
     }
     for y in 0..ch as usize {
         for x in 0..cw as usize {
@@ -186,7 +218,10 @@ fn cpu_twin_planar_matches_semi_planar() {
 #[test]
 fn committed_ptx_is_up_to_date() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let clang_works = std::process::Command::new("clang").arg("--version").output().is_ok_and(|o| o.status.success());
+    let clang_works = std::process::Command::new("clang")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !clang_works {
         println!("skip: clang not found; cannot check kernels/ladder_scale.ptx against its source");
         return;
@@ -201,15 +236,28 @@ fn committed_ptx_is_up_to_date() {
     let fresh = std::fs::read_to_string(dir.path().join("ladder_scale.ptx")).unwrap();
     let committed = std::fs::read_to_string(root.join("kernels/ladder_scale.ptx")).unwrap();
     if fresh != committed {
-        let version = std::process::Command::new("clang").arg("--version").output().unwrap();
+        let version = std::process::Command::new("clang")
+            .arg("--version")
+            .output()
+            .unwrap();
         panic!(
             "kernels/ladder_scale.ptx is stale: run kernels/build-ptx.sh and commit it (clang: {})",
-            String::from_utf8_lossy(&version.stdout).lines().next().unwrap_or("?")
+            String::from_utf8_lossy(&version.stdout)
+                .lines()
+                .next()
+                .unwrap_or("?")
         );
     }
-    assert_eq!(committed, cuda::PTX, "the embedded PTX is the committed file");
+    assert_eq!(
+        committed,
+        cuda::PTX,
+        "the embedded PTX is the committed file"
+    );
     for entry in [cuda::ENTRY_NV12, cuda::ENTRY_P010] {
-        assert!(committed.contains(&format!(".visible .entry {entry}(")), "{entry} missing");
+        assert!(
+            committed.contains(&format!(".visible .entry {entry}(")),
+            "{entry} missing"
+        );
     }
 }
 
@@ -235,7 +283,11 @@ fn gpu_kernel_matches_cpu_twin() {
             gpu.scale(&src.as_ref(), &mut views).unwrap();
             let twin = run_cpu(&src, &rungs);
             for ((g, t), &(w, h)) in out.iter().zip(&twin).zip(&rungs) {
-                assert_eq!(max_diff(g, t), 0, "{format:?} {sw}x{sh} -> {w}x{h}: GPU differs from the CPU twin");
+                assert_eq!(
+                    max_diff(g, t),
+                    0,
+                    "{format:?} {sw}x{sh} -> {w}x{h}: GPU differs from the CPU twin"
+                );
             }
         }
     }
@@ -243,7 +295,10 @@ fn gpu_kernel_matches_cpu_twin() {
     // Errors stay errors on the GPU path too.
     let src = random_frame(Format::Yuv420p, 64, 32, 1, 1);
     let mut out = Frame::new(Format::Yuv420p, 32, 16, 1);
-    assert!(matches!(gpu.scale(&src.as_ref(), &mut [out.as_mut()]), Err(scale::Error::UnsupportedFormat(_))));
+    assert!(matches!(
+        gpu.scale(&src.as_ref(), &mut [out.as_mut()]),
+        Err(scale::Error::UnsupportedFormat(_))
+    ));
 }
 
 /// Prints the kernel's time for 1080p -> 1080/720/480/360 with frames resident on the device
@@ -251,16 +306,40 @@ fn gpu_kernel_matches_cpu_twin() {
 fn time_default_ladder(gpu: &cuda::CudaLadderScaler) {
     use cudarc::driver::DevicePtrMut;
     let stream = gpu.stream();
-    let frame = |w: u32, h: u32| scale::DeviceFrame { y: 0, uv: 0, pitch_y: w, pitch_uv: w, width: w, height: h };
-    let sizes = [(1920u32, 1080u32), (1920, 1080), (1280, 720), (854, 480), (640, 360)];
-    let mut bufs: Vec<_> =
-        sizes.iter().map(|&(w, h)| (stream.alloc_zeros::<u8>((w * h) as usize).unwrap(), stream.alloc_zeros::<u8>((w * h / 2) as usize).unwrap())).collect();
+    let frame = |w: u32, h: u32| scale::DeviceFrame {
+        y: 0,
+        uv: 0,
+        pitch_y: w,
+        pitch_uv: w,
+        width: w,
+        height: h,
+    };
+    let sizes = [
+        (1920u32, 1080u32),
+        (1920, 1080),
+        (1280, 720),
+        (854, 480),
+        (640, 360),
+    ];
+    let mut bufs: Vec<_> = sizes
+        .iter()
+        .map(|&(w, h)| {
+            (
+                stream.alloc_zeros::<u8>((w * h) as usize).unwrap(),
+                stream.alloc_zeros::<u8>((w * h / 2) as usize).unwrap(),
+            )
+        })
+        .collect();
     let mut frames = Vec::new();
     let mut guards = Vec::new();
     for ((y, uv), &(w, h)) in bufs.iter_mut().zip(&sizes) {
         let (py, gy) = y.device_ptr_mut(stream);
         let (puv, guv) = uv.device_ptr_mut(stream);
-        frames.push(scale::DeviceFrame { y: py, uv: puv, ..frame(w, h) });
+        frames.push(scale::DeviceFrame {
+            y: py,
+            uv: puv,
+            ..frame(w, h)
+        });
         guards.push((gy, guv));
     }
     let run = |n: usize| {
@@ -275,6 +354,9 @@ fn time_default_ladder(gpu: &cuda::CudaLadderScaler) {
     let t = std::time::Instant::now();
     run(n);
     let per = t.elapsed() / n as u32;
-    println!("GPU ladder 1080p -> 1080/720/480/360 NV12: {per:?} per frame ({:.0} fps)", 1.0 / per.as_secs_f64());
+    println!(
+        "GPU ladder 1080p -> 1080/720/480/360 NV12: {per:?} per frame ({:.0} fps)",
+        1.0 / per.as_secs_f64()
+    );
     drop(guards);
 }
