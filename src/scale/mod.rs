@@ -18,6 +18,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod kernel_host;
+pub mod selftest;
 
 pub use cpu::Scaler;
 pub use cuda::CudaLadderScaler;
