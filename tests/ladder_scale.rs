@@ -97,7 +97,9 @@ fn max_diff(a: &Frame, b: &Frame) -> u32 {
 }
 
 /// Source sizes and their ladders, covering the shapes Encore plans.
-fn shapes() -> Vec<((u32, u32), Vec<(u32, u32)>)> {
+type Shape = ((u32, u32), Vec<(u32, u32)>);
+
+fn shapes() -> Vec<Shape> {
     vec![
         ((1920, 1080), vec![(1280, 720), (854, 480), (640, 360)]),
         ((1280, 720), vec![(854, 480), (640, 360)]),

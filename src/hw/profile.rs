@@ -225,7 +225,7 @@ impl Profile {
                 PRESETS.join(", ")
             ));
         }
-        if !(self.capacity.units > 0.0) {
+        if self.capacity.units.is_nan() || self.capacity.units <= 0.0 {
             return Err("capacity.units must be above zero".into());
         }
         if self.backend == Backend::Nvenc && self.engines.nvenc == 0 {

@@ -8,8 +8,11 @@ use super::{
     cpu::Scaler, cuda::CudaLadderScaler, kernel_host, Error, Format, Frame, FrameMut, FrameRef,
 };
 
+/// A source size and its rung sizes.
+type Case = ((u32, u32), &'static [(u32, u32)]);
+
 /// Source sizes and ladders checked: the default ladder, odd sizes, exact factors, a copy.
-const CASES: &[((u32, u32), &[(u32, u32)])] = &[
+const CASES: &[Case] = &[
     (
         (1920, 1080),
         &[(1920, 1080), (1280, 720), (854, 480), (640, 360)],
