@@ -12,8 +12,9 @@
 //! All three give bit-identical output. Each plane is scaled on its own: the chroma planes of a
 //! `width`x`height` frame are `ceil(width/2)`x`ceil(height/2)`, and a rung's are half its (even) size.
 //!
-//! This module never allocates per frame on its hot path and never touches FFmpeg: frames come in as
-//! borrowed planes ([`FrameRef`]), so a decoder's buffers are read in place.
+//! It never touches FFmpeg: frames come in as borrowed planes ([`FrameRef`]), so a decoder's
+//! buffers are read in place, and every plane is checked to cover its frame before any kernel or
+//! loop reads it.
 
 pub mod cpu;
 pub mod cuda;
