@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod encode;
+pub mod hw;
 pub mod ingest;
 pub mod media;
 pub mod origin;
