@@ -28,6 +28,18 @@ pub enum Command {
     Transcode(TranscodeArgs),
     /// Run the daemon: the HTTP origin and the live channels of the configuration.
     Serve(ServeArgs),
+    /// Report this machine's CPU, memory, GPUs, usable backends and matching hw-profile.
+    Probe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the ladder kernel (and, with --gpu, the GPU kernel and an NVENC ladder).
+    Selftest {
+        /// Also run the checks that need an NVIDIA GPU.
+        #[arg(long)]
+        gpu: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,17 @@ fn main() -> ExitCode {
             .config()
             .and_then(encore::daemon::serve)
             .map_err(|e| (2, e)),
+        Command::Probe { json } => probe(*json),
+        Command::Selftest { gpu } => match encore::hw::selftest::run(*gpu) {
+            Ok(report) => {
+                print!("{report}");
+                Ok(())
+            }
+            Err(report) => {
+                print!("{report}");
+                Err((1, "selftest failed".into()))
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +98,17 @@ fn transcode(args: &TranscodeArgs) -> Result<(), Failure> {
                 summary.decode_errors
             );
         }
+    }
+    Ok(())
+}
+
+fn probe(json: bool) -> Result<(), Failure> {
+    let report = encore::hw::probe();
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+    } else {
+        println!("{report}");
     }
     Ok(())
 }

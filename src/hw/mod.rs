@@ -6,6 +6,7 @@
 
 pub mod probe;
 pub mod profile;
+pub mod selftest;
 
 pub use probe::{probe, probe_with, BackendStatus, ProbeReport};
 pub use profile::{load_all, Profile};

@@ -1,0 +1,179 @@
+//! `encore selftest`: checks a machine can do what its hw-profile claims, and prints a report
+//! to attach to that profile.
+//!
+//! Always: the ladder kernel's own code (host build) against its CPU twin. With `--gpu`: the
+//! CUDA kernel on the device against the CPU twin (max difference ≤ 1, in practice identical),
+//! then a short ladder encoded with NVENC and checked as the VOD tests check it (an IDR at the
+//! start of every segment of every rung, segments aligned across rungs).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::encode::Kind;
+use crate::media::VideoCodec;
+use crate::package::cmaf::nal;
+use crate::pipeline::{self, Job};
+
+/// Runs the checks; `Ok(report)` when all passed, `Err(report)` otherwise.
+pub fn run(gpu: bool) -> Result<String, String> {
+    let mut report = String::new();
+    let mut ok = true;
+    let probe = super::probe();
+    let _ = writeln!(report, "encore selftest {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        report,
+        "machine: {}, profile {}",
+        probe.cpu.model,
+        probe.profile.as_deref().unwrap_or("none")
+    );
+    match crate::scale::selftest::host_kernel() {
+        Ok(t) => {
+            ok &= t.passed();
+            let _ = writeln!(report, "{} {t}", mark(t.passed()));
+        }
+        Err(e) => {
+            ok = false;
+            let _ = writeln!(report, "FAIL ladder kernel (host build): {e}");
+        }
+    }
+    if gpu {
+        match crate::scale::selftest::gpu() {
+            Ok(t) => {
+                ok &= t.passed();
+                let _ = writeln!(report, "{} {t}", mark(t.passed()));
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(report, "FAIL ladder kernel on the GPU: {e}");
+            }
+        }
+        match nvenc_ladder() {
+            Ok(line) => {
+                let _ = writeln!(report, "ok   {line}");
+            }
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(report, "FAIL NVENC ladder: {e}");
+            }
+        }
+    }
+    if ok {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed {
+        "ok  "
+    } else {
+        "FAIL"
+    }
+}
+
+/// Encodes 4 s of test pattern into 720/480/360 with NVENC and checks every segment.
+fn nvenc_ladder() -> Result<String, String> {
+    let dir = std::env::temp_dir().join(format!("encore-selftest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let source = dir.join("source.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-t",
+                "4",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(&source)
+            .status()
+            .map_err(|e| format!("ffmpeg CLI needed to make the test clip: {e}"))?;
+        if !status.success() {
+            return Err("ffmpeg could not make the test clip".to_string());
+        }
+        let mut job = Job::new(source.to_string_lossy(), dir.join("out"));
+        job.backend = Kind::Named(crate::encode::backend::nvenc::NAME.into());
+        job.preset = "p4".into();
+        let summary = pipeline::transcode(&job, &|_| {}).map_err(|e| e.to_string())?;
+        let mut starts: Option<Vec<u64>> = None;
+        for r in summary.renditions.iter().filter(|r| r.kind == "video") {
+            let rung_dir = dir.join("out").join(&r.id);
+            let mut rung_starts = Vec::new();
+            for n in 0..r.segments as u64 {
+                let (tfdt, first_nal) =
+                    first_sample(&rung_dir.join(format!("{n}.m4s")), summary.codec)?;
+                if !nal::is_idr(summary.codec, first_nal) {
+                    return Err(format!("{} segment {n} does not start with an IDR", r.id));
+                }
+                rung_starts.push(tfdt);
+            }
+            match &starts {
+                None => starts = Some(rung_starts),
+                Some(s) if *s != rung_starts => {
+                    return Err(format!("{}: segment starts differ from the top rung", r.id))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(format!(
+            "NVENC ladder: {} renditions, {} segments, IDR-aligned, {:.1}x real time",
+            summary.renditions.len(),
+            summary.segments,
+            summary.speed
+        ))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// tfdt and the first VCL NAL header byte of a segment's first sample.
+fn first_sample(path: &Path, codec: VideoCodec) -> Result<(u64, u8), String> {
+    use mp4_atom::{Any, Decode};
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = bytes.as_slice();
+    let mut tfdt = 0;
+    while !buf.is_empty() {
+        match Any::decode(&mut buf).map_err(|e| format!("{}: {e}", path.display()))? {
+            Any::Moof(m) => {
+                tfdt = m
+                    .traf
+                    .first()
+                    .and_then(|t| t.tfdt.as_ref())
+                    .map(|t| t.base_media_decode_time)
+                    .unwrap_or(0)
+            }
+            Any::Mdat(m) => {
+                for unit in nal::length_prefixed_units(&m.data) {
+                    let unit = unit.map_err(|e| e.to_string())?;
+                    if let Some(&h) = unit.first() {
+                        // Skip parameter sets, SEI and delimiters: the first picture decides.
+                        let t = nal::nal_type(codec, h);
+                        let picture = match codec {
+                            VideoCodec::Avc => (1..=5).contains(&t),
+                            VideoCodec::Hevc => t < 32,
+                        };
+                        if picture {
+                            return Ok((tfdt, h));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(format!("{}: no picture", path.display()))
+}
