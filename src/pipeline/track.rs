@@ -75,12 +75,13 @@ impl TrackOutput {
         // mfhd sequence numbers start at 1; epoch-locked numbers are far below u32::MAX per D ≥ 1 s
         // until 2106, and wrap harmlessly after.
         let sequence = (segment.number as u32).wrapping_add(1);
+        let start = segment.start.saturating_sub(self.time_origin);
         let bytes = self
             .track
-            .media_segment(sequence, segment.start, &segment.samples, flags)?;
+            .media_segment(sequence, start, &segment.samples, flags)?;
         let entry = SegmentEntry {
             number: segment.number,
-            start: segment.start,
+            start,
             duration: segment.duration,
             bytes: bytes.len() as u64,
             discontinuity: false,
