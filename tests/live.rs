@@ -2,114 +2,15 @@
 //! ffmpeg as a player, SIGTERM at the end.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use daemon::Daemon;
 use m3u8_rs::Playlist;
-
-struct Daemon {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    /// Starts `encore serve` with `channels` (TOML) and waits for its address.
-    fn start(channels: &str) -> Daemon {
-        let dir = tempdir();
-        let config = dir.path().join("encore.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{channels}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut child = encore()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().expect("a line").unwrap();
-        let base = first
-            .strip_prefix("encore: serving on ")
-            .expect(&first)
-            .trim()
-            .to_string();
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Daemon {
-            child,
-            base,
-            _dir: dir,
-        }
-    }
-
-    fn get(&self, path: &str) -> reqwest::blocking::Response {
-        reqwest::blocking::Client::new()
-            .get(format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .unwrap()
-    }
-
-    /// Polls until `path` answers 200 (or panics after `within`).
-    fn wait_for(&self, path: &str, within: Duration) -> reqwest::blocking::Response {
-        let start = Instant::now();
-        loop {
-            let r = self.get(path);
-            if r.status() == 200 {
-                return r;
-            }
-            assert!(
-                start.elapsed() < within,
-                "{path} never appeared (last status {})",
-                r.status()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn media_playlist(&self, path: &str) -> m3u8_rs::MediaPlaylist {
-        match m3u8_rs::parse_playlist_res(&self.get(path).bytes().unwrap()) {
-            Ok(Playlist::MediaPlaylist(m)) => m,
-            other => panic!("{path}: {other:?}"),
-        }
-    }
-
-    /// SIGTERM; returns the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now()
