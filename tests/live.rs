@@ -12,6 +12,9 @@ use common::*;
 use daemon::Daemon;
 use m3u8_rs::Playlist;
 
+/// 2000-01-01T00:00:00Z in Unix seconds: media time zero of live channels.
+const MEDIA_EPOCH: u64 = 946_684_800;
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -81,7 +84,8 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
     );
     assert_eq!(pl.media_sequence + pl.segments.len() as u64 - 1, last);
 
-    // Segments: tfdt = n·D on both rungs and audio, IDR first, immutable caching.
+    // Segments: tfdt = n·D − the media epoch (2000-01-01, the MPD's AST) on both rungs and
+    // audio, IDR first, immutable caching.
     for (rendition, hevc_or_audio) in [("180p", false), ("90p", false)] {
         let r = d.get(&format!("/live/t/{rendition}/{last}.m4s"));
         assert_eq!(r.status(), 200);
@@ -91,7 +95,7 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
             .contains("immutable"));
         assert!(r.headers().contains_key("etag"));
         let view = segment_view(&r.bytes().unwrap());
-        assert_eq!(view.tfdt, last * 90_000, "{rendition}");
+        assert_eq!(view.tfdt, (last - MEDIA_EPOCH) * 90_000, "{rendition}");
         let types = first_sample_nal_types(&view, hevc_or_audio);
         assert!(types.contains(&5), "{rendition}: {types:?}");
     }
@@ -100,7 +104,7 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
             .bytes()
             .unwrap(),
     );
-    assert!((audio.tfdt as f64 / 48_000.0 - (last - 1) as f64).abs() < 0.03);
+    assert!((audio.tfdt as f64 / 48_000.0 - (last - 1 - MEDIA_EPOCH) as f64).abs() < 0.03);
 
     // Far ahead of the edge: 404 with a max-age until it is due.
     let ahead = d.get(&format!("/live/t/180p/{}.m4s", last + 10));
