@@ -641,6 +641,24 @@ struct PublishLoop {
     utc_timing_url: String,
 }
 
+/// Media time covered by every rendition's window: from the latest first segment start to the
+/// earliest last segment end.
+fn published_span(tracks: &[TrackInfo], windows: &[VecDeque<SegmentEntry>]) -> Duration {
+    let seconds = |ticks: u64, t: &TrackInfo| ticks as f64 / t.timescale as f64;
+    let mut first = f64::MIN;
+    let mut last = f64::MAX;
+    for (t, w) in tracks.iter().zip(windows) {
+        match (w.front(), w.back()) {
+            (Some(a), Some(b)) => {
+                first = first.max(seconds(a.start, t));
+                last = last.min(seconds(b.start + b.duration, t));
+            }
+            _ => return Duration::ZERO,
+        }
+    }
+    Duration::from_secs_f64((last - first).max(0.0))
+}
+
 /// BANDWIDTH before any peak is measured: capped VBR stays near the cap over a segment.
 const DECLARED_PEAK_FACTOR: f64 = 1.5;
 
@@ -705,6 +723,11 @@ impl PublishLoop {
                                 &format!("{}/{}", r.id, package::MEDIA_PLAYLIST_NAME),
                                 package::hls::media_playlist(&p, r),
                             );
+                            if track == 0 {
+                                // The DVR depth grows until the window is full.
+                                self.publisher
+                                    .manifest(package::MPD_NAME, package::dash::mpd(&p));
+                            }
                         } else {
                             for r in &p.renditions {
                                 self.publisher.manifest(
@@ -780,7 +803,9 @@ impl PublishLoop {
             renditions,
             timeline: Timeline::Live(LiveTimeline {
                 availability_start: UNIX_EPOCH + Duration::from_secs(MEDIA_EPOCH_SECONDS),
-                time_shift_buffer: self.dvr_window,
+                // Never announce more than is really there (DASH rule 5): a channel younger than
+                // its DVR window offers only what it has published so far.
+                time_shift_buffer: self.dvr_window.min(published_span(&self.tracks, windows)),
                 minimum_update_period: self.segment_duration,
                 suggested_presentation_delay: self.segment_duration * 3,
                 utc_timing_url: self.utc_timing_url.clone(),
