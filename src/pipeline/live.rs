@@ -328,6 +328,12 @@ struct InputLoop {
 
 /// How long a blocking read may take before the input counts as stalled.
 const READ_DEADLINE: Duration = Duration::from_secs(3);
+/// A read blocked this long ended a stall.
+const STALL: Duration = Duration::from_secs(2);
+/// How long the input may deliver packets without a clean picture before it is reopened: once
+/// pictures have flowed, and right after connecting (a decoder may wait a GOP for a keyframe).
+const UNDECODABLE: Duration = Duration::from_millis(1500);
+const UNDECODABLE_AT_START: Duration = Duration::from_secs(10);
 
 impl InputLoop {
     fn run(self) {
@@ -351,7 +357,7 @@ impl InputLoop {
                 Err(e) => {
                     let message = e.to_string();
                     if message != last_error {
-                        tracing::warn!(channel = %self.channel, "input: {message}; retrying");
+                        tracing::warn!(channel = %self.channel, input = %self.source.describe(), "input: {message}; retrying");
                         last_error = message;
                     }
                     std::thread::sleep(backoff);
@@ -379,6 +385,11 @@ impl InputLoop {
         };
         let mut resampler = Resampler::default();
         let pace = self.source.needs_pacing();
+        // When the stream changes under the demuxer (a new codec on the same MPEG-TS PID, a PMT
+        // that changes the stream type) packets keep coming and no clean picture does; past a
+        // limit the input is reopened and probed again.
+        let mut last_clean = Instant::now();
+        let mut seen_clean = false;
         // Pacing origin: (input seconds, instant) of the first picture or after a jump.
         let mut origin: Option<(f64, Instant)> = None;
         let mut packet = ff::Packet::empty();
@@ -387,15 +398,27 @@ impl InputLoop {
                 return Ok(ReadEnd::Ended);
             }
             self.watchdog.arm(READ_DEADLINE);
+            let read_started = Instant::now();
             match packet.read(&mut source.input) {
                 Ok(()) => {}
                 Err(ff::Error::Eof) => break,
                 Err(ff::Error::InvalidData) => continue,
                 Err(e) => return Err(Box::new(e)),
             }
+            // A read that blocked this long ended a stall: what it completes is old news.
+            let stale = read_started.elapsed() > STALL;
             if packet.stream() == video_index {
                 video.send(&packet);
-                while let Some(frame) = video.receive::<ff::frame::Video>() {
+                loop {
+                    let errors = video.errors;
+                    let Some(frame) = video.receive::<ff::frame::Video>() else {
+                        break;
+                    };
+                    if video.errors != errors || stale {
+                        continue; // damaged or stale: keep the last good picture (or the slate)
+                    }
+                    last_clean = Instant::now();
+                    seen_clean = true;
                     if pace {
                         if let Some(ts) = frame.timestamp() {
                             let t = ts as f64 * video_tb;
@@ -422,6 +445,15 @@ impl InputLoop {
                         }
                     }
                 }
+            }
+            // Before the first picture a decoder may wait a whole GOP for a keyframe.
+            let limit = if seen_clean {
+                UNDECODABLE
+            } else {
+                UNDECODABLE_AT_START
+            };
+            if last_clean.elapsed() > limit {
+                return Err("input arrives but its video no longer decodes (codec or stream changed?); reopening".into());
             }
         }
         match &self.source {
