@@ -299,3 +299,134 @@ fn a_lost_udp_input_becomes_slate_and_comes_back() {
     );
     assert!(d.terminate().success());
 }
+
+/// The live acceptance list with D = 2 s: timing of the first segments, the wall-clock →
+/// number mapping read from the MPD alone, the edge rules, alignment across the ladder, and
+/// real clients on both manifests.
+#[test]
+fn live_edge_rules_and_alignment_with_two_second_segments() {
+    let d_secs = 2u64;
+    let started = Instant::now();
+    let d = Daemon::start(
+        r#"
+[[channels]]
+name = "demo"
+input = "test:320x180@15"
+ladder = "180:300k,90:120k"
+preset = "ultrafast"
+segment_duration = 2
+dvr_window = 60
+"#,
+    );
+    // Within 3·D of the daemon starting, the MPD and the playlists list segments.
+    let within = Duration::from_secs(3 * d_secs) + Duration::from_millis(500);
+    d.wait_for("/live/demo/180p/index.m3u8", within);
+    d.wait_for("/live/demo/manifest.mpd", within);
+    assert!(
+        started.elapsed() <= within + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // N from the MPD's availabilityStartTime, startNumber and duration (DASH rule 4) and the clock.
+    let mpd = dash_mpd::parse(&d.get("/live/demo/manifest.mpd").text().unwrap()).unwrap();
+    let ast = mpd.availabilityStartTime.unwrap().timestamp_millis() as f64 / 1000.0;
+    let t = mpd.periods[0].adaptations[0].representations[0]
+        .SegmentTemplate
+        .clone()
+        .unwrap();
+    let d_mpd = t.duration.unwrap() / t.timescale.unwrap() as f64;
+    assert_eq!(d_mpd, d_secs as f64);
+    let n = t.startNumber.unwrap() + ((now() - ast) / d_mpd).floor() as u64 - 1;
+    let r = d.get(&format!("/live/demo/180p/{n}.m4s"));
+    let listed: Vec<String> = d
+        .media_playlist("/live/demo/180p/index.m3u8")
+        .segments
+        .iter()
+        .map(|s| s.uri.clone())
+        .collect();
+    assert_eq!(
+        r.status(),
+        200,
+        "segment {n}, computed from the MPD, is served (listed: {listed:?}, now {})",
+        now()
+    );
+
+    // N + 3: 404 with a max-age of at most 3·D.
+    let ahead = d.get(&format!("/live/demo/180p/{}.m4s", n + 3));
+    assert_eq!(ahead.status(), 404);
+    let cc = ahead.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let max_age: u64 = cc
+        .split("max-age=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=3 * d_secs).contains(&max_age), "{cc}");
+
+    // The next segment, asked for right after N: held, then 200 within D + 0.5 s.
+    let asked = Instant::now();
+    let next = d.get(&format!("/live/demo/180p/{}.m4s", n + 1));
+    assert_eq!(next.status(), 200, "held, not 404");
+    assert!(
+        asked.elapsed() <= Duration::from_millis(d_secs * 1000 + 500),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Every published segment of every rung starts with an IDR, tfdt equal across rungs, and
+    // PROGRAM-DATE-TIME identical across variants.
+    let top = d.media_playlist("/live/demo/180p/index.m3u8");
+    let low = d.media_playlist("/live/demo/90p/index.m3u8");
+    for s in &top.segments {
+        let Some(other) = low.segments.iter().find(|o| o.uri == s.uri) else {
+            continue;
+        };
+        assert_eq!(s.program_date_time, other.program_date_time, "{}", s.uri);
+        let a = segment_view(
+            &d.get(&format!("/live/demo/180p/{}", s.uri))
+                .bytes()
+                .unwrap(),
+        );
+        let b = segment_view(&d.get(&format!("/live/demo/90p/{}", s.uri)).bytes().unwrap());
+        assert_eq!(a.tfdt, b.tfdt, "{}", s.uri);
+        for view in [&a, &b] {
+            assert!(
+                first_sample_nal_types(view, false).contains(&5),
+                "{}: IDR first",
+                s.uri
+            );
+        }
+    }
+
+    // Real clients: ffmpeg plays 6 s of each manifest with no error.
+    for manifest in ["master.m3u8", "manifest.mpd"] {
+        let out = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-i",
+                &format!("{}/live/demo/{manifest}", d.base),
+                "-t",
+                "6",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && errors.trim().is_empty(),
+            "{manifest}: {errors}"
+        );
+    }
+    assert!(d.terminate().success());
+}

@@ -724,7 +724,7 @@ impl PublishLoop {
                     tracing::debug!(
                         rendition = %info.id,
                         number = entry.number,
-                        latency = epoch_now() - seconds(entry.start + entry.duration),
+                        latency = epoch_now() - MEDIA_EPOCH_SECONDS as f64 - seconds(entry.start + entry.duration),
                         "published"
                     );
                     first_start.get_or_insert(seconds(entry.start));

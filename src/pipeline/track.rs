@@ -183,6 +183,9 @@ impl RungWorker {
             self.segment_duration,
             self.frame_ticks as u32,
         );
+        if self.live {
+            segmenter = segmenter.without_tail_merge();
+        }
         // Presentation times of slate frames not yet packaged.
         let mut slate_pts = BTreeSet::new();
         let flags_for = |segment: &Segment, slate_pts: &mut BTreeSet<i64>, last: bool| {
