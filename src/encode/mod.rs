@@ -8,7 +8,7 @@ pub mod audio;
 pub mod backend;
 mod select;
 
-pub use select::{select, Candidate, Kind, SelectError};
+pub use select::{select, select_ladder, Candidate, Kind, SelectError};
 
 use crate::media::{Rational, VideoCodec};
 

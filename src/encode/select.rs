@@ -98,6 +98,24 @@ pub fn select(
     Err(SelectError::Unavailable { refusals })
 }
 
+/// Opens one encoder per rung: the first rung chooses the backend (and warns once about
+/// fallbacks), the others follow it, so a ladder never mixes engines.
+pub fn select_ladder(
+    kind: &Kind,
+    candidates: &[Candidate],
+    configs: &[Config],
+) -> Result<Vec<Box<dyn Backend>>, SelectError> {
+    let mut encoders: Vec<Box<dyn Backend>> = Vec::with_capacity(configs.len());
+    for config in configs {
+        let kind = match encoders.first() {
+            Some(first) => Kind::Named(first.name().to_string()),
+            None => kind.clone(),
+        };
+        encoders.push(select(&kind, candidates, config)?);
+    }
+    Ok(encoders)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

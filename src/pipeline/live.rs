@@ -151,9 +151,9 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let slate = Arc::new(live_input::slate_picture(config.width, config.height)?);
 
     let candidates = encode::backend::candidates();
-    let mut encoders: Vec<Box<dyn encode::Backend>> = Vec::new();
-    for rung in &rungs {
-        let cfg = encode::Config {
+    let configs: Vec<encode::Config> = rungs
+        .iter()
+        .map(|rung| encode::Config {
             codec: config.codec,
             width: rung.width,
             height: rung.height,
@@ -164,13 +164,9 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             preset: config.preset.clone(),
             gop,
             low_latency: true,
-        };
-        let kind = match encoders.first() {
-            Some(first) => Kind::Named(first.name().to_string()),
-            None => config.backend.clone(),
-        };
-        encoders.push(encode::select(&kind, &candidates, &cfg)?);
-    }
+        })
+        .collect();
+    let encoders = encode::select_ladder(&config.backend, &candidates, &configs)?;
 
     let watchdog = Arc::new(Watchdog::default());
     let stopping = Arc::new(AtomicBool::new(false));

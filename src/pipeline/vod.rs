@@ -16,7 +16,7 @@ use super::cfr::Cfr;
 use super::segmenter::{Segmenter, Unit};
 use super::track::{bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
-use crate::encode::{self, audio::AacEncoder, Backend, Kind, RateControl};
+use crate::encode::{self, audio::AacEncoder, Kind, RateControl};
 use crate::ingest::{
     self,
     decode::{AudioDecoder, VideoDecoder},
@@ -137,9 +137,9 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
 
     // Open every encoder before decoding anything: a refusal fails the job at once.
     let candidates = encode::backend::candidates();
-    let mut encoders: Vec<Box<dyn Backend>> = Vec::with_capacity(rungs.len());
-    for rung in &rungs {
-        let config = encode::Config {
+    let configs: Vec<encode::Config> = rungs
+        .iter()
+        .map(|rung| encode::Config {
             codec: job.codec,
             width: rung.width,
             height: rung.height,
@@ -150,14 +150,9 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             preset: job.preset.clone(),
             gop,
             low_latency: false,
-        };
-        // The first rung chooses the backend (and warns once about fallbacks); the rest follow it.
-        let kind = match encoders.first() {
-            Some(first) => Kind::Named(first.name().to_string()),
-            None => job.backend.clone(),
-        };
-        encoders.push(encode::select(&kind, &candidates, &config)?);
-    }
+        })
+        .collect();
+    let encoders = encode::select_ladder(&job.backend, &candidates, &configs)?;
     let backend_name = encoders
         .first()
         .map(|e| e.name().to_string())

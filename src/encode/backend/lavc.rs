@@ -4,7 +4,7 @@
 use ff::{codec, encoder, format::Pixel, Dictionary};
 use ffmpeg_next as ff;
 
-use crate::encode::{Config, Error, Packet};
+use crate::encode::{Backend, Config, Error, Packet};
 
 pub struct LavcEncoder {
     backend: &'static str,
@@ -53,11 +53,7 @@ impl LavcEncoder {
         })
     }
 
-    pub fn pixel_format(&self) -> Pixel {
-        self.pixel_format
-    }
-
-    pub fn encode(
+    fn encode_frame(
         &mut self,
         frame: &mut ff::frame::Video,
         force_keyframe: bool,
@@ -74,14 +70,14 @@ impl LavcEncoder {
         self.drain()
     }
 
-    pub fn flush(&mut self) -> Result<Vec<Packet>, Error> {
+    fn flush_all(&mut self) -> Result<Vec<Packet>, Error> {
         self.encoder
             .send_eof()
             .map_err(|e| self.failed(format!("flush: {e}")))?;
         self.drain()
     }
 
-    pub fn extradata(&self) -> Vec<u8> {
+    fn codec_extradata(&self) -> Vec<u8> {
         // SAFETY: the context is open; extradata is owned by it and extradata_size bytes long.
         unsafe {
             let ctx = self.encoder.as_ptr();
@@ -125,4 +121,27 @@ impl LavcEncoder {
 /// FFmpeg's open errors are generic ("Generic error in an external library"); say what to check.
 fn open_error(codec_name: &str, e: ff::Error) -> String {
     format!("{codec_name} failed to open ({e})")
+}
+
+/// Every libavcodec backend is this encoder with its own codec and options.
+impl Backend for LavcEncoder {
+    fn name(&self) -> &'static str {
+        self.backend
+    }
+    fn encode(
+        &mut self,
+        frame: &mut ff::frame::Video,
+        force_keyframe: bool,
+    ) -> Result<Vec<Packet>, Error> {
+        self.encode_frame(frame, force_keyframe)
+    }
+    fn flush(&mut self) -> Result<Vec<Packet>, Error> {
+        self.flush_all()
+    }
+    fn extradata(&self) -> Vec<u8> {
+        self.codec_extradata()
+    }
+    fn pixel_format(&self) -> Pixel {
+        self.pixel_format
+    }
 }

@@ -8,17 +8,13 @@
 use ffmpeg_next::{format::Pixel, Dictionary};
 
 use super::lavc::LavcEncoder;
-use crate::encode::{Backend, Config, Error, Packet, RateControl};
+use crate::encode::{Backend, Config, Error, RateControl};
 use crate::media::VideoCodec;
 
 pub const NAME: &str = "nvenc";
 
 /// The CUDA driver library NVENC needs; absent on machines without an NVIDIA driver.
 pub const DRIVER_LIBRARY: &str = "libcuda.so.1";
-
-pub struct Nvenc {
-    inner: LavcEncoder,
-}
 
 /// True when the NVIDIA driver library can be loaded (it is unloaded again at once).
 pub fn driver_present() -> bool {
@@ -70,28 +66,11 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         }
     }
     options.set("bufsize", &(config.bitrate * 2).to_string());
-    let inner = LavcEncoder::open(NAME, codec_name, Pixel::YUV420P, config, options)?;
-    Ok(Box::new(Nvenc { inner }))
-}
-
-impl Backend for Nvenc {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn encode(
-        &mut self,
-        frame: &mut ffmpeg_next::frame::Video,
-        force_keyframe: bool,
-    ) -> Result<Vec<Packet>, Error> {
-        self.inner.encode(frame, force_keyframe)
-    }
-    fn flush(&mut self) -> Result<Vec<Packet>, Error> {
-        self.inner.flush()
-    }
-    fn extradata(&self) -> Vec<u8> {
-        self.inner.extradata()
-    }
-    fn pixel_format(&self) -> Pixel {
-        self.inner.pixel_format()
-    }
+    Ok(Box::new(LavcEncoder::open(
+        NAME,
+        codec_name,
+        Pixel::YUV420P,
+        config,
+        options,
+    )?))
 }

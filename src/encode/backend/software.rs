@@ -3,7 +3,7 @@
 use ffmpeg_next::{format::Pixel, Dictionary};
 
 use super::lavc::LavcEncoder;
-use crate::encode::{Backend, Config, Error, Packet, RateControl};
+use crate::encode::{Backend, Config, Error, RateControl};
 use crate::media::VideoCodec;
 
 pub const NAME: &str = "software";
@@ -11,10 +11,6 @@ pub const NAME: &str = "software";
 /// Constant-quality targets for capped VBR: x264's and x265's own defaults.
 const CRF_AVC: u32 = 23;
 const CRF_HEVC: u32 = 28;
-
-pub struct Software {
-    inner: LavcEncoder,
-}
 
 pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     let (codec_name, params_key) = match config.codec {
@@ -67,28 +63,11 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         }
     }
     options.set(params_key, &params.join(":"));
-    let inner = LavcEncoder::open(NAME, codec_name, Pixel::YUV420P, config, options)?;
-    Ok(Box::new(Software { inner }))
-}
-
-impl Backend for Software {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn encode(
-        &mut self,
-        frame: &mut ffmpeg_next::frame::Video,
-        force_keyframe: bool,
-    ) -> Result<Vec<Packet>, Error> {
-        self.inner.encode(frame, force_keyframe)
-    }
-    fn flush(&mut self) -> Result<Vec<Packet>, Error> {
-        self.inner.flush()
-    }
-    fn extradata(&self) -> Vec<u8> {
-        self.inner.extradata()
-    }
-    fn pixel_format(&self) -> Pixel {
-        self.inner.pixel_format()
-    }
+    Ok(Box::new(LavcEncoder::open(
+        NAME,
+        codec_name,
+        Pixel::YUV420P,
+        config,
+        options,
+    )?))
 }
