@@ -269,6 +269,7 @@ fn a_lost_udp_input_becomes_slate_and_comes_back() {
         .status()
         .unwrap();
     assert!(status.success());
+    let stopped = now();
     std::thread::sleep(Duration::from_secs(4));
     let pl = d.media_playlist("/live/u/180p/index.m3u8");
     let numbers: Vec<u64> = pl
@@ -297,6 +298,15 @@ fn a_lost_udp_input_becomes_slate_and_comes_back() {
         *slate.last().unwrap(),
         "slate again after the feed stopped: {slate:?}"
     );
+    // Within 2·D of the pusher stopping, every segment is slate (D = 1 s).
+    for (n, s) in numbers.iter().zip(&slate) {
+        if *n as f64 >= stopped + 2.0 {
+            assert!(
+                *s,
+                "segment {n} starts 2·D after the feed stopped but is not slate: {slate:?}"
+            );
+        }
+    }
     assert!(d.terminate().success());
 }
 
