@@ -34,7 +34,7 @@ test: deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    $(CARGO) nextest run --no-fail-fast; \
 	else \
-	    $(CARGO) test --no-fail-fast; \
+	    $(CARGO) test --no-fail-fast -- --test-threads=1; \
 	fi
 
 bench: deps
