@@ -19,7 +19,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use ffmpeg_next as ff;
 
 use super::segmenter::{Segmenter, Unit};
-use super::track::{bitrates, RungFrame, RungWorker, Sink, TrackOutput};
+use super::track::{aac_track, bitrates, RungFrame, RungWorker, Sink, TrackOutput};
 use super::Error;
 use crate::encode::{self, audio::AacEncoder, audio::Resampler, Kind, RateControl};
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
@@ -547,13 +547,7 @@ impl AudioClock {
     fn run(self) -> Result<(), Error> {
         let rate = encode::audio::SAMPLE_RATE as f64;
         let mut encoder = AacEncoder::open(self.bitrate)?;
-        let track = cmaf::Track::new(cmaf::TrackConfig::Audio {
-            sample_rate: encode::audio::SAMPLE_RATE,
-            channels: encode::audio::CHANNELS,
-            timescale: encode::audio::SAMPLE_RATE,
-            audio_specific_config: encoder.audio_specific_config(),
-            bitrate: self.bitrate,
-        })?;
+        let track = aac_track(&encoder, self.bitrate)?;
         let mut output = TrackOutput::new(track, self.sink)?
             .with_time_origin(MEDIA_EPOCH_SECONDS * encode::audio::SAMPLE_RATE as u64);
         let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024)

@@ -92,6 +92,17 @@ impl TrackOutput {
     }
 }
 
+/// The CMAF track of an AAC encoder's output (48 kHz stereo, timescale = sample rate).
+pub fn aac_track(encoder: &encode::audio::AacEncoder, bitrate: u64) -> Result<cmaf::Track, Error> {
+    Ok(cmaf::Track::new(cmaf::TrackConfig::Audio {
+        sample_rate: encode::audio::SAMPLE_RATE,
+        channels: encode::audio::CHANNELS,
+        timescale: encode::audio::SAMPLE_RATE,
+        audio_specific_config: encoder.audio_specific_config(),
+        bitrate,
+    })?)
+}
+
 /// Peak segment bitrate and average bitrate of a track, bits per second.
 pub fn bitrates(segments: &[SegmentEntry], timescale: u32) -> (u64, u64) {
     let seconds = |ticks: u64| ticks as f64 / timescale as f64;

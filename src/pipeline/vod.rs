@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::cfr::Cfr;
 use super::segmenter::{Segmenter, Unit};
-use super::track::{bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
+use super::track::{aac_track, bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
 use crate::encode::{self, audio::AacEncoder, Kind, RateControl};
 use crate::ingest::{
@@ -506,13 +506,7 @@ impl AudioWorker {
         packets: Receiver<ff::Packet>,
     ) -> Result<AudioTrackResult, Error> {
         let mut encoder = AacEncoder::open(self.bitrate)?;
-        let track = cmaf::Track::new(cmaf::TrackConfig::Audio {
-            sample_rate: encode::audio::SAMPLE_RATE,
-            channels: encode::audio::CHANNELS,
-            timescale: encode::audio::SAMPLE_RATE,
-            audio_specific_config: encoder.audio_specific_config(),
-            bitrate: self.bitrate,
-        })?;
+        let track = aac_track(&encoder, self.bitrate)?;
         let codecs = track.codec_string();
         let mut writer = TrackOutput::new(
             track,
