@@ -28,6 +28,7 @@ fn encoded_segment() -> (Vec<u8>, Vec<cmaf::Sample>) {
         preset: "ultrafast".into(),
         gop: 60,
         low_latency: false,
+        device: Default::default(),
     };
     let mut encoder = encode::backend::software::open(&config).expect("libx264");
     let mut packets = Vec::new();

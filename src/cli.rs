@@ -100,9 +100,12 @@ pub struct TranscodeArgs {
     /// Rate control: capped (constant quality under a max rate at the rung's bitrate) or cbr.
     #[arg(long, default_value = "capped", value_parser = parse_rate_control)]
     pub rate_control: RateControl,
-    /// Encoder backend: auto, hardware, software, or a name (nvenc, software).
+    /// Encoder backend: auto, hardware, software, or a name (nvenc, vaapi, software).
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: Kind,
+    /// VA-API render node for the vaapi backend.
+    #[arg(long, default_value = crate::encode::DEFAULT_VAAPI_NODE)]
+    pub vaapi_device: PathBuf,
     /// AAC bitrate, e.g. 128k.
     #[arg(long, default_value = "128k", value_parser = parse_bitrate_arg)]
     pub audio_bitrate: u64,
@@ -125,6 +128,7 @@ impl TranscodeArgs {
             preset: self.preset.clone(),
             rate_control: self.rate_control,
             backend: self.backend.clone(),
+            vaapi_node: self.vaapi_device.clone(),
             audio_bitrate: self.audio_bitrate,
             force: self.force,
         }

@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod backend;
 mod select;
+pub mod sessions;
 
 pub use select::{select, select_ladder, Candidate, Kind, SelectError};
 
@@ -64,7 +65,35 @@ pub struct Config {
     pub gop: u32,
     /// Live: favour latency (no lookahead beyond a segment).
     pub low_latency: bool,
+    /// How a hardware backend takes its frames.
+    pub device: DeviceInput,
 }
+
+/// How a hardware encoder takes frames; software backends ignore it.
+#[derive(Debug, Clone)]
+pub struct DeviceInput {
+    /// Take frames already on this kind of device (NVDEC and ladder-kernel output on CUDA,
+    /// VA-API surfaces) instead of system memory: no copy across PCIe. A backend on another
+    /// kind of device takes system memory.
+    pub zero_copy: Option<crate::hw::accel::DeviceKind>,
+    /// Layout of device frames: NV12 (8-bit) or P010 (10-bit).
+    pub layout: ffmpeg_next::format::Pixel,
+    /// The VA-API render node.
+    pub vaapi_node: std::path::PathBuf,
+}
+
+impl Default for DeviceInput {
+    fn default() -> Self {
+        DeviceInput {
+            zero_copy: None,
+            layout: ffmpeg_next::format::Pixel::NV12,
+            vaapi_node: DEFAULT_VAAPI_NODE.into(),
+        }
+    }
+}
+
+/// The first DRM render node, where a single-GPU machine's VA-API driver is reached.
+pub const DEFAULT_VAAPI_NODE: &str = "/dev/dri/renderD128";
 
 /// An encoder failure, naming the backend.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +126,12 @@ pub trait Backend: Send {
     fn flush(&mut self) -> Result<Vec<Packet>, Error>;
     /// Codec configuration (SPS/PPS, VPS) as the encoder gives it (Annex B or a config record).
     fn extradata(&self) -> Vec<u8>;
-    /// The pixel format frames must be given in.
+    /// The pixel format frames must be given in (`CUDA`/`VAAPI`: device frames, see
+    /// [`Backend::device_frames`]).
     fn pixel_format(&self) -> ffmpeg_next::format::Pixel;
+    /// The pool device frames are written into for this encoder, when it takes device frames.
+    /// Frames from other pools of the same device, size and layout are accepted too.
+    fn device_frames(&self) -> Option<&crate::hw::accel::HwFrames> {
+        None
+    }
 }

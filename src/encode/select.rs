@@ -1,5 +1,6 @@
 //! Backend choice: a candidates table, tried in order; one WARN names every refusal.
 
+use super::sessions::SessionPool;
 use super::{Backend, Config, Error};
 
 /// What the user asked for.
@@ -33,6 +34,8 @@ pub struct Candidate {
     pub name: &'static str,
     pub hardware: bool,
     pub open: fn(&Config) -> Result<Box<dyn Backend>, Error>,
+    /// The engine's session cap, for backends whose driver limits open sessions.
+    pub sessions: Option<&'static SessionPool>,
 }
 
 /// Why no backend could be opened.
@@ -46,15 +49,12 @@ pub enum SelectError {
     Unavailable { refusals: Vec<Error> },
 }
 
-/// Opens the first candidate allowed by `kind` that accepts `config`.
-///
-/// With `Auto`, a fallback past refusing hardware backends logs one WARN naming each and why.
-pub fn select(
+/// The candidates `kind` allows, in the order they are tried (hardware first for `Auto`).
+fn allowed<'a>(
     kind: &Kind,
-    candidates: &[Candidate],
-    config: &Config,
-) -> Result<Box<dyn Backend>, SelectError> {
-    let allowed: Vec<&Candidate> = match kind {
+    candidates: &'a [Candidate],
+) -> Result<Vec<&'a Candidate>, SelectError> {
+    Ok(match kind {
         Kind::Auto => {
             let mut v: Vec<&Candidate> = candidates.iter().filter(|c| c.hardware).collect();
             v.extend(candidates.iter().filter(|c| !c.hardware));
@@ -76,11 +76,33 @@ pub fn select(
             }
             found
         }
-    };
+    })
+}
+
+/// Opens the first candidate allowed by `kind` that accepts `config`.
+///
+/// With `Auto`, a fallback past refusing hardware backends logs one WARN naming each and why.
+pub fn select(
+    kind: &Kind,
+    candidates: &[Candidate],
+    config: &Config,
+) -> Result<Box<dyn Backend>, SelectError> {
+    let mut ladder = select_ladder(kind, candidates, std::slice::from_ref(config))?;
+    Ok(ladder.remove(0))
+}
+
+/// Opens one encoder per rung, all on the first candidate allowed by `kind` that accepts every
+/// rung (a ladder never mixes engines) and has a session for each under its cap. A candidate
+/// that refuses any rung is passed over whole; one WARN names every refusal when `Auto` falls back.
+pub fn select_ladder(
+    kind: &Kind,
+    candidates: &[Candidate],
+    configs: &[Config],
+) -> Result<Vec<Box<dyn Backend>>, SelectError> {
     let mut refusals = Vec::new();
-    for candidate in allowed {
-        match (candidate.open)(config) {
-            Ok(backend) => {
+    for candidate in allowed(kind, candidates)? {
+        match open_ladder(candidate, configs) {
+            Ok(encoders) => {
                 if !refusals.is_empty() {
                     let why: Vec<String> = refusals.iter().map(|e: &Error| e.to_string()).collect();
                     tracing::warn!(
@@ -90,7 +112,7 @@ pub fn select(
                         why.join("; ")
                     );
                 }
-                return Ok(backend);
+                return Ok(encoders);
             }
             Err(e) => refusals.push(e),
         }
@@ -98,22 +120,20 @@ pub fn select(
     Err(SelectError::Unavailable { refusals })
 }
 
-/// Opens one encoder per rung: the first rung chooses the backend (and warns once about
-/// fallbacks), the others follow it, so a ladder never mixes engines.
-pub fn select_ladder(
-    kind: &Kind,
-    candidates: &[Candidate],
-    configs: &[Config],
-) -> Result<Vec<Box<dyn Backend>>, SelectError> {
-    let mut encoders: Vec<Box<dyn Backend>> = Vec::with_capacity(configs.len());
-    for config in configs {
-        let kind = match encoders.first() {
-            Some(first) => Kind::Named(first.name().to_string()),
-            None => kind.clone(),
-        };
-        encoders.push(select(&kind, candidates, config)?);
+fn open_ladder(candidate: &Candidate, configs: &[Config]) -> Result<Vec<Box<dyn Backend>>, Error> {
+    if let Some(reason) = candidate
+        .sessions
+        .and_then(|pool| pool.refusal(configs.len() as u32))
+    {
+        return Err(Error::Unavailable {
+            backend: candidate.name,
+            reason,
+        });
     }
-    Ok(encoders)
+    configs
+        .iter()
+        .map(|config| (candidate.open)(config))
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,11 +181,13 @@ mod tests {
                 name: "gpu-stub",
                 hardware: true,
                 open: refusing,
+                sessions: None,
             },
             Candidate {
                 name: "cpu-stub",
                 hardware: false,
                 open: accepting,
+                sessions: None,
             },
         ]
     }
@@ -182,6 +204,7 @@ mod tests {
             preset: "ultrafast".into(),
             gop: 60,
             low_latency: false,
+            device: Default::default(),
         }
     }
 
@@ -207,5 +230,106 @@ mod tests {
             select(&Kind::Software, &table(), &config()).unwrap().name(),
             "cpu-stub"
         );
+    }
+
+    static CAPPED: SessionPool = SessionPool::new("stub-engine");
+
+    fn capped_gpu(_: &Config) -> Result<Box<dyn Backend>, Error> {
+        let session = CAPPED.acquire().map_err(|reason| Error::Unavailable {
+            backend: "capped-gpu",
+            reason,
+        })?;
+        Ok(Box::new(Held(Stub("capped-gpu"), session)))
+    }
+
+    /// A stub encoder that holds a session, as the hardware backends do.
+    struct Held(Stub, crate::encode::sessions::Session);
+    impl Backend for Held {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn encode(
+            &mut self,
+            f: &mut ffmpeg_next::frame::Video,
+            k: bool,
+        ) -> Result<Vec<Packet>, Error> {
+            self.0.encode(f, k)
+        }
+        fn flush(&mut self) -> Result<Vec<Packet>, Error> {
+            self.0.flush()
+        }
+        fn extradata(&self) -> Vec<u8> {
+            vec![]
+        }
+        fn pixel_format(&self) -> ffmpeg_next::format::Pixel {
+            self.0.pixel_format()
+        }
+    }
+
+    #[test]
+    fn a_ladder_is_admitted_whole_under_the_session_cap() {
+        CAPPED.set_cap(Some(5));
+        let table = [
+            Candidate {
+                name: "capped-gpu",
+                hardware: true,
+                open: capped_gpu,
+                sessions: Some(&CAPPED),
+            },
+            Candidate {
+                name: "cpu-stub",
+                hardware: false,
+                open: accepting,
+                sessions: None,
+            },
+        ];
+        let four = vec![config(); 4];
+        let first = select_ladder(&Kind::Auto, &table, &four).unwrap();
+        assert!(first.iter().all(|e| e.name() == "capped-gpu"));
+        assert_eq!(CAPPED.open(), 4);
+        // One slot left: the next 4-rung ladder goes to software, whole.
+        let second = select_ladder(&Kind::Auto, &table, &four).unwrap();
+        assert!(second.iter().all(|e| e.name() == "cpu-stub"));
+        let e = select_ladder(&Kind::Hardware, &table, &four).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "capped-gpu unavailable: stub-engine session cap reached (4 of 5 open, 4 needed)"
+        );
+        // Closing the first ladder gives its sessions back.
+        drop(first);
+        assert_eq!(CAPPED.open(), 0);
+        let third = select_ladder(&Kind::Hardware, &table, &four).unwrap();
+        assert_eq!(third.len(), 4);
+    }
+
+    #[test]
+    fn a_candidate_refusing_one_rung_is_passed_over_whole() {
+        fn small_only(c: &Config) -> Result<Box<dyn Backend>, Error> {
+            if c.width > 100 {
+                return Err(Error::Unavailable {
+                    backend: "small-gpu",
+                    reason: format!("{}x{} too large", c.width, c.height),
+                });
+            }
+            Ok(Box::new(Stub("small-gpu")))
+        }
+        let table = [
+            Candidate {
+                name: "small-gpu",
+                hardware: true,
+                open: small_only,
+                sessions: None,
+            },
+            Candidate {
+                name: "cpu-stub",
+                hardware: false,
+                open: accepting,
+                sessions: None,
+            },
+        ];
+        let mut big = config();
+        big.width = 1920;
+        let ladder = select_ladder(&Kind::Auto, &table, &[config(), big]).unwrap();
+        assert!(ladder.iter().all(|e| e.name() == "cpu-stub"));
     }
 }

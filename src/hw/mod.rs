@@ -4,6 +4,7 @@
 //! Nothing here may fail on a machine without a GPU: a missing driver, device or library is a
 //! reason in the report, never a panic or a build requirement.
 
+pub mod accel;
 pub mod probe;
 pub mod profile;
 pub mod selftest;

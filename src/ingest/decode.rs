@@ -35,6 +35,101 @@ impl VideoDecoder {
     }
 }
 
+impl VideoDecoder {
+    /// A decoder that outputs frames on `device` (NVDEC for CUDA, VA-API decode), when the
+    /// device's hwaccel supports the stream's codec; `Err` with the reason otherwise, so the
+    /// caller can decode in software instead. A stream the hardware cannot decode after all
+    /// (profile, size) still decodes: FFmpeg falls back to software frames on its own.
+    pub fn open_hw(
+        stream: &ff::format::stream::Stream,
+        device: &crate::hw::accel::HwDevice,
+    ) -> Result<Self, String> {
+        use crate::hw::accel::DeviceKind;
+        let mut ctx = context_for(stream).map_err(|e| e.to_string())?;
+        let codec_id = stream.parameters().id();
+        let codec =
+            ff::decoder::find(codec_id).ok_or_else(|| format!("no decoder for {codec_id:?}"))?;
+        let wanted = device.kind().pixel_format();
+        if !hw_configs(&codec).any(|(pix, methods)| {
+            pix == wanted && methods & ff::ffi::AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX as i32 != 0
+        }) {
+            return Err(format!(
+                "{} cannot decode {codec_id:?}",
+                device.description()
+            ));
+        }
+        // SAFETY: the context is not opened yet; it takes ownership of the new device reference.
+        unsafe {
+            let raw = ctx.as_mut_ptr();
+            (*raw).hw_device_ctx = device.new_ref();
+            (*raw).get_format = Some(match device.kind() {
+                DeviceKind::Cuda => get_format_cuda,
+                DeviceKind::Vaapi => get_format_vaapi,
+            });
+            // Frames the pipeline holds (rung queues, the frame-rate converter) beyond the DPB.
+            (*raw).extra_hw_frames = 16;
+        }
+        // Hardware decoders run their own threads; frame threads would only add surfaces.
+        ctx.set_threading(threading::Config::default());
+        Ok(Decoder {
+            inner: ctx.decoder().video().map_err(|e| e.to_string())?,
+            errors: 0,
+        })
+    }
+}
+
+/// The (pixel format, setup methods) pairs a decoder offers for hardware decoding.
+pub(crate) fn hw_configs(codec: &ff::Codec) -> impl Iterator<Item = (ff::format::Pixel, i32)> + '_ {
+    (0..).map_while(move |i| {
+        // SAFETY: avcodec_get_hw_config returns null past the last entry.
+        let config = unsafe { ff::ffi::avcodec_get_hw_config(codec.as_ptr(), i) };
+        if config.is_null() {
+            None
+        } else {
+            // SAFETY: non-null entries are static and valid.
+            let c = unsafe { &*config };
+            Some((ff::format::Pixel::from(c.pix_fmt), c.methods))
+        }
+    })
+}
+
+/// Chooses `wanted` from the decoder's offer, or its first software format when the hardware
+/// cannot take this stream (FFmpeg then decodes in software).
+unsafe fn choose_format(
+    offered: *const ff::ffi::AVPixelFormat,
+    wanted: ff::ffi::AVPixelFormat,
+) -> ff::ffi::AVPixelFormat {
+    let mut software = ff::ffi::AVPixelFormat::AV_PIX_FMT_NONE;
+    let mut p = offered;
+    while *p != ff::ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+        if *p == wanted {
+            return wanted;
+        }
+        let desc = ff::ffi::av_pix_fmt_desc_get(*p);
+        let hardware =
+            !desc.is_null() && (*desc).flags & ff::ffi::AV_PIX_FMT_FLAG_HWACCEL as u64 != 0;
+        if !hardware && software == ff::ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+            software = *p;
+        }
+        p = p.add(1);
+    }
+    software
+}
+
+unsafe extern "C" fn get_format_cuda(
+    _: *mut ff::ffi::AVCodecContext,
+    offered: *const ff::ffi::AVPixelFormat,
+) -> ff::ffi::AVPixelFormat {
+    choose_format(offered, ff::ffi::AVPixelFormat::AV_PIX_FMT_CUDA)
+}
+
+unsafe extern "C" fn get_format_vaapi(
+    _: *mut ff::ffi::AVCodecContext,
+    offered: *const ff::ffi::AVPixelFormat,
+) -> ff::ffi::AVPixelFormat {
+    choose_format(offered, ff::ffi::AVPixelFormat::AV_PIX_FMT_VAAPI)
+}
+
 impl AudioDecoder {
     pub fn open(stream: &ff::format::stream::Stream) -> Result<Self, ff::Error> {
         let ctx = context_for(stream)?;
@@ -108,5 +203,55 @@ where
 
     pub fn decoder(&self) -> &D {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FFmpeg Encore links must offer the hwaccels the GPU front ends use.
+    #[test]
+    fn this_ffmpeg_decodes_h264_and_hevc_on_nvdec_and_vaapi() {
+        crate::ingest::init();
+        for id in [ff::codec::Id::H264, ff::codec::Id::HEVC] {
+            let codec = ff::decoder::find(id).unwrap();
+            let formats: Vec<_> = hw_configs(&codec).map(|(pix, _)| pix).collect();
+            assert!(
+                formats.contains(&ff::format::Pixel::CUDA),
+                "{id:?}: {formats:?}"
+            );
+            assert!(
+                formats.contains(&ff::format::Pixel::VAAPI),
+                "{id:?}: {formats:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn get_format_takes_the_device_format_or_the_first_software_one() {
+        use ff::ffi::AVPixelFormat::*;
+        let offer = [
+            AV_PIX_FMT_VAAPI,
+            AV_PIX_FMT_CUDA,
+            AV_PIX_FMT_YUV420P,
+            AV_PIX_FMT_NONE,
+        ];
+        let cpu_only = [AV_PIX_FMT_YUV420P10LE, AV_PIX_FMT_NONE];
+        // SAFETY: both lists end with AV_PIX_FMT_NONE.
+        unsafe {
+            assert_eq!(
+                get_format_cuda(std::ptr::null_mut(), offer.as_ptr()),
+                AV_PIX_FMT_CUDA
+            );
+            assert_eq!(
+                get_format_vaapi(std::ptr::null_mut(), offer.as_ptr()),
+                AV_PIX_FMT_VAAPI
+            );
+            assert_eq!(
+                get_format_cuda(std::ptr::null_mut(), cpu_only.as_ptr()),
+                AV_PIX_FMT_YUV420P10LE
+            );
+        }
     }
 }

@@ -164,6 +164,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             preset: config.preset.clone(),
             gop,
             low_latency: true,
+            device: Default::default(),
         })
         .collect();
     let encoders = encode::select_ladder(&config.backend, &candidates, &configs)?;

@@ -5,6 +5,7 @@
 //! down instead of growing memory. Segment boundaries come from the clock (`segmenter`).
 
 mod cfr;
+pub mod frontend;
 pub mod live;
 pub mod segmenter;
 pub mod track;

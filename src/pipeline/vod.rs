@@ -13,14 +13,12 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::cfr::Cfr;
+use super::frontend::{self, LadderFront};
 use super::segmenter::{Segmenter, Unit};
 use super::track::{aac_track, bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
 use crate::encode::{self, audio::AacEncoder, Kind, RateControl};
-use crate::ingest::{
-    self,
-    decode::{AudioDecoder, VideoDecoder},
-};
+use crate::ingest::{self, decode::AudioDecoder};
 use crate::media::{Ladder, VideoCodec};
 use crate::package::{self, cmaf, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
 
@@ -41,6 +39,8 @@ pub struct Job {
     pub preset: String,
     pub rate_control: RateControl,
     pub backend: Kind,
+    /// The VA-API render node, for the vaapi backend.
+    pub vaapi_node: PathBuf,
     pub audio_bitrate: u64,
     pub force: bool,
 }
@@ -56,6 +56,7 @@ impl Job {
             preset: "veryfast".into(),
             rate_control: RateControl::Capped,
             backend: Kind::Auto,
+            vaapi_node: encode::DEFAULT_VAAPI_NODE.into(),
             audio_bitrate: 128_000,
             force: false,
         }
@@ -79,6 +80,8 @@ pub struct Summary {
     pub output: PathBuf,
     pub codec: VideoCodec,
     pub backend: String,
+    /// Where decoding and scaling ran, e.g. "NVDEC, ladder kernel, CUDA frames to the encoder".
+    pub front_end: String,
     pub segment_duration: f64,
     pub duration: f64,
     pub renditions: Vec<RenditionSummary>,
@@ -135,7 +138,18 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let frame_ticks = fps.frame_ticks(timescale);
     let gop = (seconds * fps.as_f64()).round().max(1.0) as u32;
 
-    // Open every encoder before decoding anything: a refusal fails the job at once.
+    // Choose the GPU (if any), then open every encoder before decoding anything: a refusal
+    // fails the job at once, and hardware encoders get their device frame pools.
+    let video_stream = source
+        .input
+        .stream(source.video.index)
+        .expect("chosen stream exists");
+    let gpu = frontend::plan(
+        &job.backend,
+        job.codec,
+        frontend::bit_depth(&video_stream),
+        &job.vaapi_node,
+    );
     let candidates = encode::backend::candidates();
     let configs: Vec<encode::Config> = rungs
         .iter()
@@ -150,6 +164,11 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             preset: job.preset.clone(),
             gop,
             low_latency: false,
+            device: encode::DeviceInput {
+                zero_copy: gpu.zero_copy,
+                layout: gpu.layout,
+                vaapi_node: job.vaapi_node.clone(),
+            },
         })
         .collect();
     let encoders = encode::select_ladder(&job.backend, &candidates, &configs)?;
@@ -157,15 +176,20 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         .first()
         .map(|e| e.name().to_string())
         .unwrap_or_default();
-
-    let video_stream = source
-        .input
-        .stream(source.video.index)
-        .expect("chosen stream exists");
-    let mut decoder = VideoDecoder::open(&video_stream).map_err(|e| ingest::Error::Decoder {
+    let (mut decoder, front) = frontend::open(
+        &gpu,
+        &video_stream,
+        (source.video.width, source.video.height),
+        &rungs,
+        &encoders,
+    )
+    .map_err(|reason| ingest::Error::Decoder {
         path: job.input.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
+    let mut front = frontend::Cached::new(front);
+    let front_end = front.describe();
+    tracing::debug!(backend = %backend_name, front_end = %front_end, "ladder");
     let zero = match video_stream.start_time() {
         t if t != ff::ffi::AV_NOPTS_VALUE => t,
         _ => 0,
@@ -245,17 +269,29 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         (index.max(0) as u128 * frame_ticks as u128 * 1000) / (segment_ms * timescale as u128)
     };
     let broadcast_failed = std::cell::Cell::new(false);
+    let mut front_error = None;
     let mut demux_errors = 0u64;
     let mut read_error = None;
     let mut last_report = Instant::now();
     {
         let mut send_frame = |frame: Arc<ff::frame::Video>, index: i64| {
+            if broadcast_failed.get() {
+                return;
+            }
+            let pictures = match front.rungs(&frame) {
+                Ok(p) => p,
+                Err(e) => {
+                    front_error.get_or_insert(e);
+                    broadcast_failed.set(true);
+                    return;
+                }
+            };
             video_frames.store(index as u64 + 1, std::sync::atomic::Ordering::SeqCst);
             let force = index == 0 || segment_of(index) != segment_of(index - 1);
-            for tx in &rung_senders {
+            for (tx, frame) in rung_senders.iter().zip(pictures) {
                 if tx
                     .send(RungFrame {
-                        frame: frame.clone(),
+                        frame,
                         index,
                         force,
                         slate: false,
@@ -337,6 +373,9 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     if let Some(e) = first_error {
         return Err(e);
     }
+    if let Some(e) = front_error {
+        return Err(e.into());
+    }
     let frames = cfr.frames() as u64;
     let media_seconds = frames as f64 / fps.as_f64();
     if frames == 0 {
@@ -390,6 +429,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         output: job.out.clone(),
         codec: job.codec,
         backend: backend_name,
+        front_end,
         segment_duration: seconds,
         duration: media_seconds,
         renditions: presentation

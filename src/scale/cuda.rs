@@ -64,8 +64,30 @@ impl CudaLadderScaler {
         Self::on_device(0)
     }
 
-    /// Loads the kernel on device `ordinal`.
+    /// Loads the kernel on device `ordinal`, queuing work on a stream of its own.
     pub fn on_device(ordinal: usize) -> Result<Self, Error> {
+        Self::load(ordinal, false)
+    }
+
+    /// Loads the kernel to work on frames FFmpeg's CUDA device `ordinal` decodes and encodes
+    /// (opened on the primary context, see `hw::accel::HwDevice::cuda`): launches go on the
+    /// context's default stream, where NVDEC's copies and FFmpeg's transfers are queued, so the
+    /// kernel never reads a picture before it is complete.
+    pub fn for_ffmpeg(
+        ordinal: usize,
+        ffmpeg_context: *mut std::ffi::c_void,
+    ) -> Result<Self, Error> {
+        let scaler = Self::load(ordinal, true)?;
+        let ours = scaler.ctx.cu_ctx() as *mut std::ffi::c_void;
+        if ours != ffmpeg_context {
+            return Err(Error::Cuda(
+                "FFmpeg's CUDA device is not on the primary context the kernel uses".into(),
+            ));
+        }
+        Ok(scaler)
+    }
+
+    fn load(ordinal: usize, default_stream: bool) -> Result<Self, Error> {
         guarded("loading the ladder kernel", || {
             let count = CudaContext::device_count().map_err(cuda("counting devices"))?;
             if ordinal >= count.max(0) as usize {
@@ -79,7 +101,11 @@ impl CudaLadderScaler {
                 .map_err(cuda("loading the PTX"))?;
             let nv12 = module.load_function(ENTRY_NV12).map_err(cuda(ENTRY_NV12))?;
             let p010 = module.load_function(ENTRY_P010).map_err(cuda(ENTRY_P010))?;
-            let stream = ctx.new_stream().map_err(cuda("creating a stream"))?;
+            let stream = if default_stream {
+                ctx.default_stream()
+            } else {
+                ctx.new_stream().map_err(cuda("creating a stream"))?
+            };
             Ok(CudaLadderScaler {
                 ctx,
                 stream,
@@ -101,6 +127,15 @@ impl CudaLadderScaler {
     /// The stream [`CudaLadderScaler::launch`] queues work on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Waits until everything queued on [`CudaLadderScaler::stream`] is done.
+    pub fn synchronize(&self) -> Result<(), Error> {
+        guarded("waiting for the GPU", || {
+            self.stream
+                .synchronize()
+                .map_err(cuda("waiting for the GPU"))
+        })
     }
 
     /// Queues one launch writing every rung of `dst` from `src`, on [`CudaLadderScaler::stream`]

@@ -4,12 +4,29 @@
 use ff::{codec, encoder, format::Pixel, Dictionary};
 use ffmpeg_next as ff;
 
+use crate::encode::sessions::Session;
 use crate::encode::{Backend, Config, Error, Packet};
+use crate::hw::accel::HwFrames;
+
+/// How frames reach the codec.
+pub enum Input {
+    /// System-memory frames in this format (software codecs; NVENC uploads them itself).
+    System(Pixel),
+    /// Device frames (CUDA, VA-API surfaces) of this pool's device, size and layout: zero-copy.
+    Device(HwFrames),
+    /// System-memory frames in the pool's layout, uploaded into the pool here (VA-API encoders,
+    /// which take nothing else, fed by the software path).
+    Upload(HwFrames),
+}
 
 pub struct LavcEncoder {
     backend: &'static str,
     encoder: encoder::Video,
     pixel_format: Pixel,
+    device_frames: Option<HwFrames>,
+    upload: Option<HwFrames>,
+    /// The engine session this encoder occupies, given back when it is dropped.
+    _session: Option<Session>,
 }
 
 /// Context flag: codec configuration goes to extradata (avcC/hvcC come from it), not in-band.
@@ -21,7 +38,7 @@ impl LavcEncoder {
     pub fn open(
         backend: &'static str,
         codec_name: &str,
-        pixel_format: Pixel,
+        input: Input,
         config: &Config,
         options: Dictionary,
     ) -> Result<Self, Error> {
@@ -32,9 +49,21 @@ impl LavcEncoder {
             .encoder()
             .video()
             .map_err(|e| unavailable(format!("{codec_name}: {e}")))?;
+        let (pixel_format, device_frames, upload) = match input {
+            Input::System(format) => (format, None, None),
+            Input::Device(frames) => (frames.device().kind().pixel_format(), Some(frames), None),
+            Input::Upload(frames) => (frames.sw_format(), None, Some(frames)),
+        };
         ctx.set_width(config.width);
         ctx.set_height(config.height);
-        ctx.set_format(pixel_format);
+        match device_frames.as_ref().or(upload.as_ref()) {
+            Some(frames) => {
+                ctx.set_format(frames.device().kind().pixel_format());
+                // SAFETY: the context is not opened yet and takes ownership of the new reference.
+                unsafe { (*ctx.as_mut_ptr()).hw_frames_ctx = frames.new_ref() };
+            }
+            None => ctx.set_format(pixel_format),
+        }
         ctx.set_time_base(ff::Rational::new(1, config.timescale as i32));
         ctx.set_frame_rate(Some(ff::Rational::new(
             config.frame_rate.num as i32,
@@ -50,7 +79,16 @@ impl LavcEncoder {
             backend,
             encoder,
             pixel_format,
+            device_frames,
+            upload,
+            _session: None,
         })
+    }
+
+    /// Holds `session` for as long as the encoder is open.
+    pub fn with_session(mut self, session: Session) -> Self {
+        self._session = Some(session);
+        self
     }
 
     fn encode_frame(
@@ -58,6 +96,14 @@ impl LavcEncoder {
         frame: &mut ff::frame::Video,
         force_keyframe: bool,
     ) -> Result<Vec<Packet>, Error> {
+        if let Some(pool) = self
+            .upload
+            .as_ref()
+            .filter(|_| !crate::hw::accel::is_hardware_frame(frame))
+        {
+            let mut uploaded = pool.upload(frame).map_err(|e| self.failed(e.to_string()))?;
+            return self.encode_frame(&mut uploaded, force_keyframe);
+        }
         // The picture type is the request: with forced-idr=1 an I becomes an IDR.
         frame.set_kind(if force_keyframe {
             ff::picture::Type::I
@@ -143,5 +189,8 @@ impl Backend for LavcEncoder {
     }
     fn pixel_format(&self) -> Pixel {
         self.pixel_format
+    }
+    fn device_frames(&self) -> Option<&HwFrames> {
+        self.device_frames.as_ref()
     }
 }

@@ -3,6 +3,7 @@
 mod lavc;
 pub mod nvenc;
 pub mod software;
+pub mod vaapi;
 
 use super::Candidate;
 
@@ -13,11 +14,19 @@ pub fn candidates() -> Vec<Candidate> {
             name: nvenc::NAME,
             hardware: true,
             open: nvenc::open,
+            sessions: Some(&nvenc::SESSIONS),
+        },
+        Candidate {
+            name: vaapi::NAME,
+            hardware: true,
+            open: vaapi::open,
+            sessions: None,
         },
         Candidate {
             name: software::NAME,
             hardware: false,
             open: software::open,
+            sessions: None,
         },
     ]
 }

@@ -2,16 +2,72 @@
 //!
 //! FFmpeg loads libcuda and libnvidia-encode at run time, so this builds and starts everywhere;
 //! we probe for the driver library first to give a precise reason when it is absent.
-//! Frames are uploaded by libavcodec from system memory here; the zero-copy path (CUDA frames
-//! from NVDEC and the ladder kernel) is the hardware pipeline's job.
+//!
+//! With [`Config::device`]`.zero_copy` the encoder takes CUDA frames of a pool on the shared CUDA
+//! device (NVDEC and ladder-kernel output): only bitstreams cross PCIe. Otherwise libavcodec
+//! uploads system-memory frames itself.
+//!
+//! Every encoder holds one session of [`SESSIONS`], whose cap comes from the GPU's hw-profile
+//! (8 per system on GeForce cards, none on datacenter cards).
+
+use std::sync::Once;
 
 use ffmpeg_next::{format::Pixel, Dictionary};
 
-use super::lavc::LavcEncoder;
+use super::lavc::{Input, LavcEncoder};
+use crate::encode::sessions::SessionPool;
 use crate::encode::{Backend, Config, Error, RateControl};
+use crate::hw::accel::{self, HwFrames};
 use crate::media::VideoCodec;
 
 pub const NAME: &str = "nvenc";
+
+/// Open NVENC sessions in this process, under the cap of the GPU's hw-profile.
+pub static SESSIONS: SessionPool = SessionPool::new("NVENC");
+
+/// The session cap NVIDIA's driver enforces on a GPU named `device_name`, from the built-in
+/// hw-profiles; GeForce cards no profile names get the consumer driver's 8. A GPU whose
+/// profile lists no NVENC engine (A100, H100) gets 0.
+pub fn session_cap_for(device_name: &str) -> Option<u32> {
+    use crate::hw::profile::{builtin, SessionCap};
+    let profiles = builtin();
+    match profiles.iter().find(|p| p.matches_nvidia(device_name)) {
+        Some(p) if p.engines.nvenc == 0 => Some(0),
+        Some(p) => match p.sessions.encode {
+            SessionCap::Limit(n) => Some(n),
+            SessionCap::Unlimited => None,
+        },
+        None if device_name.contains("GeForce") => Some(CONSUMER_SESSION_CAP),
+        None => None,
+    }
+}
+
+/// Why device 0 cannot encode at all (a GPU without NVENC), from its hw-profile.
+static NO_ENGINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// NVENC sessions per system on GeForce cards (driver 550 and later).
+pub const CONSUMER_SESSION_CAP: u32 = 8;
+
+/// Sets [`SESSIONS`]' cap from device 0's name, once, before the first session opens.
+fn init_session_cap() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let name = crate::scale::cuda::guarded("naming the GPU", || {
+            let ctx = cudarc::driver::CudaContext::new(0)
+                .map_err(|e| crate::scale::Error::Cuda(e.to_string()))?;
+            ctx.name()
+                .map_err(|e| crate::scale::Error::Cuda(e.to_string()))
+        });
+        if let Ok(name) = name {
+            let cap = session_cap_for(&name);
+            tracing::debug!(device = %name, cap = ?cap, "NVENC session cap");
+            if cap == Some(0) {
+                let _ = NO_ENGINE.set(format!("{name} has no NVENC engine"));
+            }
+            SESSIONS.set_cap(cap);
+        }
+    });
+}
 
 /// The CUDA driver library NVENC needs; absent on machines without an NVIDIA driver.
 pub const DRIVER_LIBRARY: &str = "libcuda.so.1";
@@ -42,6 +98,17 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
             reason: format!("{DRIVER_LIBRARY} not found"),
         });
     }
+    init_session_cap();
+    if let Some(reason) = NO_ENGINE.get() {
+        return Err(Error::Unavailable {
+            backend: NAME,
+            reason: reason.clone(),
+        });
+    }
+    let session = SESSIONS.acquire().map_err(|reason| Error::Unavailable {
+        backend: NAME,
+        reason,
+    })?;
     let codec_name = match config.codec {
         VideoCodec::Avc => "h264_nvenc",
         VideoCodec::Hevc => "hevc_nvenc",
@@ -66,11 +133,38 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         }
     }
     options.set("bufsize", &(config.bitrate * 2).to_string());
-    Ok(Box::new(LavcEncoder::open(
-        NAME,
-        codec_name,
-        Pixel::YUV420P,
-        config,
-        options,
-    )?))
+    let input = if config.device.zero_copy == Some(accel::DeviceKind::Cuda) {
+        let unavailable = |e: accel::Error| Error::Unavailable {
+            backend: NAME,
+            reason: e.0,
+        };
+        let device = accel::shared_cuda().map_err(unavailable)?;
+        let pool = HwFrames::new(
+            &device,
+            config.device.layout,
+            config.width,
+            config.height,
+            0,
+        )
+        .map_err(unavailable)?;
+        Input::Device(pool)
+    } else {
+        Input::System(Pixel::YUV420P)
+    };
+    Ok(Box::new(
+        LavcEncoder::open(NAME, codec_name, input, config, options)?.with_session(session),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_caps_come_from_the_profiles() {
+        assert_eq!(session_cap_for("NVIDIA L4"), None);
+        assert_eq!(session_cap_for("NVIDIA GeForce RTX 4090"), Some(8));
+        assert_eq!(session_cap_for("NVIDIA GeForce GTX 1660"), Some(8));
+        assert_eq!(session_cap_for("NVIDIA H100 80GB HBM3"), Some(0));
+    }
 }

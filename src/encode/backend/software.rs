@@ -2,7 +2,7 @@
 
 use ffmpeg_next::{format::Pixel, Dictionary};
 
-use super::lavc::LavcEncoder;
+use super::lavc::{Input, LavcEncoder};
 use crate::encode::{Backend, Config, Error, RateControl};
 use crate::media::VideoCodec;
 
@@ -66,7 +66,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     Ok(Box::new(LavcEncoder::open(
         NAME,
         codec_name,
-        Pixel::YUV420P,
+        Input::System(Pixel::YUV420P),
         config,
         options,
     )?))
