@@ -96,3 +96,55 @@ fn named_nvenc_exits_2_and_auto_falls_back_with_one_warning() {
     assert!(warnings[0].contains("nvenc unavailable"), "{stderr}");
     assert!(dir.path().join("b/master.m3u8").exists());
 }
+
+/// Without a render node, `--backend vaapi` exits 2 naming the node; `auto` names VA-API among
+/// the refusals and the job runs (software decode and scale) with nothing left half-written.
+#[test]
+fn named_vaapi_without_a_render_node_exits_2() {
+    let src = tiny_source();
+    let dir = tempdir();
+    let missing = dir.path().join("renderD128");
+    let named = encore()
+        .arg("transcode")
+        .arg(&src)
+        .args(["--backend", "vaapi", "--vaapi-device"])
+        .arg(&missing)
+        .arg("--out")
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert_eq!(named.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&named.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "vaapi unavailable: no VA-API render node {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    assert!(!dir.path().join("a").exists());
+
+    let probe: serde_json::Value =
+        serde_json::from_slice(&run(encore().args(["probe", "--json"])).stdout).unwrap();
+    if probe["nvidia"]["devices"].as_array().unwrap().is_empty() {
+        let out = encore()
+            .arg("transcode")
+            .arg(&src)
+            .args(["--preset", "ultrafast", "--json", "--vaapi-device"])
+            .arg(&missing)
+            .arg("--out")
+            .arg(dir.path().join("b"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("vaapi unavailable: no VA-API render node"),
+            "{stderr}"
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["backend"], "software");
+        assert_eq!(summary["front_end"], "software decode, swscale per rung");
+    }
+}
