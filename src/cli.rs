@@ -34,7 +34,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the ladder kernel (and, with --gpu, the GPU kernel and an NVENC ladder).
+    /// Check the ladder kernel (and, with --gpu, the GPU kernel and a ladder on every GPU path).
     Selftest {
         /// Also run the checks that need an NVIDIA GPU.
         #[arg(long)]
@@ -106,6 +106,9 @@ pub struct TranscodeArgs {
     /// VA-API render node for the vaapi backend.
     #[arg(long, default_value = crate::encode::DEFAULT_VAAPI_NODE)]
     pub vaapi_device: PathBuf,
+    /// On NVIDIA, scale with FFmpeg's scale_cuda instead of Encore's ladder kernel.
+    #[arg(long)]
+    pub no_ladder_kernel: bool,
     /// AAC bitrate, e.g. 128k.
     #[arg(long, default_value = "128k", value_parser = parse_bitrate_arg)]
     pub audio_bitrate: u64,
@@ -129,6 +132,7 @@ impl TranscodeArgs {
             rate_control: self.rate_control,
             backend: self.backend.clone(),
             vaapi_node: self.vaapi_device.clone(),
+            ladder_kernel: !self.no_ladder_kernel,
             audio_bitrate: self.audio_bitrate,
             force: self.force,
         }

@@ -148,3 +148,30 @@ fn named_vaapi_without_a_render_node_exits_2() {
         assert_eq!(summary["front_end"], "software decode, swscale per rung");
     }
 }
+
+/// `selftest --gpu` on a machine without a GPU: the kernel's host build passes, the GPU part
+/// fails with the reasons, exit 1, and the report is printed either way.
+#[test]
+fn gpu_selftest_without_a_gpu_says_why() {
+    let probe: serde_json::Value =
+        serde_json::from_slice(&run(encore().args(["probe", "--json"])).stdout).unwrap();
+    if !probe["nvidia"]["devices"].as_array().unwrap().is_empty()
+        || !probe["vaapi"]["devices"].as_array().unwrap().is_empty()
+    {
+        eprintln!("skip: this machine has a GPU");
+        return;
+    }
+    let out = encore().args(["selftest", "--gpu"]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok   ladder kernel"), "{text}");
+    assert!(
+        text.contains("FAIL no GPU to encode on: NVIDIA: libcuda.so.1 not found"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+}

@@ -462,6 +462,8 @@ pub struct Plan {
     pub layout: ff::format::Pixel,
     /// Encoders on this kind of device may take its frames (the layout suits the codec).
     pub zero_copy: Option<DeviceKind>,
+    /// Scale CUDA frames with the ladder kernel (else FFmpeg's scale_cuda).
+    pub ladder_kernel: bool,
 }
 
 /// Picks the GPU for a job: none for software-only kinds; CUDA (then VA-API) for `Auto` and
@@ -510,6 +512,7 @@ pub fn plan(
         device,
         layout,
         zero_copy,
+        ladder_kernel: true,
     }
 }
 
@@ -561,27 +564,26 @@ pub fn open(
             software_decoder()?
         }
     };
-    let front: Box<dyn LadderFront> = match device.kind() {
-        DeviceKind::Cuda => match CudaKernel::new(device, source, pools, download) {
-            Ok(k) => Box::new(k),
-            Err(why) => {
-                tracing::warn!("ladder kernel unavailable ({why}): scaling with scale_cuda");
-                Box::new(FilterLadder::new(
-                    ScaleFilter::Cuda,
-                    rungs.iter().map(|r| (r.width, r.height)).collect(),
-                    plan.layout,
-                    Some(device),
-                    download,
-                ))
-            }
-        },
-        DeviceKind::Vaapi => Box::new(FilterLadder::new(
-            ScaleFilter::Vaapi,
-            rungs.iter().map(|r| (r.width, r.height)).collect(),
+    let sizes: Vec<(u32, u32)> = rungs.iter().map(|r| (r.width, r.height)).collect();
+    let filter = |filter| -> Box<dyn LadderFront> {
+        Box::new(FilterLadder::new(
+            filter,
+            sizes.clone(),
             plan.layout,
             Some(device),
             download,
-        )),
+        ))
+    };
+    let front = match device.kind() {
+        DeviceKind::Cuda if !plan.ladder_kernel => filter(ScaleFilter::Cuda),
+        DeviceKind::Cuda => match CudaKernel::new(device, source, pools, download) {
+            Ok(kernel) => Box::new(kernel),
+            Err(why) => {
+                tracing::warn!("ladder kernel unavailable ({why}): scaling with scale_cuda");
+                filter(ScaleFilter::Cuda)
+            }
+        },
+        DeviceKind::Vaapi => filter(ScaleFilter::Vaapi),
     };
     Ok((decoder, front))
 }

@@ -41,6 +41,8 @@ pub struct Job {
     pub backend: Kind,
     /// The VA-API render node, for the vaapi backend.
     pub vaapi_node: PathBuf,
+    /// On NVIDIA, scale with Encore's ladder kernel (true) or FFmpeg's scale_cuda.
+    pub ladder_kernel: bool,
     pub audio_bitrate: u64,
     pub force: bool,
 }
@@ -57,6 +59,7 @@ impl Job {
             rate_control: RateControl::Capped,
             backend: Kind::Auto,
             vaapi_node: encode::DEFAULT_VAAPI_NODE.into(),
+            ladder_kernel: true,
             audio_bitrate: 128_000,
             force: false,
         }
@@ -144,12 +147,13 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         .input
         .stream(source.video.index)
         .expect("chosen stream exists");
-    let gpu = frontend::plan(
+    let mut gpu = frontend::plan(
         &job.backend,
         job.codec,
         frontend::bit_depth(&video_stream),
         &job.vaapi_node,
     );
+    gpu.ladder_kernel = job.ladder_kernel;
     let candidates = encode::backend::candidates();
     let configs: Vec<encode::Config> = rungs
         .iter()
