@@ -51,6 +51,10 @@ pub trait LadderFront {
     /// One picture per rung, in rung order, each with the source picture's timestamp.
     fn rungs(&mut self, frame: &Arc<ff::frame::Video>)
         -> Result<Vec<Arc<ff::frame::Video>>, Error>;
+    /// Whether it works on GPU frames (so decoding on the GPU saves an upload).
+    fn on_gpu(&self) -> bool {
+        true
+    }
 }
 
 /// The software front end: every rung gets the decoded picture and scales it on its own thread.
@@ -61,6 +65,9 @@ pub struct Shared {
 impl LadderFront for Shared {
     fn describe(&self) -> String {
         "software decode, swscale per rung".into()
+    }
+    fn on_gpu(&self) -> bool {
+        false
     }
     fn rungs(
         &mut self,
@@ -85,6 +92,9 @@ impl Cached {
 impl LadderFront for Cached {
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+    fn on_gpu(&self) -> bool {
+        self.inner.on_gpu()
     }
     fn rungs(
         &mut self,
@@ -516,6 +526,16 @@ pub fn plan(
     }
 }
 
+/// The device pools of `encoders`, when every one of them takes frames of the plan's device.
+pub fn encoder_pools(plan: &Plan, encoders: &[Box<dyn Backend>]) -> Option<Vec<HwFrames>> {
+    let kind = plan.device.as_ref().map(HwDevice::kind)?;
+    encoders
+        .iter()
+        .map(|e| e.device_frames().cloned())
+        .collect::<Option<Vec<_>>>()
+        .filter(|pools| pools.iter().all(|p| p.device().kind() == kind))
+}
+
 /// Opens the decoder and the front end for `rungs`, given the encoders chosen for them.
 pub fn open(
     plan: &Plan,
@@ -524,57 +544,61 @@ pub fn open(
     rungs: &[Rung],
     encoders: &[Box<dyn Backend>],
 ) -> Result<(VideoDecoder, Box<dyn LadderFront>), String> {
-    let software_decoder = || VideoDecoder::open(stream).map_err(|e| e.to_string());
-    let shared = || -> Box<dyn LadderFront> { Box::new(Shared { rungs: rungs.len() }) };
-    let encoder_pools: Option<Vec<HwFrames>> = encoders
-        .iter()
-        .map(|e| e.device_frames().cloned())
-        .collect::<Option<Vec<_>>>()
-        .filter(|pools| {
-            pools
-                .iter()
-                .all(|p| Some(p.device().kind()) == plan.device.as_ref().map(HwDevice::kind))
-        });
+    let sizes: Vec<(u32, u32)> = rungs.iter().map(|r| (r.width, r.height)).collect();
+    let front = for_pictures(plan, source, &sizes, encoder_pools(plan, encoders));
+    let decoder = match plan.device.as_ref().filter(|_| front.on_gpu()) {
+        Some(device) => VideoDecoder::open_hw(stream, device).or_else(|why| {
+            tracing::warn!("{why}: decoding in software and uploading each picture once");
+            VideoDecoder::open(stream).map_err(|e| e.to_string())
+        })?,
+        None => VideoDecoder::open(stream).map_err(|e| e.to_string())?,
+    };
+    Ok((decoder, front))
+}
+
+/// The front end for pictures of `source` size (decoded anywhere: software pictures are
+/// uploaded once) making rungs of `sizes`: on the plan's GPU into `encoder_pools` (zero-copy),
+/// or into pools of ours downloaded after scaling (CUDA with system-memory encoders); the
+/// software front end when there is no GPU or nothing to gain from it.
+pub fn for_pictures(
+    plan: &Plan,
+    source: (u32, u32),
+    sizes: &[(u32, u32)],
+    encoder_pools: Option<Vec<HwFrames>>,
+) -> Box<dyn LadderFront> {
+    let shared = || -> Box<dyn LadderFront> { Box::new(Shared { rungs: sizes.len() }) };
     let Some(device) = plan.device.as_ref() else {
-        return Ok((software_decoder()?, shared()));
+        return shared();
     };
     // Device frames for the encoders, or pools of ours whose frames are downloaded.
     let (pools, download) = match encoder_pools {
         Some(pools) => (pools, false),
         None if device.kind() == DeviceKind::Cuda => {
-            let mut pools = Vec::new();
-            for rung in rungs {
-                match HwFrames::new(device, plan.layout, rung.width, rung.height, 0) {
-                    Ok(p) => pools.push(p),
-                    Err(e) => {
-                        tracing::warn!("scaling on the CPU: {e}");
-                        return Ok((software_decoder()?, shared()));
-                    }
+            let pools: Result<Vec<_>, _> = sizes
+                .iter()
+                .map(|(w, h)| HwFrames::new(device, plan.layout, *w, *h, 0))
+                .collect();
+            match pools {
+                Ok(p) => (p, true),
+                Err(e) => {
+                    tracing::warn!("scaling on the CPU: {e}");
+                    return shared();
                 }
             }
-            (pools, true)
         }
         // The encoders take system memory and the GPU is VA-API: the software path.
-        None => return Ok((software_decoder()?, shared())),
+        None => return shared(),
     };
-    let decoder = match VideoDecoder::open_hw(stream, device) {
-        Ok(d) => d,
-        Err(why) => {
-            tracing::warn!("{why}: decoding in software and uploading each picture once");
-            software_decoder()?
-        }
-    };
-    let sizes: Vec<(u32, u32)> = rungs.iter().map(|r| (r.width, r.height)).collect();
     let filter = |filter| -> Box<dyn LadderFront> {
         Box::new(FilterLadder::new(
             filter,
-            sizes.clone(),
+            sizes.to_vec(),
             plan.layout,
             Some(device),
             download,
         ))
     };
-    let front = match device.kind() {
+    match device.kind() {
         DeviceKind::Cuda if !plan.ladder_kernel => filter(ScaleFilter::Cuda),
         DeviceKind::Cuda => match CudaKernel::new(device, source, pools, download) {
             Ok(kernel) => Box::new(kernel),
@@ -584,8 +608,7 @@ pub fn open(
             }
         },
         DeviceKind::Vaapi => filter(ScaleFilter::Vaapi),
-    };
-    Ok((decoder, front))
+    }
 }
 
 /// Bits per luma sample of a stream's pixel format (8 when unknown).
@@ -593,8 +616,12 @@ pub fn bit_depth(stream: &ff::format::stream::Stream) -> u32 {
     // SAFETY: codecpar is valid for an open stream; the descriptor is static or null.
     unsafe {
         let format = (*stream.parameters().as_ptr()).format;
+        if format < 0 || format >= ffi::AVPixelFormat::AV_PIX_FMT_NB as i32 {
+            return 8;
+        }
+        // In range, so a value of the enum.
         let desc = ffi::av_pix_fmt_desc_get(std::mem::transmute::<i32, ffi::AVPixelFormat>(format));
-        if desc.is_null() || format < 0 {
+        if desc.is_null() {
             return 8;
         }
         (*desc).comp[0].depth as u32
