@@ -239,30 +239,36 @@ mod tests {
             backend: "capped-gpu",
             reason,
         })?;
-        Ok(Box::new(Held(Stub("capped-gpu"), session)))
+        Ok(Box::new(Held {
+            stub: Stub("capped-gpu"),
+            _session: session,
+        }))
     }
 
     /// A stub encoder that holds a session, as the hardware backends do.
-    struct Held(Stub, crate::encode::sessions::Session);
+    struct Held {
+        stub: Stub,
+        _session: crate::encode::sessions::Session,
+    }
     impl Backend for Held {
         fn name(&self) -> &'static str {
-            self.0.name()
+            self.stub.name()
         }
         fn encode(
             &mut self,
             f: &mut ffmpeg_next::frame::Video,
             k: bool,
         ) -> Result<Vec<Packet>, Error> {
-            self.0.encode(f, k)
+            self.stub.encode(f, k)
         }
         fn flush(&mut self) -> Result<Vec<Packet>, Error> {
-            self.0.flush()
+            self.stub.flush()
         }
         fn extradata(&self) -> Vec<u8> {
             vec![]
         }
         fn pixel_format(&self) -> ffmpeg_next::format::Pixel {
-            self.0.pixel_format()
+            self.stub.pixel_format()
         }
     }
 

@@ -45,6 +45,23 @@ pub fn session_cap_for(device_name: &str) -> Option<u32> {
 /// Why device 0 cannot encode at all (a GPU without NVENC), from its hw-profile.
 static NO_ENGINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// Device 0's hw-profile preset map (Encore preset → p1..p7), when a profile names the GPU.
+static PROFILE_PRESETS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+    std::sync::OnceLock::new();
+
+/// The NVENC preset for `preset`: an Encore preset name (fastest … slowest) through the GPU's
+/// hw-profile, anything else (x264 names, p1..p7) through [`preset_for`].
+pub fn nvenc_preset(
+    preset: &str,
+    profile_map: Option<&std::collections::BTreeMap<String, String>>,
+) -> String {
+    profile_map
+        .and_then(|m| m.get(preset))
+        .filter(|p| preset_for(p) == p.as_str())
+        .cloned()
+        .unwrap_or_else(|| preset_for(preset).to_string())
+}
+
 /// NVENC sessions per system on GeForce cards (driver 550 and later).
 pub const CONSUMER_SESSION_CAP: u32 = 8;
 
@@ -63,6 +80,10 @@ fn init_session_cap() {
             tracing::debug!(device = %name, cap = ?cap, "NVENC session cap");
             if cap == Some(0) {
                 let _ = NO_ENGINE.set(format!("{name} has no NVENC engine"));
+            }
+            let profiles = crate::hw::profile::builtin();
+            if let Some(p) = profiles.iter().find(|p| p.matches_nvidia(&name)) {
+                let _ = PROFILE_PRESETS.set(p.presets.clone());
             }
             SESSIONS.set_cap(cap);
         }
@@ -114,7 +135,10 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         VideoCodec::Hevc => "hevc_nvenc",
     };
     let mut options = Dictionary::new();
-    options.set("preset", preset_for(&config.preset));
+    options.set(
+        "preset",
+        &nvenc_preset(&config.preset, PROFILE_PRESETS.get()),
+    );
     options.set("forced-idr", "1");
     options.set("tune", if config.low_latency { "ll" } else { "hq" });
     if config.low_latency {
@@ -166,5 +190,16 @@ mod tests {
         assert_eq!(session_cap_for("NVIDIA GeForce RTX 4090"), Some(8));
         assert_eq!(session_cap_for("NVIDIA GeForce GTX 1660"), Some(8));
         assert_eq!(session_cap_for("NVIDIA H100 80GB HBM3"), Some(0));
+    }
+
+    #[test]
+    fn presets_come_from_the_profile_then_the_x264_names() {
+        let profiles = crate::hw::profile::builtin();
+        let l4 = profiles.iter().find(|p| p.name == "nvidia-l4").unwrap();
+        assert_eq!(nvenc_preset("fast", Some(&l4.presets)), "p3");
+        assert_eq!(nvenc_preset("slowest", Some(&l4.presets)), "p7");
+        assert_eq!(nvenc_preset("veryfast", Some(&l4.presets)), "p3");
+        assert_eq!(nvenc_preset("p5", None), "p5");
+        assert_eq!(nvenc_preset("ultrafast", None), "p1");
     }
 }
