@@ -64,6 +64,9 @@ pub struct ChannelSpec {
     pub preset: String,
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// VA-API render node for `backend = "vaapi"` (or `auto` on a VA-API machine).
+    #[serde(default = "default_vaapi_device")]
+    pub vaapi_device: PathBuf,
     /// Seconds (1 to 10).
     #[serde(default = "default_segment")]
     pub segment_duration: f64,
@@ -82,6 +85,9 @@ fn default_preset() -> String {
 }
 fn default_backend() -> String {
     "auto".into()
+}
+fn default_vaapi_device() -> PathBuf {
+    crate::encode::DEFAULT_VAAPI_NODE.into()
 }
 fn default_segment() -> f64 {
     2.0
@@ -104,6 +110,7 @@ impl ChannelSpec {
             codec: default_codec(),
             preset: default_preset(),
             backend: default_backend(),
+            vaapi_device: default_vaapi_device(),
             segment_duration: default_segment(),
             dvr_window: default_dvr(),
             audio_bitrate: default_audio(),
@@ -159,6 +166,7 @@ impl ChannelSpec {
                 .backend
                 .parse::<Kind>()
                 .map_err(|e| at("backend", e.to_string()))?,
+            vaapi_node: self.vaapi_device.clone(),
             segment_duration: Duration::from_secs_f64(self.segment_duration),
             dvr_window: Duration::from_secs_f64(self.dvr_window),
             audio_bitrate: parse_bitrate(&self.audio_bitrate)

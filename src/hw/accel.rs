@@ -182,6 +182,9 @@ impl HwDevice {
 
 /// The process's CUDA device 0, opened once and shared by every job (one context per GPU,
 /// as NVIDIA recommends); the error is kept too, so a machine without a driver is asked once.
+///
+/// Open it before anything else uses the GPU's primary context: FFmpeg sets the context's
+/// flags (blocking sync) and refuses a primary context already active with other flags.
 pub fn shared_cuda() -> Result<HwDevice, Error> {
     static DEVICE: OnceLock<Result<HwDevice, Error>> = OnceLock::new();
     DEVICE.get_or_init(|| HwDevice::cuda(0)).clone()

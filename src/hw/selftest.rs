@@ -39,6 +39,11 @@ pub fn run(gpu: bool) -> Result<String, String> {
         }
     }
     if gpu && !probe.nvidia.devices.is_empty() {
+        // FFmpeg's CUDA device before any other user of the primary context (see hw::accel).
+        if let Err(e) = crate::hw::accel::shared_cuda() {
+            ok = false;
+            let _ = writeln!(report, "FAIL FFmpeg's CUDA device: {e}");
+        }
         match crate::scale::selftest::gpu() {
             Ok(t) => {
                 ok &= t.passed();

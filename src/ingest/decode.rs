@@ -7,6 +7,8 @@ use ffmpeg_next as ff;
 pub struct Decoder<D> {
     inner: D,
     pub errors: u64,
+    /// Opened on a GPU and no picture seen yet: the first says whether the GPU took the stream.
+    hardware_pending: Option<String>,
 }
 
 pub type VideoDecoder = Decoder<ff::decoder::Video>;
@@ -31,6 +33,7 @@ impl VideoDecoder {
         Ok(Decoder {
             inner: ctx.decoder().video()?,
             errors: 0,
+            hardware_pending: None,
         })
     }
 }
@@ -66,14 +69,17 @@ impl VideoDecoder {
                 DeviceKind::Cuda => get_format_cuda,
                 DeviceKind::Vaapi => get_format_vaapi,
             });
-            // Frames the pipeline holds (rung queues, the frame-rate converter) beyond the DPB.
-            (*raw).extra_hw_frames = 16;
+            // NVDEC's output surfaces are a fixed pool (DPB + 5 + this) and a decoded picture
+            // holds its surface until released: the front end releases each one within the
+            // call that scales it, and the frame-rate converter keeps one more.
+            (*raw).extra_hw_frames = 4;
         }
         // Hardware decoders run their own threads; frame threads would only add surfaces.
         ctx.set_threading(threading::Config::default());
         Ok(Decoder {
             inner: ctx.decoder().video().map_err(|e| e.to_string())?,
             errors: 0,
+            hardware_pending: Some(device.description().to_string()),
         })
     }
 }
@@ -136,6 +142,7 @@ impl AudioDecoder {
         Ok(Decoder {
             inner: ctx.decoder().audio()?,
             errors: 0,
+            hardware_pending: None,
         })
     }
 }
@@ -190,6 +197,15 @@ where
                     };
                     if damaged {
                         self.errors += 1;
+                    }
+                    if let Some(device) = self.hardware_pending.take() {
+                        // SAFETY: reading a field of the frame just filled.
+                        if unsafe { (*frame.as_ptr()).hw_frames_ctx.is_null() } {
+                            tracing::warn!(
+                                "{device} refused this stream (profile, size or surfaces): \
+                                 decoding in software, one thread, pictures uploaded once"
+                            );
+                        }
                     }
                     return Some(frame);
                 }

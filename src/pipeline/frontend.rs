@@ -120,9 +120,16 @@ struct ToDevice {
 }
 
 impl ToDevice {
+    /// `frame` on the device in this layout. Device frames of another layout (a 10-bit or 4:4:4
+    /// decode for an 8-bit 4:2:0 ladder) are converted through the host: rare and slow, but
+    /// the kernel never reads a layout it was not launched for.
     fn frame(&mut self, frame: &Arc<ff::frame::Video>) -> Result<Arc<ff::frame::Video>, Error> {
         if accel::is_hardware_frame(frame) {
-            return Ok(frame.clone());
+            if accel::frame_layout(frame) == self.layout {
+                return Ok(frame.clone());
+            }
+            let host = accel::download(frame).map_err(|e| failed("upload")(e.0))?;
+            return self.frame(&Arc::new(host));
         }
         let (w, h) = (frame.width(), frame.height());
         if self.pool.as_ref().map(|(p, _)| p.size()) != Some((w, h)) {
@@ -225,8 +232,14 @@ impl LadderFront for CudaKernel {
         frame: &Arc<ff::frame::Video>,
     ) -> Result<Vec<Arc<ff::frame::Video>>, Error> {
         let source = self.to_device.frame(frame)?;
-        let format =
-            kernel_format(accel::frame_layout(&source)).map_err(failed("ladder kernel"))?;
+        let layout = accel::frame_layout(&source);
+        if layout != self.pools[0].sw_format() {
+            return Err(failed("ladder kernel")(format!(
+                "a {layout:?} picture for {:?} rungs",
+                self.pools[0].sw_format()
+            )));
+        }
+        let format = kernel_format(layout).map_err(failed("ladder kernel"))?;
         let mut outputs = Vec::with_capacity(self.pools.len());
         for pool in &self.pools {
             outputs.push(pool.get().map_err(|e| failed("ladder kernel")(e.0))?);
@@ -257,6 +270,10 @@ impl LadderFront for CudaKernel {
     }
 }
 
+/// Surfaces added to each scale_vaapi output pool: a rung queue (8) plus the encoder's pictures in
+/// flight (up to `async_depth` and the reorder depth), with margin.
+const VAAPI_EXTRA_SURFACES: u32 = 32;
+
 /// Which FFmpeg scale filter a [`FilterLadder`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleFilter {
@@ -273,8 +290,17 @@ impl ScaleFilter {
         let format = pixel_name(layout);
         match self {
             ScaleFilter::Software => format!("scale=w={width}:h={height},format={format}"),
-            ScaleFilter::Cuda => format!("scale_cuda=w={width}:h={height}"),
-            ScaleFilter::Vaapi => format!("scale_vaapi=w={width}:h={height}:format={format}"),
+            // passthrough=0: a rung of the source's size gets its own frame, so NVDEC's fixed
+            // surfaces are never held by the rung queues; format= gives every rung the layout
+            // the encoder's pool has.
+            ScaleFilter::Cuda => {
+                format!("scale_cuda=w={width}:h={height}:format={format}:passthrough=0")
+            }
+            // scale_vaapi's output pool is fixed (10 surfaces by default): room for the rung
+            // queue and the encoder's frames in flight.
+            ScaleFilter::Vaapi => format!(
+                "scale_vaapi=w={width}:h={height}:format={format}:extra_hw_frames={VAAPI_EXTRA_SURFACES}"
+            ),
         }
     }
 }
@@ -292,6 +318,8 @@ fn pixel_name(format: ff::format::Pixel) -> String {
     }
 }
 
+type GraphKey = (ff::format::Pixel, ff::format::Pixel, u32, u32);
+
 /// A libavfilter graph: `split` into one branch per rung, each with the scale filter, each
 /// ending in its own sink. Built at the first picture (hardware frames bring their frames context).
 pub struct FilterLadder {
@@ -300,7 +328,8 @@ pub struct FilterLadder {
     layout: ff::format::Pixel,
     to_device: Option<ToDevice>,
     download: bool,
-    graph: Option<(ff::filter::Graph, (ff::format::Pixel, u32, u32))>,
+    /// The graph and what it was built for: (format, layout, width, height) of its input.
+    graph: Option<(ff::filter::Graph, GraphKey)>,
 }
 
 impl FilterLadder {
@@ -345,6 +374,16 @@ impl FilterLadder {
     }
 
     fn build(&self, frame: &ff::frame::Video) -> Result<ff::filter::Graph, String> {
+        let mut graph = self.parse(frame)?;
+        graph
+            .validate()
+            .map_err(|e| format!("{}: {e}", self.spec()))?;
+        Ok(graph)
+    }
+
+    /// The graph for pictures like `frame`, parsed (every filter created with its options)
+    /// but not yet configured.
+    fn parse(&self, frame: &ff::frame::Video) -> Result<ff::filter::Graph, String> {
         let mut graph = ff::filter::Graph::new();
         let format: ffi::AVPixelFormat = frame.format().into();
         let args = format!(
@@ -396,9 +435,6 @@ impl FilterLadder {
         parser
             .parse(&self.spec())
             .map_err(|e| format!("{}: {e}", self.spec()))?;
-        graph
-            .validate()
-            .map_err(|e| format!("{}: {e}", self.spec()))?;
         Ok(graph)
     }
 }
@@ -433,7 +469,12 @@ impl LadderFront for FilterLadder {
             Some(to_device) => to_device.frame(frame)?,
             None => frame.clone(),
         };
-        let key = (frame.format(), frame.width(), frame.height());
+        let key = (
+            frame.format(),
+            accel::frame_layout(&frame),
+            frame.width(),
+            frame.height(),
+        );
         if self.graph.as_ref().map(|(_, k)| *k) != Some(key) {
             let graph = self.build(&frame).map_err(failed(stage))?;
             self.graph = Some((graph, key));
@@ -685,7 +726,7 @@ mod tests {
         );
         assert_eq!(
             f.spec(),
-            "[in]split=2[s0][s1];[s0]scale_cuda=w=1280:h=720[out0];[s1]scale_cuda=w=640:h=360[out1]"
+            "[in]split=2[s0][s1];[s0]scale_cuda=w=1280:h=720:format=nv12:passthrough=0[out0];[s1]scale_cuda=w=640:h=360:format=nv12:passthrough=0[out1]"
         );
         let v = FilterLadder::new(
             ScaleFilter::Vaapi,
@@ -696,7 +737,7 @@ mod tests {
         );
         assert_eq!(
             v.spec(),
-            "[in]split=1[s0];[s0]scale_vaapi=w=854:h=480:format=nv12[out0]"
+            "[in]split=1[s0];[s0]scale_vaapi=w=854:h=480:format=nv12:extra_hw_frames=32[out0]"
         );
         // The filters exist in the FFmpeg this build links.
         crate::ingest::init();

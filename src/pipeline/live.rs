@@ -54,6 +54,8 @@ pub struct ChannelConfig {
     pub codec: VideoCodec,
     pub preset: String,
     pub backend: Kind,
+    /// The VA-API render node, for the vaapi backend.
+    pub vaapi_node: std::path::PathBuf,
     pub segment_duration: Duration,
     pub dvr_window: Duration,
     pub audio_bitrate: u64,
@@ -164,7 +166,10 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             preset: config.preset.clone(),
             gop,
             low_latency: true,
-            device: Default::default(),
+            device: encode::DeviceInput {
+                vaapi_node: config.vaapi_node.clone(),
+                ..Default::default()
+            },
         })
         .collect();
     let encoders = encode::select_ladder(&config.backend, &candidates, &configs)?;

@@ -69,6 +69,9 @@ pub const CONSUMER_SESSION_CAP: u32 = 8;
 fn init_session_cap() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // FFmpeg's device first: it sets the primary context's flags, which it cannot once
+        // another user (cudarc, below) has made the context active.
+        let _ = accel::shared_cuda();
         let name = crate::scale::cuda::guarded("naming the GPU", || {
             let ctx = cudarc::driver::CudaContext::new(0)
                 .map_err(|e| crate::scale::Error::Cuda(e.to_string()))?;
