@@ -34,12 +34,67 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the VOD ladder against the single-process FFmpeg CLI doing the same ladder.
+    Bench(BenchArgs),
     /// Check the ladder kernel (and, with --gpu, the GPU kernel and a ladder on every GPU path).
     Selftest {
         /// Also run the checks that need an NVIDIA GPU.
         #[arg(long)]
         gpu: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Source length in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Source size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1920x1080", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Source frame rate.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    #[arg(long, default_value = "avc", value_parser = parse_codec)]
+    pub codec: VideoCodec,
+    /// x264/x265 preset used by both sides.
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
+    /// Ladder (as for transcode); default: the codec's default ladder for the source.
+    #[arg(long, value_parser = parse_ladder)]
+    pub ladder: Option<Ladder>,
+    /// Keep the source and both outputs in this folder.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    pub fn options(&self) -> Result<crate::bench::Options, String> {
+        Ok(crate::bench::Options {
+            encore: std::env::current_exe().map_err(|e| format!("cannot find encore: {e}"))?,
+            width: self.size.0,
+            height: self.size.1,
+            fps: self.fps,
+            seconds: self.seconds,
+            codec: self.codec,
+            preset: self.preset.clone(),
+            ladder: self.ladder.clone(),
+            keep: self.keep.clone(),
+        })
+    }
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT, e.g. 1920x1080");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) || w % 2 == 1 || h % 2 == 1 {
+        return Err(bad());
+    }
+    Ok((w, h))
 }
 
 #[derive(Debug, Args)]

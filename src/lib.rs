@@ -3,6 +3,7 @@
 //! Layers (dependencies point one way): `media` ← `package` ← `origin`;
 //! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
 
+pub mod bench;
 pub mod cli;
 pub mod daemon;
 pub mod encode;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             .and_then(encore::daemon::serve)
             .map_err(|e| (2, e)),
         Command::Probe { json } => probe(*json),
+        Command::Bench(args) => bench(args),
         Command::Selftest { gpu } => match encore::hw::selftest::run(*gpu) {
             Ok(report) => {
                 print!("{report}");
@@ -98,6 +99,27 @@ fn transcode(args: &TranscodeArgs) -> Result<(), Failure> {
                 summary.decode_errors
             );
         }
+    }
+    Ok(())
+}
+
+fn bench(args: &encore::cli::BenchArgs) -> Result<(), Failure> {
+    let options = args.options().map_err(|e| (2, e))?;
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = encore::bench::run(&options, &|phase| spinner.set_message(phase.to_string()));
+    spinner.finish_and_clear();
+    let report = result.map_err(|e| (1, e))?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Hardware behaviour on a machine without GPUs, through the binary: the probe's report,
-//! a named hardware backend refused cleanly, and `auto` falling back with one warning.
+//! a named hardware backend refused cleanly, `auto` falling back with one warning, and the GPU
+//! self-check without a GPU.
 
 mod common;
 

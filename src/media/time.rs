@@ -12,6 +12,11 @@ impl Rational {
         Rational { num, den }
     }
 
+    /// Frames in `seconds` at this rate, at least 1: the IDR interval of a segment.
+    pub fn frames_in(self, seconds: f64) -> u32 {
+        (seconds * self.as_f64()).round().max(1.0) as u32
+    }
+
     pub fn as_f64(self) -> f64 {
         self.num as f64 / self.den as f64
     }

@@ -149,7 +149,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let fps = config.frame_rate;
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
-    let gop = (seconds * fps.as_f64()).round().max(1.0) as u32;
+    let gop = fps.frames_in(seconds);
     let slate = Arc::new(live_input::slate_picture(config.width, config.height)?);
 
     let candidates = encode::backend::candidates();

@@ -139,7 +139,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let fps = source.video.frame_rate;
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
-    let gop = (seconds * fps.as_f64()).round().max(1.0) as u32;
+    let gop = fps.frames_in(seconds);
 
     // Choose the GPU (if any), then open every encoder before decoding anything: a refusal
     // fails the job at once, and hardware encoders get their device frame pools.

@@ -13,13 +13,32 @@ const CRF_AVC: u32 = 23;
 const CRF_HEVC: u32 = 28;
 
 pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    let (codec_name, options) = codec_options(config);
+    let mut dictionary = Dictionary::new();
+    for (key, value) in &options {
+        dictionary.set(key, value);
+    }
+    Ok(Box::new(LavcEncoder::open(
+        NAME,
+        codec_name,
+        Input::System(Pixel::YUV420P),
+        config,
+        dictionary,
+    )?))
+}
+
+/// The libavcodec encoder and its private options for `config` (as the FFmpeg CLI would take
+/// them: `-c:v libx264 -preset veryfast -forced-idr 1 -x264-params ...`). One place, so the
+/// benchmark's FFmpeg peer runs the very same encoder settings.
+pub fn codec_options(config: &Config) -> (&'static str, Vec<(&'static str, String)>) {
     let (codec_name, params_key) = match config.codec {
         VideoCodec::Avc => ("libx264", "x264-params"),
         VideoCodec::Hevc => ("libx265", "x265-params"),
     };
-    let mut options = Dictionary::new();
-    options.set("preset", &config.preset);
-    options.set("forced-idr", "1");
+    let mut options = vec![
+        ("preset", config.preset.clone()),
+        ("forced-idr", "1".to_string()),
+    ];
     let kbps = (config.bitrate / 1000).max(1);
     // VBV buffer of two seconds at the cap: short enough to hold the peak near the cap per segment.
     let bufsize = kbps * 2;
@@ -62,12 +81,6 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
             }
         }
     }
-    options.set(params_key, &params.join(":"));
-    Ok(Box::new(LavcEncoder::open(
-        NAME,
-        codec_name,
-        Input::System(Pixel::YUV420P),
-        config,
-        options,
-    )?))
+    options.push((params_key, params.join(":")));
+    (codec_name, options)
 }
