@@ -77,6 +77,9 @@ pub struct ChannelSpec {
     pub audio_bitrate: String,
 }
 
+/// The longest DVR window: a day of segments, held in memory.
+pub const MAX_DVR_WINDOW_SECONDS: f64 = 86_400.0;
+
 fn default_codec() -> String {
     "avc".into()
 }
@@ -150,6 +153,15 @@ impl ChannelSpec {
         if !(self.dvr_window >= 3.0 * self.segment_duration) {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
         }
+        if self.dvr_window > MAX_DVR_WINDOW_SECONDS {
+            return Err(at(
+                "dvr_window",
+                format!(
+                    "{} s is longer than the {MAX_DVR_WINDOW_SECONDS} s the origin keeps in memory",
+                    self.dvr_window
+                ),
+            ));
+        }
         Ok(ChannelConfig {
             name: self.name.clone(),
             input,
@@ -169,8 +181,16 @@ impl ChannelSpec {
             vaapi_node: self.vaapi_device.clone(),
             segment_duration: Duration::from_secs_f64(self.segment_duration),
             dvr_window: Duration::from_secs_f64(self.dvr_window),
-            audio_bitrate: parse_bitrate(&self.audio_bitrate)
-                .map_err(|e| at("audio_bitrate", e))?,
+            audio_bitrate: match parse_bitrate(&self.audio_bitrate) {
+                Ok(b) if (8_000..=512_000).contains(&b) => b,
+                Ok(b) => {
+                    return Err(at(
+                        "audio_bitrate",
+                        format!("{b} b/s is outside 8k to 512k"),
+                    ))
+                }
+                Err(e) => return Err(at("audio_bitrate", e)),
+            },
             utc_timing_url: "/time".into(),
         })
     }
