@@ -73,6 +73,20 @@ pub struct Source {
     pub duration: Option<f64>,
 }
 
+/// Reads the next packet into `packet`, releasing what it held first.
+///
+/// `av_read_frame` overwrites the packet it is given without unreferencing it, so reusing one
+/// packet across reads leaks every buffer it held (a raw picture per frame for the test
+/// pattern's wrapped frames, the input bitrate for network feeds).
+pub fn read_packet(
+    input: &mut ff::format::context::Input,
+    packet: &mut ff::Packet,
+) -> Result<(), ff::Error> {
+    // SAFETY: the packet is valid; unref leaves it blank and ready for av_read_frame.
+    unsafe { ff::ffi::av_packet_unref(ff::packet::Mut::as_mut_ptr(packet)) };
+    packet.read(input)
+}
+
 /// Initialises FFmpeg once and keeps its own logging quiet unless asked (`ENCORE_FFMPEG_LOG=1`).
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -401,7 +401,7 @@ impl InputLoop {
             }
             self.watchdog.arm(READ_DEADLINE);
             let read_started = Instant::now();
-            match packet.read(&mut source.input) {
+            match crate::ingest::read_packet(&mut source.input, &mut packet) {
                 Ok(()) => {}
                 Err(ff::Error::Eof) => break,
                 Err(ff::Error::InvalidData) => continue,

@@ -308,7 +308,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         };
         let mut packet = ff::Packet::empty();
         loop {
-            match packet.read(&mut source.input) {
+            match ingest::read_packet(&mut source.input, &mut packet) {
                 Ok(()) => {}
                 Err(ff::Error::Eof) => break,
                 Err(ff::Error::InvalidData) => {
