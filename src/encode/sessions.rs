@@ -6,6 +6,7 @@
 //! [`Session`] that gives its slot back when the encoder is dropped.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 /// Open sessions and the cap of one engine kind, process-wide.
 #[derive(Debug)]
@@ -14,6 +15,9 @@ pub struct SessionPool {
     /// `u32::MAX` = no cap.
     cap: AtomicU32,
     open: AtomicU32,
+    /// Finds the cap (e.g. from the GPU's hw-profile) before it is first needed.
+    discover: Option<fn() -> Option<u32>>,
+    discovered: Once,
 }
 
 impl SessionPool {
@@ -22,15 +26,30 @@ impl SessionPool {
             name,
             cap: AtomicU32::new(u32::MAX),
             open: AtomicU32::new(0),
+            discover: None,
+            discovered: Once::new(),
         }
+    }
+
+    /// A pool whose cap `discover` finds the first time it is asked for.
+    pub const fn discovered_by(name: &'static str, discover: fn() -> Option<u32>) -> Self {
+        let mut pool = SessionPool::new(name);
+        pool.discover = Some(discover);
+        pool
     }
 
     /// Sets the cap (`None`: unlimited). Sessions already open stay open.
     pub fn set_cap(&self, cap: Option<u32>) {
+        self.discovered.call_once(|| {});
         self.cap.store(cap.unwrap_or(u32::MAX), Ordering::SeqCst);
     }
 
     pub fn cap(&self) -> Option<u32> {
+        self.discovered.call_once(|| {
+            if let Some(cap) = self.discover.and_then(|discover| discover()) {
+                self.cap.store(cap, Ordering::SeqCst);
+            }
+        });
         match self.cap.load(Ordering::SeqCst) {
             u32::MAX => None,
             n => Some(n),
@@ -52,6 +71,9 @@ impl SessionPool {
     /// Why `needed` more sessions cannot be opened now, or `None` when they can.
     pub fn refusal(&self, needed: u32) -> Option<String> {
         let cap = self.cap()?;
+        if cap == 0 {
+            return Some(format!("no {} engine on this GPU", self.name));
+        }
         (self.available() < needed).then(|| {
             format!(
                 "{} session cap reached ({} of {cap} open, {needed} needed)",
@@ -63,7 +85,7 @@ impl SessionPool {
 
     /// Takes one slot, or says why not.
     pub fn acquire(&'static self) -> Result<Session, String> {
-        let cap = self.cap.load(Ordering::SeqCst);
+        let cap = self.cap().unwrap_or(u32::MAX);
         self.open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
                 (open < cap).then_some(open + 1)
@@ -106,5 +128,17 @@ mod tests {
         drop((a, b, c));
         assert_eq!(POOL.open(), 0);
         assert_eq!(POOL.available(), 3);
+    }
+
+    #[test]
+    fn the_cap_is_discovered_before_the_first_check() {
+        static NONE: SessionPool = SessionPool::discovered_by("X", || Some(0));
+        assert_eq!(NONE.refusal(1).unwrap(), "no X engine on this GPU");
+        assert!(NONE.acquire().is_err());
+        static EIGHT: SessionPool = SessionPool::discovered_by("Y", || Some(8));
+        assert_eq!(
+            EIGHT.refusal(9).unwrap(),
+            "Y session cap reached (0 of 8 open, 9 needed)"
+        );
     }
 }

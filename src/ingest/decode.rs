@@ -50,6 +50,9 @@ impl VideoDecoder {
         use crate::hw::accel::DeviceKind;
         let mut ctx = context_for(stream).map_err(|e| e.to_string())?;
         let codec_id = stream.parameters().id();
+        if let Some(why) = hw_unsuitable(stream) {
+            return Err(format!("{}: {why}", device.description()));
+        }
         let codec =
             ff::decoder::find(codec_id).ok_or_else(|| format!("no decoder for {codec_id:?}"))?;
         let wanted = device.kind().pixel_format();
@@ -82,6 +85,32 @@ impl VideoDecoder {
             hardware_pending: Some(device.description().to_string()),
         })
     }
+}
+
+/// Why GPU decoders cannot take this stream, for the common cases FFmpeg would only discover
+/// after opening (and then decode in software on one thread): NVDEC and VA-API decode H.264
+/// in 8-bit 4:2:0 only, HEVC in 4:2:0 up to 10 bits.
+fn hw_unsuitable(stream: &ff::format::stream::Stream) -> Option<String> {
+    use ff::ffi::AVPixelFormat::*;
+    // SAFETY: reading fields of a valid stream's codec parameters.
+    let format = unsafe { (*stream.parameters().as_ptr()).format };
+    let is = |f: ff::ffi::AVPixelFormat| format == f as i32;
+    let id = stream.parameters().id();
+    let ok = match id {
+        ff::codec::Id::H264 => is(AV_PIX_FMT_YUV420P) || is(AV_PIX_FMT_YUVJ420P),
+        ff::codec::Id::HEVC => {
+            is(AV_PIX_FMT_YUV420P) || is(AV_PIX_FMT_YUVJ420P) || is(AV_PIX_FMT_YUV420P10LE)
+        }
+        _ => true,
+    };
+    (!ok).then(|| {
+        let name = if format < 0 {
+            "an unknown pixel format".to_string()
+        } else {
+            crate::pipeline::frontend::pixel_format_name(format)
+        };
+        format!("no hardware decoding of {id:?} in {name}")
+    })
 }
 
 /// The (pixel format, setup methods) pairs a decoder offers for hardware decoding.
@@ -268,6 +297,55 @@ mod tests {
                 get_format_cuda(std::ptr::null_mut(), cpu_only.as_ptr()),
                 AV_PIX_FMT_YUV420P10LE
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod hardware_suitability {
+    use super::*;
+
+    fn stream_of(pix_fmt: &str, codec: &str) -> (tempfile::TempDir, ff::format::context::Input) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clip.mp4");
+        // ffmpeg -f lavfi -i testsrc2=size=64x64:rate=5 -t 0.4 -c:v CODEC -pix_fmt PIX clip.mp4
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=64x64:rate=5",
+            ])
+            .args(["-t", "0.4", "-c:v", codec, "-pix_fmt", pix_fmt])
+            .args(["-x265-params", "log-level=error"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        crate::ingest::init();
+        let input = ff::format::input(&path).unwrap();
+        (dir, input)
+    }
+
+    #[test]
+    fn gpu_decoders_are_not_offered_what_they_cannot_decode() {
+        for (codec, pix, ok) in [
+            ("libx264", "yuv420p", true),
+            ("libx264", "yuv420p10le", false),
+            ("libx264", "yuv422p", false),
+            ("libx265", "yuv420p10le", true),
+            ("libx265", "yuv444p", false),
+        ] {
+            let (_dir, input) = stream_of(pix, codec);
+            let stream = input.streams().best(ff::media::Type::Video).unwrap();
+            let why = hw_unsuitable(&stream);
+            assert_eq!(why.is_none(), ok, "{codec} {pix}: {why:?}");
+            if let Some(why) = why {
+                assert!(why.contains(pix), "{why}");
+            }
         }
     }
 }

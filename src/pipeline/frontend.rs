@@ -111,8 +111,9 @@ impl LadderFront for Cached {
     }
 }
 
-/// Frames on a device, made from any decoded picture: hardware frames pass through, software
-/// frames are converted to the pool's layout and uploaded once.
+/// Frames on a device, made from any decoded picture: hardware frames pass through (whatever
+/// their layout: the scalers after this convert, or hand over to one that does), software frames
+/// are converted to `layout` and uploaded once.
 struct ToDevice {
     device: HwDevice,
     layout: ff::format::Pixel,
@@ -120,16 +121,9 @@ struct ToDevice {
 }
 
 impl ToDevice {
-    /// `frame` on the device in this layout. Device frames of another layout (a 10-bit or 4:4:4
-    /// decode for an 8-bit 4:2:0 ladder) are converted through the host: rare and slow, but
-    /// the kernel never reads a layout it was not launched for.
     fn frame(&mut self, frame: &Arc<ff::frame::Video>) -> Result<Arc<ff::frame::Video>, Error> {
         if accel::is_hardware_frame(frame) {
-            if accel::frame_layout(frame) == self.layout {
-                return Ok(frame.clone());
-            }
-            let host = accel::download(frame).map_err(|e| failed("upload")(e.0))?;
-            return self.frame(&Arc::new(host));
+            return Ok(frame.clone());
         }
         let (w, h) = (frame.width(), frame.height());
         if self.pool.as_ref().map(|(p, _)| p.size()) != Some((w, h)) {
@@ -154,6 +148,9 @@ pub struct CudaKernel {
     to_device: ToDevice,
     pools: Vec<HwFrames>,
     download: bool,
+    /// `scale_cuda`, for pictures the kernel does not take: another layout (a 10-bit or 4:4:4
+    /// decode for an 8-bit ladder) or a size it cannot scale in one launch (a mid-stream change).
+    fallback: Option<FilterLadder>,
 }
 
 impl CudaKernel {
@@ -187,6 +184,22 @@ impl CudaKernel {
             },
             pools,
             download,
+            fallback: None,
+        })
+    }
+
+    /// The scale_cuda ladder for pictures the kernel cannot take, made on first need.
+    fn fallback(&mut self, why: String) -> &mut FilterLadder {
+        let (device, pools, download) = (&self.to_device.device, &self.pools, self.download);
+        self.fallback.get_or_insert_with(|| {
+            tracing::warn!("ladder kernel: {why}; those pictures are scaled with scale_cuda");
+            FilterLadder::new(
+                ScaleFilter::Cuda,
+                pools.iter().map(HwFrames::size).collect(),
+                pools[0].sw_format(),
+                Some(device),
+                download,
+            )
         })
     }
 }
@@ -233,11 +246,15 @@ impl LadderFront for CudaKernel {
     ) -> Result<Vec<Arc<ff::frame::Video>>, Error> {
         let source = self.to_device.frame(frame)?;
         let layout = accel::frame_layout(&source);
-        if layout != self.pools[0].sw_format() {
-            return Err(failed("ladder kernel")(format!(
-                "a {layout:?} picture for {:?} rungs",
-                self.pools[0].sw_format()
-            )));
+        let wanted = self.pools[0].sw_format();
+        let sizes: Vec<_> = self.pools.iter().map(HwFrames::size).collect();
+        if layout != wanted {
+            let why = format!("{layout:?} pictures for {wanted:?} rungs");
+            return self.fallback(why).rungs(&source);
+        }
+        if let Err(e) = scale::validate(source.width(), source.height(), &sizes) {
+            let why = format!("{}x{} pictures: {e}", source.width(), source.height());
+            return self.fallback(why).rungs(&source);
         }
         let format = kernel_format(layout).map_err(failed("ladder kernel"))?;
         let mut outputs = Vec::with_capacity(self.pools.len());
@@ -305,6 +322,15 @@ impl ScaleFilter {
     }
 }
 
+/// The FFmpeg name of a pixel format number (as codec parameters hold it).
+pub fn pixel_format_name(format: i32) -> String {
+    if format < 0 || format >= ffi::AVPixelFormat::AV_PIX_FMT_NB as i32 {
+        return format!("pixel format {format}");
+    }
+    // SAFETY: in range, so a value of the enum.
+    pixel_name(unsafe { std::mem::transmute::<i32, ffi::AVPixelFormat>(format) }.into())
+}
+
 fn pixel_name(format: ff::format::Pixel) -> String {
     // SAFETY: av_get_pix_fmt_name returns a static string or null.
     unsafe {
@@ -346,13 +372,10 @@ impl FilterLadder {
             filter,
             sizes,
             layout,
+            // Both scale filters convert layouts themselves (format=): uploads use the rungs'.
             to_device: device.map(|d| ToDevice {
                 device: d.clone(),
-                // scale_vaapi converts formats itself; scale_cuda keeps the upload's layout.
-                layout: match d.kind() {
-                    DeviceKind::Cuda => layout,
-                    DeviceKind::Vaapi => ff::format::Pixel::NV12,
-                },
+                layout,
                 pool: None,
             }),
             download,
@@ -528,8 +551,8 @@ pub fn plan(
 ) -> Plan {
     use crate::encode::backend::{nvenc, software, vaapi};
     let ten_bit = source_bit_depth > 8;
-    // 10-bit stays 10-bit on the GPU only for HEVC; 8-bit AVC from a 10-bit source is converted
-    // on the host (scale_vaapi converts on the GPU).
+    // 10-bit stays 10-bit on the GPU for HEVC; for 8-bit AVC, scale_cuda or scale_vaapi
+    // convert a 10-bit decode on the GPU.
     let layout = if ten_bit && codec == VideoCodec::Hevc {
         ff::format::Pixel::P010LE
     } else {
@@ -555,10 +578,7 @@ pub fn plan(
             Err(e) => tracing::debug!("no GPU front end: {e}"),
         }
     }
-    let zero_copy = match device.as_ref().map(HwDevice::kind) {
-        Some(DeviceKind::Cuda) if ten_bit && codec == VideoCodec::Avc => None,
-        other => other,
-    };
+    let zero_copy = device.as_ref().map(HwDevice::kind);
     Plan {
         device,
         layout,

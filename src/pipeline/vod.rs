@@ -228,9 +228,17 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             time_origin_seconds: 0,
         };
         rung_senders.push(tx);
-        rung_threads.push(spawn(format!("rung-{}", rung.height), move || {
+        match spawn(format!("rung-{}", rung.height), move || {
             worker.run(encoder, rx, sink, false)
-        })?);
+        }) {
+            Ok(t) => rung_threads.push(t),
+            Err(e) => {
+                // Stop the rungs already running before the staging folder goes.
+                drop(rung_senders);
+                rung_threads.into_iter().for_each(|t| drop(t.join()));
+                return Err(e);
+            }
+        }
     }
 
     // Audio thread.
@@ -256,7 +264,14 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
                     segment_duration: job.segment_duration,
                 };
                 audio_sender = Some(tx);
-                audio_thread = Some(spawn("audio".into(), move || worker.run(decoder, rx))?);
+                match spawn("audio".into(), move || worker.run(decoder, rx)) {
+                    Ok(t) => audio_thread = Some(t),
+                    Err(e) => {
+                        drop(rung_senders);
+                        rung_threads.into_iter().for_each(|t| drop(t.join()));
+                        return Err(e);
+                    }
+                }
             }
             Err(e) => tracing::warn!(
                 "audio stream {} cannot be decoded ({e}); output is video-only",

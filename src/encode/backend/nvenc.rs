@@ -10,8 +10,6 @@
 //! Every encoder holds one session of [`SESSIONS`], whose cap comes from the GPU's hw-profile
 //! (8 per system on GeForce cards, none on datacenter cards).
 
-use std::sync::Once;
-
 use ffmpeg_next::{format::Pixel, Dictionary};
 
 use super::lavc::{Input, LavcEncoder};
@@ -23,7 +21,7 @@ use crate::media::VideoCodec;
 pub const NAME: &str = "nvenc";
 
 /// Open NVENC sessions in this process, under the cap of the GPU's hw-profile.
-pub static SESSIONS: SessionPool = SessionPool::new("NVENC");
+pub static SESSIONS: SessionPool = SessionPool::discovered_by("NVENC", discover_session_cap);
 
 /// The session cap NVIDIA's driver enforces on a GPU named `device_name`, from the built-in
 /// hw-profiles; GeForce cards no profile names get the consumer driver's 8. A GPU whose
@@ -41,9 +39,6 @@ pub fn session_cap_for(device_name: &str) -> Option<u32> {
         None => None,
     }
 }
-
-/// Why device 0 cannot encode at all (a GPU without NVENC), from its hw-profile.
-static NO_ENGINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Device 0's hw-profile preset map (Encore preset → p1..p7), when a profile names the GPU.
 static PROFILE_PRESETS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
@@ -65,32 +60,26 @@ pub fn nvenc_preset(
 /// NVENC sessions per system on GeForce cards (driver 550 and later).
 pub const CONSUMER_SESSION_CAP: u32 = 8;
 
-/// Sets [`SESSIONS`]' cap from device 0's name, once, before the first session opens.
-fn init_session_cap() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // FFmpeg's device first: it sets the primary context's flags, which it cannot once
-        // another user (cudarc, below) has made the context active.
-        let _ = accel::shared_cuda();
-        let name = crate::scale::cuda::guarded("naming the GPU", || {
-            let ctx = cudarc::driver::CudaContext::new(0)
-                .map_err(|e| crate::scale::Error::Cuda(e.to_string()))?;
-            ctx.name()
-                .map_err(|e| crate::scale::Error::Cuda(e.to_string()))
-        });
-        if let Ok(name) = name {
-            let cap = session_cap_for(&name);
-            tracing::debug!(device = %name, cap = ?cap, "NVENC session cap");
-            if cap == Some(0) {
-                let _ = NO_ENGINE.set(format!("{name} has no NVENC engine"));
-            }
-            let profiles = crate::hw::profile::builtin();
-            if let Some(p) = profiles.iter().find(|p| p.matches_nvidia(&name)) {
-                let _ = PROFILE_PRESETS.set(p.presets.clone());
-            }
-            SESSIONS.set_cap(cap);
-        }
-    });
+/// The session cap of device 0 from its name and hw-profile; `None` (no cap) when there is no
+/// driver or device. Runs once, when [`SESSIONS`] is first asked.
+fn discover_session_cap() -> Option<u32> {
+    // FFmpeg's device first: it sets the primary context's flags, which it cannot once
+    // another user (cudarc, below) has made the context active.
+    let _ = accel::shared_cuda();
+    let name = crate::scale::cuda::guarded("naming the GPU", || {
+        let ctx = cudarc::driver::CudaContext::new(0)
+            .map_err(|e| crate::scale::Error::Cuda(e.to_string()))?;
+        ctx.name()
+            .map_err(|e| crate::scale::Error::Cuda(e.to_string()))
+    })
+    .ok()?;
+    let profiles = crate::hw::profile::builtin();
+    if let Some(p) = profiles.iter().find(|p| p.matches_nvidia(&name)) {
+        let _ = PROFILE_PRESETS.set(p.presets.clone());
+    }
+    let cap = session_cap_for(&name);
+    tracing::debug!(device = %name, cap = ?cap, "NVENC session cap");
+    cap
 }
 
 /// The CUDA driver library NVENC needs; absent on machines without an NVIDIA driver.
@@ -120,13 +109,6 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         return Err(Error::Unavailable {
             backend: NAME,
             reason: format!("{DRIVER_LIBRARY} not found"),
-        });
-    }
-    init_session_cap();
-    if let Some(reason) = NO_ENGINE.get() {
-        return Err(Error::Unavailable {
-            backend: NAME,
-            reason: reason.clone(),
         });
     }
     let session = SESSIONS.acquire().map_err(|reason| Error::Unavailable {
@@ -178,9 +160,21 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     } else {
         Input::System(Pixel::YUV420P)
     };
-    Ok(Box::new(
-        LavcEncoder::open(NAME, codec_name, input, config, options)?.with_session(session),
-    ))
+    let encoder = LavcEncoder::open(NAME, codec_name, input, config, options).map_err(|e| {
+        match (e, SESSIONS.cap()) {
+            // The driver counts sessions across every process on the machine.
+            (Error::Unavailable { backend, reason }, Some(cap)) if cap > 0 => Error::Unavailable {
+                backend,
+                reason: format!(
+                    "{reason}; this GPU allows {cap} NVENC sessions across all processes, \
+                         {} of them open here",
+                    SESSIONS.open().saturating_sub(1)
+                ),
+            },
+            (e, _) => e,
+        }
+    })?;
+    Ok(Box::new(encoder.with_session(session)))
 }
 
 #[cfg(test)]
