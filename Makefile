@@ -5,10 +5,16 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SAMPLE := out/sample-source.mp4
 
-.PHONY: run sample test deps build release bench fmt clean
+.PHONY: run sample test deps test-deps build release bench fmt clean
 
 deps:
 	@bash packaging/install-deps.sh
+
+# What the tests need on top: Chromium, Node.js and the web players (tests/players).
+test-deps:
+	@bash packaging/install-deps.sh --test
+	@[ tests/players/node_modules/.package-lock.json -nt tests/players/package-lock.json ] || \
+	    npm ci --prefix tests/players --no-audit --no-fund --loglevel=error
 
 build: deps
 	$(CARGO) build --release
@@ -29,7 +35,7 @@ sample: build
 	@echo "HLS:  out/sample/master.m3u8"
 	@echo "DASH: out/sample/manifest.mpd"
 
-test: deps
+test: test-deps
 	$(CARGO) build --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    $(CARGO) nextest run --no-fail-fast; \

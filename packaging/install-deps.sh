@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages Encore needs to build, run and test.
+# Installs the Debian/Ubuntu packages Encore needs to build and run; with --test, also what the
+# tests need beyond that (Chromium and Node.js, for the web players in tests/players).
 # Idempotent: packages already present are skipped, and nothing runs when all are there.
 # Uses sudo when not root.
 set -euo pipefail
@@ -15,6 +16,15 @@ packages=(
   # fonts for the live test source's clock overlay
   fonts-dejavu-core
 )
+
+if [ "${1:-}" = "--test" ]; then
+  # headless Chromium runs hls.js and dash.js against Encore's output
+  packages+=(chromium)
+  # Node.js drives it (any node >= 18 already on the PATH will do)
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -77,6 +77,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's data folder (VOD outputs under `vod/` are served at `/vod/`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         reqwest::blocking::Client::new()
             .get(format!("{}{path}", self.base))

@@ -1,0 +1,123 @@
+//! Real web players against Encore's output: hls.js and dash.js in headless Chromium
+//! (`tests/players/play.js`), playing a live channel and a VOD package from the daemon's
+//! origin. Each must start, play for real (frames decoded, media time advancing) and report
+//! no fatal error.
+//!
+//! Needs Chromium, Node.js and `tests/players/node_modules`: `make test` installs them
+//! (`make test-deps`). Without them the test is skipped, except under CI, where it fails.
+
+mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use daemon::Daemon;
+
+fn players_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/players")
+}
+
+/// Whether Chromium, node and the players are here; under CI their absence is a failure.
+fn players_available() -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing: Vec<&str> = [
+        (!std::path::Path::new(&chromium).exists()).then_some("chromium"),
+        Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then_some("node"),
+        (!players_dir().join("node_modules").exists()).then_some("tests/players/node_modules"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("missing {}: run `make test-deps`", missing.join(", "));
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}");
+    }
+    eprintln!("skip: {message}");
+    false
+}
+
+/// Plays `url` with `kind` (hls or dash) for `seconds` and returns the page's report.
+fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(players_dir().join("play.js"))
+        .args([kind, url, &seconds.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{kind} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Started, decoded frames, advanced at least `min_played` s, no fatal error.
+fn assert_played(kind: &str, url: &str, report: &serde_json::Value, levels: u64, min_played: f64) {
+    println!("{kind} {url}: {report}");
+    let fatal: Vec<_> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fatal"] == true)
+        .collect();
+    assert!(fatal.is_empty(), "{kind} {url}: fatal errors {fatal:?}");
+    assert!(report["mediaError"].is_null(), "{kind} {url}: {report}");
+    assert_eq!(report["levels"], levels, "{kind} {url}: renditions seen");
+    assert!(
+        report["width"].as_u64().unwrap() > 0,
+        "{kind} {url}: no picture"
+    );
+    assert!(
+        report["totalFrames"].as_u64().unwrap() > 30,
+        "{kind} {url}: {report}"
+    );
+    let advanced = report["advanced"].as_f64().unwrap();
+    assert!(
+        advanced >= min_played,
+        "{kind} {url}: advanced {advanced} s"
+    );
+}
+
+#[test]
+fn hls_js_and_dash_js_play_live_and_vod() {
+    if !players_available() {
+        return;
+    }
+    let d = Daemon::start(
+        "[[channels]]\nname = \"news\"\ninput = \"test:640x360@30\"\nladder = \"360:800k,240:400k\"\n",
+    );
+    // VOD: the 10 s 720p fixture (H.264 + AAC) into the daemon's VOD folder.
+    let vod = d.data_dir().join("vod/show");
+    let out = run(encore()
+        .arg("transcode")
+        .arg(source_720p())
+        .arg("--out")
+        .arg(&vod)
+        .args(["--preset", "ultrafast"]));
+    assert!(out.status.success());
+    d.wait_for("/live/news/master.m3u8", Duration::from_secs(15));
+
+    let base = &d.base;
+    for (kind, path, levels, seconds, min_played) in [
+        ("hls", "/live/news/master.m3u8", 2, 10, 3.0),
+        ("dash", "/live/news/manifest.mpd", 2, 10, 3.0),
+        ("hls", "/vod/show/master.m3u8", 3, 8, 3.0),
+        ("dash", "/vod/show/manifest.mpd", 3, 8, 3.0),
+    ] {
+        let url = format!("{base}{path}");
+        let report = play(kind, &url, seconds);
+        assert_played(kind, &url, &report, levels, min_played);
+    }
+}
