@@ -157,28 +157,14 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
         .args(["--backend", "software", "--preset", &options.preset])
         .args(["--codec", &options.codec.to_string()])
         .args(["--ladder", &ladder_arg(&rungs)]);
-    let (wall, cpu) = measure(&mut encore_cmd)?;
-    let encore = Run {
-        command: describe(&encore_cmd),
-        wall_seconds: wall,
-        cpu_seconds: cpu,
-        cpu_ms_per_frame: cpu * 1000.0 / frames as f64,
-        bytes: dir_bytes(&encore_out),
-    };
+    let encore = measure(&mut encore_cmd, frames, &encore_out)?;
 
     progress("ffmpeg, one process");
     let ffmpeg_out = dir.join("ffmpeg");
     let _ = std::fs::remove_dir_all(&ffmpeg_out);
     std::fs::create_dir_all(&ffmpeg_out).map_err(|e| e.to_string())?;
     let mut ffmpeg_cmd = ffmpeg_peer(&source, &rungs, &configs, segment, &ffmpeg_out);
-    let (wall, cpu) = measure(&mut ffmpeg_cmd)?;
-    let ffmpeg = Run {
-        command: describe(&ffmpeg_cmd),
-        wall_seconds: wall,
-        cpu_seconds: cpu,
-        cpu_ms_per_frame: cpu * 1000.0 / frames as f64,
-        bytes: dir_bytes(&ffmpeg_out),
-    };
+    let ffmpeg = measure(&mut ffmpeg_cmd, frames, &ffmpeg_out)?;
 
     let (codec_name, top_options) = software::codec_options(&configs[0]);
     Ok(Report {
@@ -283,8 +269,9 @@ fn make_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32) -> Result<()
     Ok(())
 }
 
-/// Runs `cmd` to completion: (wall seconds, CPU seconds of it and its threads).
-fn measure(cmd: &mut Command) -> Result<(f64, f64), String> {
+/// Runs `cmd` to completion, writing into `out`: its wall time, CPU (it and its threads) and
+/// output bytes for `frames` source frames.
+fn measure(cmd: &mut Command, frames: u64, out: &Path) -> Result<Run, String> {
     let before = children_cpu();
     let started = Instant::now();
     let output = cmd
@@ -298,7 +285,14 @@ fn measure(cmd: &mut Command) -> Result<(f64, f64), String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    Ok((wall, children_cpu() - before))
+    let cpu = children_cpu() - before;
+    Ok(Run {
+        command: describe(cmd),
+        wall_seconds: wall,
+        cpu_seconds: cpu,
+        cpu_ms_per_frame: cpu * 1000.0 / frames.max(1) as f64,
+        bytes: dir_bytes(out),
+    })
 }
 
 /// User + system CPU seconds of every child waited for so far.
