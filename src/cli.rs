@@ -34,7 +34,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the VOD ladder against the single-process FFmpeg CLI doing the same ladder.
+    /// Measure the VOD ladder against the single-process FFmpeg CLI doing the same ladder
+    /// (or, with --origin, the HTTP origin against nginx).
     Bench(BenchArgs),
     /// Check the ladder kernel (and, with --gpu, the GPU kernel and a ladder on every GPU path).
     Selftest {
@@ -46,7 +47,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Source length in seconds.
+    /// Benchmark the HTTP origin against nginx instead of the ladder against FFmpeg.
+    #[arg(long)]
+    pub origin: bool,
+    /// Origin: keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Origin: size of the file requested, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub file_bytes: usize,
+    /// Source length in seconds (origin: seconds of load per server).
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
     /// Source size, WIDTHxHEIGHT.
@@ -72,6 +82,15 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    pub fn origin_options(&self) -> Result<crate::bench::origin::Options, String> {
+        Ok(crate::bench::origin::Options {
+            encore: std::env::current_exe().map_err(|e| format!("cannot find encore: {e}"))?,
+            seconds: self.seconds,
+            connections: self.connections.max(1),
+            file_bytes: self.file_bytes,
+        })
+    }
+
     pub fn options(&self) -> Result<crate::bench::Options, String> {
         Ok(crate::bench::Options {
             encore: std::env::current_exe().map_err(|e| format!("cannot find encore: {e}"))?,

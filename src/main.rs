@@ -104,7 +104,6 @@ fn transcode(args: &TranscodeArgs) -> Result<(), Failure> {
 }
 
 fn bench(args: &encore::cli::BenchArgs) -> Result<(), Failure> {
-    let options = args.options().map_err(|e| (2, e))?;
     let spinner = if std::io::stderr().is_terminal() {
         let s = ProgressBar::new_spinner();
         s.enable_steady_tick(Duration::from_millis(120));
@@ -112,14 +111,24 @@ fn bench(args: &encore::cli::BenchArgs) -> Result<(), Failure> {
     } else {
         ProgressBar::hidden()
     };
-    let result = encore::bench::run(&options, &|phase| spinner.set_message(phase.to_string()));
-    spinner.finish_and_clear();
-    let report = result.map_err(|e| (1, e))?;
-    if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| (1, e.to_string()))?;
-        println!("{text}");
+    let phase = |p: &str| spinner.set_message(p.to_string());
+    let (json, text) = if args.origin {
+        let options = args.origin_options().map_err(|e| (2, e))?;
+        let report = encore::bench::origin::run(&options, &phase);
+        spinner.finish_and_clear();
+        let report = report.map_err(|e| (1, e))?;
+        (serde_json::to_string_pretty(&report), report.to_string())
     } else {
-        print!("{report}");
+        let options = args.options().map_err(|e| (2, e))?;
+        let report = encore::bench::run(&options, &phase);
+        spinner.finish_and_clear();
+        let report = report.map_err(|e| (1, e))?;
+        (serde_json::to_string_pretty(&report), report.to_string())
+    };
+    if args.json {
+        println!("{}", json.map_err(|e| (1, e.to_string()))?);
+    } else {
+        print!("{text}");
     }
     Ok(())
 }

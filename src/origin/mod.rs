@@ -126,6 +126,7 @@ struct Inner {
     shed: AtomicU64,
     low_limit: usize,
     retry_after: Duration,
+    vod_cache: vod::VodCache,
 }
 
 impl std::fmt::Debug for Origin {
@@ -185,12 +186,17 @@ impl Origin {
                 shed: AtomicU64::new(0),
                 low_limit,
                 retry_after,
+                vod_cache: vod::VodCache::default(),
             }),
         }
     }
 
     pub fn config(&self) -> &OriginConfig {
         &self.inner.cfg
+    }
+
+    pub(crate) fn vod_cache(&self) -> &vod::VodCache {
+        &self.inner.vod_cache
     }
 
     /// Every route (`/live/`, `/vod/`, `/time`, `/healthz`), with CORS on every response.

@@ -1043,3 +1043,28 @@ async fn random_request_targets_get_clean_answers() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(origin.in_flight(), 0);
 }
+
+/// A VOD file served from memory after its first request is read again once the cache's
+/// revalidation time has passed: an output replaced in place shows within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_vod_file_is_served_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vod");
+    std::fs::create_dir_all(root.join("show")).unwrap();
+    std::fs::write(root.join("show/master.m3u8"), b"#EXTM3U\n#one\n").unwrap();
+    let origin = Origin::new(OriginConfig {
+        vod_root: Some(root.clone()),
+        ..OriginConfig::default()
+    });
+    let base = start(&origin).await;
+    let url = format!("{base}/vod/show/master.m3u8");
+    assert_eq!(get(&url).await.text().await.unwrap(), "#EXTM3U\n#one\n");
+    assert_eq!(get(&url).await.text().await.unwrap(), "#EXTM3U\n#one\n");
+    std::fs::write(root.join("show/master.m3u8"), b"#EXTM3U\n#two\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get(&url).await.text().await.unwrap(), "#EXTM3U\n#two\n");
+    // Deleted: 404 once revalidated.
+    std::fs::remove_file(root.join("show/master.m3u8")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get(&url).await.status(), StatusCode::NOT_FOUND);
+}

@@ -3,12 +3,16 @@
 //! Path components are validated before any file-system call (no `..`, no separators, no
 //! hidden files, known extensions only), so a request can only name
 //! `{root}/{name}/{file}` or `{root}/{name}/{rendition}/{file}`. Small files are read, larger
-//! ones memory-mapped; either way the body is served as `Bytes` without another copy.
+//! ones memory-mapped; either way the body is served as `Bytes` without another copy. Small
+//! files stay in memory after their first request ([`VodCache`]), so a hot segment or playlist
+//! is served with no file-system call at all.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -25,6 +29,43 @@ const MAP_THRESHOLD: u64 = 256 * 1024;
 
 /// A missing VOD file may appear when an output folder is finished: cache the 404 briefly.
 const MISSING_MAX_AGE: u64 = 5;
+
+/// How long a cached file is served before it is read again (an output replaced with
+/// `--force` shows within this).
+const REVALIDATE: Duration = Duration::from_secs(1);
+
+/// Memory the cache may hold; past it the cache starts over.
+const CACHE_BUDGET: usize = 64 << 20;
+
+/// Small VOD files (below [`MAP_THRESHOLD`]) recently served, by path.
+#[derive(Default)]
+pub(crate) struct VodCache {
+    entries: Mutex<(HashMap<PathBuf, (Arc<Object>, Instant)>, usize)>,
+}
+
+impl VodCache {
+    fn fresh(&self, path: &PathBuf) -> Option<Arc<Object>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .0
+            .get(path)
+            .filter(|(_, loaded)| loaded.elapsed() < REVALIDATE)
+            .map(|(obj, _)| obj.clone())
+    }
+
+    fn insert(&self, path: PathBuf, obj: Arc<Object>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *entries;
+        if *bytes + obj.body.len() > CACHE_BUDGET {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += obj.body.len();
+        if let Some((old, _)) = map.insert(path, (obj, Instant::now())) {
+            *bytes -= old.body.len();
+        }
+    }
+}
 
 /// `/vod/{name}/{file}`.
 pub(crate) async fn top(
@@ -85,10 +126,20 @@ async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
 
     let mut path: PathBuf = root;
     path.extend(parts);
+    if let Some(obj) = origin.vod_cache().fresh(&path) {
+        return serve(&obj, req);
+    }
     let content_type = HeaderValue::from_static(content_type);
+    let key = path.clone();
     let loaded = tokio::task::spawn_blocking(move || load(path, content_type, cache)).await;
     match loaded {
-        Ok(Ok(obj)) => serve(&obj, req),
+        Ok(Ok(obj)) => {
+            let obj = Arc::new(obj);
+            if (obj.body.len() as u64) < MAP_THRESHOLD {
+                origin.vod_cache().insert(key, obj.clone());
+            }
+            serve(&obj, req)
+        }
         Ok(Err(e))
             if matches!(
                 e.kind(),

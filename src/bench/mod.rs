@@ -1,3 +1,6 @@
+//! Benchmarks against the peers Encore replaces, side by side in one run ([`origin`]: the HTTP
+//! origin against nginx).
+//!
 //! `encore bench`: Encore's VOD ladder against its peer, the single-process FFmpeg CLI doing the
 //! same ladder (one decode, `split`, `scale`, one encoder per rung) with the very same encoder
 //! options, side by side in one run on one source. Reported as ratios, since absolute times on a
@@ -8,6 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde::Serialize;
+
+pub mod origin;
 
 use crate::encode::{self, backend::software, RateControl};
 use crate::media::{Ladder, Rational, Rung, VideoCodec};
