@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | [`Shared`] (software) | libavcodec | swscale, on each rung's thread | the shared decoded picture |
 //! | [`CudaKernel`] | NVDEC | `kernels/ladder_scale.cu`, one launch for every rung | CUDA frames (NVENC), or one download per rung frame (GPUs without NVENC) |
-//! | [`FilterLadder`] `scale_cuda` | NVDEC | FFmpeg's `scale_cuda`, when the kernel cannot load | as above |
+//! | [`FilterLadder`] `scale_cuda` | NVDEC | FFmpeg's `scale_cuda`: when the kernel cannot load or is turned off, and inside [`CudaKernel`] for pictures it cannot take (another layout, a size beyond one launch) | as above |
 //! | [`FilterLadder`] `scale_vaapi` | VA-API | FFmpeg's `scale_vaapi` | VA-API surfaces |
 //!
 //! A source the GPU cannot decode is decoded in software and uploaded once. [`plan`] chooses the
