@@ -70,6 +70,13 @@ pub struct BenchArgs {
     /// x264/x265 preset used by both sides.
     #[arg(long, default_value = "veryfast")]
     pub preset: String,
+    /// Engine both sides encode on: software, nvenc (FFmpeg side: NVDEC + scale_cuda) or
+    /// vaapi (VA-API decode + scale_vaapi).
+    #[arg(long, default_value = "software")]
+    pub backend: String,
+    /// VA-API render node for --backend vaapi.
+    #[arg(long, default_value = crate::encode::DEFAULT_VAAPI_NODE)]
+    pub vaapi_device: PathBuf,
     /// Ladder (as for transcode); default: the codec's default ladder for the source.
     #[arg(long, value_parser = parse_ladder)]
     pub ladder: Option<Ladder>,
@@ -100,6 +107,16 @@ impl BenchArgs {
             seconds: self.seconds,
             codec: self.codec,
             preset: self.preset.clone(),
+            engine: match self.backend.as_str() {
+                "software" => crate::bench::Engine::Software,
+                "nvenc" => crate::bench::Engine::Nvenc,
+                "vaapi" => crate::bench::Engine::Vaapi(self.vaapi_device.clone()),
+                other => {
+                    return Err(format!(
+                        "unknown backend {other:?} for bench (software, nvenc or vaapi)"
+                    ))
+                }
+            },
             ladder: self.ladder.clone(),
             keep: self.keep.clone(),
         })

@@ -31,6 +31,8 @@ pub struct Options {
     pub seconds: u32,
     pub codec: VideoCodec,
     pub preset: String,
+    /// The engine both sides encode on.
+    pub engine: Engine,
     /// `None`: the codec's default ladder.
     pub ladder: Option<Ladder>,
     /// Keep the source and both outputs here (default: a temporary folder, removed).
@@ -159,19 +161,34 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
         .arg(&source)
         .arg("--out")
         .arg(&encore_out)
-        .args(["--backend", "software", "--preset", &options.preset])
+        .args([
+            "--backend",
+            options.engine.backend(),
+            "--preset",
+            &options.preset,
+        ])
         .args(["--codec", &options.codec.to_string()])
         .args(["--ladder", &ladder_arg(&rungs)]);
+    if let Engine::Vaapi(node) = &options.engine {
+        encore_cmd.arg("--vaapi-device").arg(node);
+    }
     let encore = measure(&mut encore_cmd, frames, &encore_out)?;
 
     progress("ffmpeg, one process");
     let ffmpeg_out = dir.join("ffmpeg");
     let _ = std::fs::remove_dir_all(&ffmpeg_out);
     std::fs::create_dir_all(&ffmpeg_out).map_err(|e| e.to_string())?;
-    let mut ffmpeg_cmd = ffmpeg_peer(&source, &rungs, &configs, segment, &ffmpeg_out);
+    let mut ffmpeg_cmd = ffmpeg_peer(
+        &options.engine,
+        &source,
+        &rungs,
+        &configs,
+        segment,
+        &ffmpeg_out,
+    );
     let ffmpeg = measure(&mut ffmpeg_cmd, frames, &ffmpeg_out)?;
 
-    let (codec_name, top_options) = software::codec_options(&configs[0]);
+    let (codec_name, top_options) = options.engine.codec_options(&configs[0]);
     Ok(Report {
         source: format!("{w}x{h}@{fps} testsrc2 + noise, {} s", options.seconds),
         frames,
@@ -205,10 +222,45 @@ fn ladder_arg(rungs: &[Rung]) -> String {
         .join(",")
 }
 
-/// The FFmpeg CLI doing Encore's ladder in one process: one decode, `split`, bicubic `scale`
-/// (as Encore's swscale path), and per rung the encoder with Encore's own options and an IDR
-/// forced at every segment start.
+/// The engine both sides encode on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// libx264/libx265; the peer scales with bicubic swscale, as Encore's software path.
+    Software,
+    /// NVENC; the peer decodes with NVDEC and scales with scale_cuda (Encore: its ladder kernel).
+    Nvenc,
+    /// VA-API on this render node; the peer decodes with VA-API and scales with scale_vaapi.
+    Vaapi(PathBuf),
+}
+
+impl Engine {
+    /// The `--backend` name Encore is run with.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Engine::Software => software::NAME,
+            Engine::Nvenc => encode::backend::nvenc::NAME,
+            Engine::Vaapi(_) => encode::backend::vaapi::NAME,
+        }
+    }
+
+    /// The encoder and options of one rung, Encore's own.
+    fn codec_options(
+        &self,
+        config: &encode::Config,
+    ) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            Engine::Software => software::codec_options(config),
+            Engine::Nvenc => encode::backend::nvenc::codec_options(config),
+            Engine::Vaapi(_) => encode::backend::vaapi::codec_options(config, false),
+        }
+    }
+}
+
+/// The FFmpeg CLI doing Encore's ladder in one process as an FFmpeg user would on `engine`:
+/// one decode, `split`, a scale per rung (bicubic swscale, scale_cuda or scale_vaapi), and per
+/// rung the encoder with Encore's own options, its GOP, and an IDR forced at every segment start.
 pub fn ffmpeg_peer(
+    engine: &Engine,
     source: &Path,
     rungs: &[Rung],
     configs: &[encode::Config],
@@ -221,22 +273,37 @@ pub fn ffmpeg_peer(
         graph += &format!("[s{i}]");
     }
     for (i, r) in rungs.iter().enumerate() {
-        graph += &format!(
-            ";[s{i}]scale=w={}:h={}:flags=bicubic,format=yuv420p[o{i}]",
-            r.width, r.height
-        );
+        let (w, h) = (r.width, r.height);
+        let scale = match engine {
+            Engine::Software => format!("scale=w={w}:h={h}:flags=bicubic,format=yuv420p"),
+            Engine::Nvenc => format!("scale_cuda=w={w}:h={h}:format=nv12:passthrough=0"),
+            Engine::Vaapi(_) => format!("scale_vaapi=w={w}:h={h}:format=nv12"),
+        };
+        graph += &format!(";[s{i}]{scale}[o{i}]");
     }
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-v", "error", "-y", "-i"])
-        .arg(source)
-        .args(["-filter_complex", &graph]);
+    cmd.args(["-hide_banner", "-v", "error", "-y"]);
+    match engine {
+        Engine::Software => {}
+        Engine::Nvenc => {
+            cmd.args(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
+        }
+        Engine::Vaapi(node) => {
+            cmd.args(["-hwaccel", "vaapi", "-hwaccel_output_format", "vaapi"])
+                .arg("-vaapi_device")
+                .arg(node);
+        }
+    }
+    cmd.arg("-i").arg(source).args(["-filter_complex", &graph]);
     for (i, config) in configs.iter().enumerate() {
-        let (codec_name, options) = software::codec_options(config);
+        let (codec_name, options) = engine.codec_options(config);
         cmd.args(["-map", &format!("[o{i}]"), "-c:v", codec_name]);
         for (key, value) in options {
             cmd.arg(format!("-{key}")).arg(value);
         }
         cmd.args([
+            "-g",
+            &config.gop.to_string(),
             "-force_key_frames",
             &format!("expr:gte(t,n_forced*{segment_seconds})"),
             "-an",
@@ -403,7 +470,14 @@ mod tests {
             device: Default::default(),
         };
         let configs: Vec<_> = rungs.iter().map(config).collect();
-        let cmd = ffmpeg_peer(Path::new("in.mp4"), &rungs, &configs, 2.0, Path::new("out"));
+        let cmd = ffmpeg_peer(
+            &Engine::Software,
+            Path::new("in.mp4"),
+            &rungs,
+            &configs,
+            2.0,
+            Path::new("out"),
+        );
         let line = describe(&cmd);
         assert!(
             line.contains(
@@ -420,5 +494,40 @@ mod tests {
             "{line}"
         );
         assert_eq!(ladder_arg(&rungs), "1280x720:3000000,640x360:730000");
+        assert!(line.contains("-g 60 -force_key_frames"), "{line}");
+
+        let nvenc = describe(&ffmpeg_peer(
+            &Engine::Nvenc,
+            Path::new("in.mp4"),
+            &rungs,
+            &configs,
+            2.0,
+            Path::new("out"),
+        ));
+        assert!(
+            nvenc.contains("-hwaccel cuda -hwaccel_output_format cuda -i in.mp4"),
+            "{nvenc}"
+        );
+        assert!(
+            nvenc.contains("[s1]scale_cuda=w=640:h=360:format=nv12:passthrough=0[o1]"),
+            "{nvenc}"
+        );
+        assert!(
+            nvenc.contains("-c:v h264_nvenc -preset p3 -forced-idr 1 -tune hq -rc vbr -cq 23 -maxrate 730000 -bufsize 1460000 -g 60"),
+            "{nvenc}"
+        );
+        let vaapi = describe(&ffmpeg_peer(
+            &Engine::Vaapi("/dev/dri/renderD128".into()),
+            Path::new("in.mp4"),
+            &rungs,
+            &configs,
+            2.0,
+            Path::new("out"),
+        ));
+        assert!(
+            vaapi.contains("-vaapi_device /dev/dri/renderD128 -i in.mp4"),
+            "{vaapi}"
+        );
+        assert!(vaapi.contains("-c:v h264_vaapi -rc_mode VBR"), "{vaapi}");
     }
 }

@@ -104,6 +104,44 @@ pub fn preset_for(preset: &str) -> &'static str {
     }
 }
 
+/// The libavcodec encoder and its private options for `config`, as the FFmpeg CLI takes them
+/// (`-c:v h264_nvenc -preset p3 -forced-idr 1 ...`): one place for the encoder and the
+/// benchmark's FFmpeg peer.
+pub fn codec_options(config: &Config) -> (&'static str, Vec<(&'static str, String)>) {
+    let codec_name = match config.codec {
+        VideoCodec::Avc => "h264_nvenc",
+        VideoCodec::Hevc => "hevc_nvenc",
+    };
+    let mut options = vec![
+        (
+            "preset",
+            nvenc_preset(&config.preset, PROFILE_PRESETS.get()),
+        ),
+        ("forced-idr", "1".to_string()),
+        (
+            "tune",
+            if config.low_latency { "ll" } else { "hq" }.to_string(),
+        ),
+    ];
+    if config.low_latency {
+        options.push(("zerolatency", "1".to_string()));
+    }
+    let rate = config.bitrate.to_string();
+    match config.rate_control {
+        RateControl::Capped => {
+            options.push(("rc", "vbr".to_string()));
+            options.push(("cq", "23".to_string()));
+            options.push(("maxrate", rate));
+        }
+        RateControl::Cbr => {
+            options.push(("rc", "cbr".to_string()));
+            options.push(("b", rate));
+        }
+    }
+    options.push(("bufsize", (config.bitrate * 2).to_string()));
+    (codec_name, options)
+}
+
 pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     if !driver_present() {
         return Err(Error::Unavailable {
@@ -115,33 +153,11 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
         backend: NAME,
         reason,
     })?;
-    let codec_name = match config.codec {
-        VideoCodec::Avc => "h264_nvenc",
-        VideoCodec::Hevc => "hevc_nvenc",
-    };
+    let (codec_name, pairs) = codec_options(config);
     let mut options = Dictionary::new();
-    options.set(
-        "preset",
-        &nvenc_preset(&config.preset, PROFILE_PRESETS.get()),
-    );
-    options.set("forced-idr", "1");
-    options.set("tune", if config.low_latency { "ll" } else { "hq" });
-    if config.low_latency {
-        options.set("zerolatency", "1");
+    for (key, value) in &pairs {
+        options.set(key, value);
     }
-    let rate = config.bitrate.to_string();
-    match config.rate_control {
-        RateControl::Capped => {
-            options.set("rc", "vbr");
-            options.set("cq", "23");
-            options.set("maxrate", &rate);
-        }
-        RateControl::Cbr => {
-            options.set("rc", "cbr");
-            options.set("b", &rate);
-        }
-    }
-    options.set("bufsize", &(config.bitrate * 2).to_string());
     let input = if config.device.zero_copy == Some(accel::DeviceKind::Cuda) {
         let unavailable = |e: accel::Error| Error::Unavailable {
             backend: NAME,

@@ -32,36 +32,53 @@ pub fn compression_level_for(preset: &str) -> u32 {
 
 fn options_for(config: &Config, low_power: bool) -> Dictionary<'static> {
     let mut options = Dictionary::new();
+    for (key, value) in codec_options(config, low_power).1 {
+        options.set(key, &value);
+    }
+    options
+}
+
+/// The libavcodec encoder and its private options for `config`, as the FFmpeg CLI takes them:
+/// one place for the encoder and the benchmark's FFmpeg peer.
+pub fn codec_options(
+    config: &Config,
+    low_power: bool,
+) -> (&'static str, Vec<(&'static str, String)>) {
+    let codec_name = match config.codec {
+        VideoCodec::Avc => "h264_vaapi",
+        VideoCodec::Hevc => "hevc_vaapi",
+    };
+    let mut options: Vec<(&'static str, String)> = Vec::new();
     let rate = config.bitrate.to_string();
     match config.rate_control {
         // Peak-capped VBR: the target a little under the cap, as with the other backends.
         RateControl::Capped => {
-            options.set("rc_mode", "VBR");
-            options.set("b", &(config.bitrate * 3 / 4).to_string());
-            options.set("maxrate", &rate);
+            options.push(("rc_mode", "VBR".to_string()));
+            options.push(("b", (config.bitrate * 3 / 4).to_string()));
+            options.push(("maxrate", rate));
         }
         RateControl::Cbr => {
-            options.set("rc_mode", "CBR");
-            options.set("b", &rate);
-            options.set("maxrate", &rate);
+            options.push(("rc_mode", "CBR".to_string()));
+            options.push(("b", rate.clone()));
+            options.push(("maxrate", rate));
         }
     }
-    options.set("bufsize", &(config.bitrate * 2).to_string());
-    options.set(
+    options.push(("bufsize", (config.bitrate * 2).to_string()));
+    options.push((
         "compression_level",
-        &compression_level_for(&config.preset).to_string(),
-    );
+        compression_level_for(&config.preset).to_string(),
+    ));
     // Every I frame an IDR (idr_interval 0), so forced keyframes start segments.
-    options.set("idr_interval", "0");
+    options.push(("idr_interval", "0".to_string()));
     if config.low_latency {
         // No B-frames and a shallow pipeline: frames leave as soon as they are encoded.
-        options.set("bf", "0");
-        options.set("async_depth", "1");
+        options.push(("bf", "0".to_string()));
+        options.push(("async_depth", "1".to_string()));
     }
     if low_power {
-        options.set("low_power", "1");
+        options.push(("low_power", "1".to_string()));
     }
-    options
+    (codec_name, options)
 }
 
 pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
@@ -71,10 +88,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Backend>, Error> {
     };
     let device =
         accel::shared_vaapi(Path::new(&config.device.vaapi_node)).map_err(|e| unavailable(e.0))?;
-    let codec_name = match config.codec {
-        VideoCodec::Avc => "h264_vaapi",
-        VideoCodec::Hevc => "hevc_vaapi",
-    };
+    let codec_name = codec_options(config, false).0;
     let pool = HwFrames::new(
         &device,
         config.device.layout,
