@@ -441,16 +441,6 @@ dvr_window = 60
     assert!(d.terminate().success());
 }
 
-/// Resident memory of a process, bytes.
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// A running channel's memory levels off: sampled after warm-up and 10 s later, it grows by
 /// little more than the segments the DVR window keeps. (Every demuxed packet once leaked: a
 /// whole raw picture per frame for this source, 10 MB/s at 640x360.)
@@ -462,9 +452,9 @@ fn a_channel_does_not_grow_without_bound() {
     d.wait_for("/live/soak/master.m3u8", Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(4));
     let pid = d.child.id();
-    let before = rss_of(pid);
+    let before = encore::hw::probe::resident_bytes(pid).unwrap_or(0);
     std::thread::sleep(Duration::from_secs(10));
-    let after = rss_of(pid);
+    let after = encore::hw::probe::resident_bytes(pid).unwrap_or(0);
     let grown = after.saturating_sub(before);
     println!("RSS {} MB -> {} MB", before >> 20, after >> 20);
     assert!(before > 0, "no /proc status for the daemon");

@@ -102,6 +102,16 @@ impl ProbeReport {
     }
 }
 
+/// Resident memory of process `pid` (`/proc/PID/status`, VmRSS), when Linux reports it.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
 /// Probes this machine against the built-in hw-profiles.
 pub fn probe() -> ProbeReport {
     probe_with(&profile::builtin())

@@ -293,12 +293,7 @@ mod tests {
     use super::*;
 
     fn rss_bytes() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        crate::hw::probe::resident_bytes(std::process::id()).unwrap_or(0)
     }
 
     /// The test pattern's packets each carry a whole raw picture: reading 600 of them through

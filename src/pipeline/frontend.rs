@@ -503,7 +503,9 @@ impl LadderFront for FilterLadder {
             self.graph = Some((graph, key));
         }
         let (graph, _) = self.graph.as_mut().expect("built above");
-        let mut source = graph.get("in").expect("the graph has its source");
+        let mut source = graph
+            .get("in")
+            .ok_or_else(|| failed(stage)("the graph lost its source".into()))?;
         // SAFETY: av_buffersrc_write_frame adds references to the frame, which stays ours.
         let rc = unsafe { ffi::av_buffersrc_write_frame(source.as_mut_ptr(), frame.as_ptr()) };
         if rc < 0 {
@@ -513,7 +515,7 @@ impl LadderFront for FilterLadder {
         for i in 0..self.sizes.len() {
             let mut sink = graph
                 .get(&format!("out{i}"))
-                .expect("the graph has its sinks");
+                .ok_or_else(|| failed(stage)(format!("the graph lost sink {i}")))?;
             let mut picture = ff::frame::Video::empty();
             sink.sink()
                 .frame(&mut picture)

@@ -433,7 +433,7 @@ impl InputLoop {
                             }
                         }
                     }
-                    *self.feed.video.lock().expect("feed lock") =
+                    *self.feed.video.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some((Arc::new(frame), Instant::now()));
                 }
             } else if Some(packet.stream()) == audio_index {
@@ -441,7 +441,8 @@ impl InputLoop {
                     decoder.send(&packet);
                     while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
                         if let Ok([l, r]) = resampler.run(&frame) {
-                            let mut ring = self.feed.audio.lock().expect("feed lock");
+                            let mut ring =
+                                self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
                             ring[0].extend(l);
                             ring[1].extend(r);
                         }
@@ -509,7 +510,12 @@ impl VideoClock {
                 k = (epoch_now() * fps).ceil() as i64;
                 continue;
             }
-            let picture = self.feed.video.lock().expect("feed lock").clone();
+            let picture = self
+                .feed
+                .video
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let (frame, slate) = match picture {
                 Some((frame, at)) if at.elapsed() < self.loss_timeout => (frame, false),
                 _ => (self.slate.clone(), true),
@@ -585,7 +591,7 @@ impl AudioClock {
             }
             let (mut left, mut right) = (Vec::with_capacity(chunk), Vec::with_capacity(chunk));
             {
-                let mut ring = self.feed.audio.lock().expect("feed lock");
+                let mut ring = self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
                 let excess = ring[0].len().saturating_sub(max_buffer);
                 for ch in ring.iter_mut() {
                     ch.drain(..excess.min(ch.len()));
