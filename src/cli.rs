@@ -200,6 +200,10 @@ pub struct TranscodeArgs {
     /// On NVIDIA, scale with FFmpeg's scale_cuda instead of Encore's ladder kernel.
     #[arg(long)]
     pub no_ladder_kernel: bool,
+    /// Interlaced sources: auto (deinterlace, one picture per frame), field (one picture per
+    /// field: twice the frame rate) or off.
+    #[arg(long, default_value = "auto", value_parser = parse_deinterlace)]
+    pub deinterlace: crate::ingest::deinterlace::Mode,
     /// AAC bitrate, e.g. 128k.
     #[arg(long, default_value = "128k", value_parser = parse_bitrate_arg)]
     pub audio_bitrate: u64,
@@ -224,6 +228,7 @@ impl TranscodeArgs {
             backend: self.backend.clone(),
             vaapi_node: self.vaapi_device.clone(),
             ladder_kernel: !self.no_ladder_kernel,
+            deinterlace: self.deinterlace,
             audio_bitrate: self.audio_bitrate,
             force: self.force,
         }
@@ -232,6 +237,9 @@ impl TranscodeArgs {
 
 fn parse_ladder(s: &str) -> Result<Ladder, String> {
     Ladder::from_arg(s).map_err(|e| e.to_string())
+}
+fn parse_deinterlace(s: &str) -> Result<crate::ingest::deinterlace::Mode, String> {
+    s.parse()
 }
 fn parse_codec(s: &str) -> Result<VideoCodec, String> {
     s.parse()

@@ -7,11 +7,12 @@
 //! [[channels]]
 //! name = "news"
 //! input = "udp://0.0.0.0:5000"      # or srt://0.0.0.0:9000, rtmp://0.0.0.0:1935/live/key, loop:FILE, test
-//! format = "1280x720@30"            # output size and rate; every input is scaled to it
+//! format = "1280x720@30"            # output size and rate (29.97, 59.94, 30000/1001 too)
 //! ladder = "720:3000k,480:1200k,360:730k"
 //! codec = "avc"
 //! segment_duration = 2
 //! dvr_window = 300
+//! deinterlace = "auto"              # interlaced inputs: auto, field (one picture per field) or off
 //! ```
 
 use std::path::PathBuf;
@@ -75,6 +76,10 @@ pub struct ChannelSpec {
     pub dvr_window: f64,
     #[serde(default = "default_audio")]
     pub audio_bitrate: String,
+    /// Interlaced inputs: "auto" (deinterlace, one picture per frame), "field" (one per field,
+    /// for sport: give the channel twice the input's frame rate) or "off".
+    #[serde(default = "default_deinterlace")]
+    pub deinterlace: String,
 }
 
 /// The longest DVR window: a day of segments, held in memory.
@@ -101,6 +106,9 @@ fn default_dvr() -> f64 {
 fn default_audio() -> String {
     "128k".into()
 }
+fn default_deinterlace() -> String {
+    "auto".into()
+}
 
 impl ChannelSpec {
     /// The built-in demo channel: the test pattern through the default ladder.
@@ -117,6 +125,7 @@ impl ChannelSpec {
             segment_duration: default_segment(),
             dvr_window: default_dvr(),
             audio_bitrate: default_audio(),
+            deinterlace: default_deinterlace(),
         }
     }
 
@@ -138,7 +147,7 @@ impl ChannelSpec {
         let (width, height, fps) = match (&self.format, &input) {
             (Some(f), _) => parse_format(f).map_err(|e| at("format", e))?,
             (None, LiveSource::TestPattern { width, height, fps }) => (*width, *height, *fps),
-            (None, _) => (1280, 720, 30),
+            (None, _) => (1280, 720, Rational::new(30, 1)),
         };
         let ladder = match &self.ladder {
             Some(l) => Some(Ladder::from_arg(l).map_err(|e| at("ladder", e.to_string()))?),
@@ -167,7 +176,7 @@ impl ChannelSpec {
             input,
             width,
             height,
-            frame_rate: Rational::new(fps, 1),
+            frame_rate: fps,
             ladder,
             codec: self
                 .codec
@@ -191,25 +200,15 @@ impl ChannelSpec {
                 }
                 Err(e) => return Err(at("audio_bitrate", e)),
             },
+            deinterlace: self.deinterlace.parse().map_err(|e| at("deinterlace", e))?,
             utc_timing_url: "/time".into(),
         })
     }
 }
 
-/// `1280x720@30`.
-fn parse_format(s: &str) -> Result<(u32, u32, u32), String> {
-    let bad = || format!("{s:?}: expected WIDTHxHEIGHT@FPS, e.g. 1280x720@30");
-    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
-    let (w, h) = size.split_once('x').ok_or_else(bad)?;
-    let (w, h, fps): (u32, u32, u32) = (
-        w.parse().map_err(|_| bad())?,
-        h.parse().map_err(|_| bad())?,
-        fps.parse().map_err(|_| bad())?,
-    );
-    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || !(1..=120).contains(&fps) {
-        return Err(bad());
-    }
-    Ok((w, h, fps))
+/// `1280x720@30`, `1920x1080@29.97`, `1920x1080@30000/1001`.
+fn parse_format(s: &str) -> Result<(u32, u32, Rational), String> {
+    crate::media::time::parse_picture_format(s)
 }
 
 impl Config {

@@ -326,6 +326,24 @@ pub fn is_hardware_frame(frame: &ff::frame::Video) -> bool {
     unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() }
 }
 
+/// The kind of device a hardware frame lives on (`None` for system memory or another device).
+pub fn frame_device_kind(frame: &ff::frame::Video) -> Option<DeviceKind> {
+    // SAFETY: hw_frames_ctx, when set, is a reference to an AVHWFramesContext whose
+    // device_ctx is valid for as long as the frames context lives.
+    unsafe {
+        let hw = (*frame.as_ptr()).hw_frames_ctx;
+        if hw.is_null() {
+            return None;
+        }
+        let ctx = (*hw).data as *const ffi::AVHWFramesContext;
+        match (*(*ctx).device_ctx).type_ {
+            ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA => Some(DeviceKind::Cuda),
+            ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI => Some(DeviceKind::Vaapi),
+            _ => None,
+        }
+    }
+}
+
 /// The layout (`sw_format`) of a hardware frame's pool, or the frame's own format otherwise.
 pub fn frame_layout(frame: &ff::frame::Video) -> ff::format::Pixel {
     // SAFETY: hw_frames_ctx, when set, is a reference to an AVHWFramesContext.

@@ -5,6 +5,7 @@
 //! reason in the report, never a panic or a build requirement.
 
 pub mod accel;
+pub mod filter;
 pub mod probe;
 pub mod profile;
 pub mod selftest;

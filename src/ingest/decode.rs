@@ -74,8 +74,9 @@ impl VideoDecoder {
             });
             // NVDEC's output surfaces are a fixed pool (DPB + 5 + this) and a decoded picture
             // holds its surface until released: the front end releases each one within the
-            // call that scales it, and the frame-rate converter keeps one more.
-            (*raw).extra_hw_frames = 4;
+            // call that scales it, the frame-rate converter keeps one more, and yadif_cuda
+            // holds three (previous, current, next) on interlaced sources.
+            (*raw).extra_hw_frames = 7;
         }
         // Hardware decoders run their own threads; frame threads would only add surfaces.
         ctx.set_threading(threading::Config::default());

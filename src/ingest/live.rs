@@ -12,12 +12,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ffmpeg_next as ff;
 
 use super::Error;
+use crate::media::Rational;
 
 /// Where a live channel's pictures and sound come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveSource {
     /// Moving test pattern with the wall-clock time and frame number drawn in, and a tone.
-    TestPattern { width: u32, height: u32, fps: u32 },
+    TestPattern {
+        width: u32,
+        height: u32,
+        fps: Rational,
+    },
     /// A URL libavformat reads: `udp://0.0.0.0:5000`, `srt://0.0.0.0:9000`, `rtmp://0.0.0.0:1935/live/key`.
     Url(String),
     /// A media file played at real-time speed, looped or once (then the channel ends).
@@ -33,28 +38,12 @@ impl std::str::FromStr for LiveSource {
             return Ok(LiveSource::TestPattern {
                 width: 1280,
                 height: 720,
-                fps: 30,
+                fps: Rational::new(30, 1),
             });
         }
         if let Some(spec) = s.strip_prefix("test:") {
-            let bad = || {
-                format!("test source {spec:?}: expected WIDTHxHEIGHT@FPS, e.g. test:1280x720@30")
-            };
-            let (size, fps) = spec.split_once('@').ok_or_else(bad)?;
-            let (w, h) = size.split_once('x').ok_or_else(bad)?;
-            let (width, height, fps): (u32, u32, u32) = (
-                w.parse().map_err(|_| bad())?,
-                h.parse().map_err(|_| bad())?,
-                fps.parse().map_err(|_| bad())?,
-            );
-            if width < 16
-                || height < 16
-                || width % 2 == 1
-                || height % 2 == 1
-                || !(1..=120).contains(&fps)
-            {
-                return Err(bad());
-            }
+            let (width, height, fps) = crate::media::time::parse_picture_format(spec)
+                .map_err(|e| format!("test source: {e}"))?;
             return Ok(LiveSource::TestPattern { width, height, fps });
         }
         if let Some(path) = s.strip_prefix("loop:") {
@@ -137,13 +126,14 @@ fn now_ms() -> u64 {
 /// The test pattern's filter graph: pattern + clock and frame counter, and a 1 kHz tone.
 /// The clock is drawn from the frame's timestamp plus the start time, so it shows the wall
 /// clock when frames are paced in real time.
-fn test_graph(width: u32, height: u32, fps: u32, start_unix: u64) -> String {
+fn test_graph(width: u32, height: u32, fps: Rational, start_unix: u64) -> String {
     let size = (height / 12).max(12);
     format!(
-        "testsrc2=size={width}x{height}:rate={fps},\
+        "testsrc2=size={width}x{height}:rate={}/{},\
          drawtext=text='%{{pts\\:gmtime\\:{start_unix}}} UTC  frame %{{n}}':fontsize={size}:fontcolor=white:\
          box=1:boxcolor=black@0.6:x=(w-tw)/2:y=h-2*th[out0];\
-         sine=frequency=1000:sample_rate=48000[out1]"
+         sine=frequency=1000:sample_rate=48000[out1]",
+        fps.num, fps.den
     )
 }
 
@@ -303,7 +293,7 @@ mod tests {
         let source = LiveSource::TestPattern {
             width: 640,
             height: 360,
-            fps: 30,
+            fps: Rational::new(30, 1),
         };
         let mut input = open(&source, Arc::new(Watchdog::default())).unwrap();
         let mut packet = ff::Packet::empty();

@@ -4,6 +4,7 @@
 //! it cannot use. Decoders count corrupt packets and go on; they never stop a job for one.
 
 pub mod decode;
+pub mod deinterlace;
 pub mod live;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub enum Error {
     },
     #[error("input {0}: no video frame could be decoded")]
     NothingDecoded(String),
+    #[error("input {path}: {reason}")]
+    Unusable { path: String, reason: String },
 }
 
 /// The chosen video stream, as the container describes it.

@@ -43,6 +43,86 @@ impl Rational {
     }
 }
 
+/// The highest frame rate accepted anywhere a rate is written by hand.
+pub const MAX_FRAME_RATE: f64 = 120.0;
+
+impl Rational {
+    /// Parses a frame rate as people write it: `30`, `25`, `30000/1001`, or the broadcast
+    /// shorthands `23.976`, `29.97`, `47.952`, `59.94`, `119.88` (each meaning N·1000/1001).
+    /// Other decimals are taken exactly (`12.5` = 25/2). Between 1 and 120 frames per second.
+    pub fn parse_frame_rate(s: &str) -> Result<Rational, String> {
+        let bad = || format!("{s:?}: expected a frame rate such as 30, 29.97 or 30000/1001");
+        let s = s.trim();
+        let rate = if let Some((num, den)) = s.split_once('/') {
+            let num: u32 = num.trim().parse().map_err(|_| bad())?;
+            let den: u32 = den.trim().parse().map_err(|_| bad())?;
+            if den == 0 {
+                return Err(bad());
+            }
+            Rational::new(num, den)
+        } else if let Some((whole, fraction)) = s.split_once('.') {
+            let digits_only = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+            if !digits_only(whole) || !digits_only(fraction) || fraction.len() > 3 {
+                return Err(bad());
+            }
+            let whole: u32 = whole.parse().map_err(|_| bad())?;
+            if whole > MAX_FRAME_RATE as u32 {
+                return Err(bad());
+            }
+            let digits = fraction.len() as u32;
+            let scale = 10u32.pow(digits);
+            let millis = whole
+                .checked_mul(scale)
+                .and_then(|w| w.checked_add(fraction.parse::<u32>().ok()?))
+                .ok_or_else(bad)?;
+            // NTSC family: N·1000/1001 for a whole N, written rounded or cut to 2 or 3 digits.
+            let n = (whole + 1) * 1000;
+            let exact = n as f64 / 1001.0 * scale as f64;
+            let ntsc =
+                digits >= 2 && (exact.round() as u32 == millis || exact.floor() as u32 == millis);
+            if ntsc {
+                Rational::new(n, 1001)
+            } else {
+                Rational::new(millis, scale)
+            }
+        } else {
+            Rational::new(s.parse().map_err(|_| bad())?, 1)
+        };
+        let rate = rate.reduced();
+        if !(1.0..=MAX_FRAME_RATE).contains(&rate.as_f64()) {
+            return Err(format!("{s:?}: frame rate outside 1 to {MAX_FRAME_RATE}"));
+        }
+        Ok(rate)
+    }
+
+    /// The same rate with numerator and denominator divided by their greatest common divisor.
+    pub fn reduced(self) -> Rational {
+        fn gcd(a: u32, b: u32) -> u32 {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let g = gcd(self.num, self.den).max(1);
+        Rational::new(self.num / g, self.den / g)
+    }
+}
+
+/// Parses `WIDTHxHEIGHT@RATE` (`1280x720@30`, `1920x1080@29.97`, `1920x1080@30000/1001`): an
+/// output picture format, with even sizes of at least 16.
+pub fn parse_picture_format(s: &str) -> Result<(u32, u32, Rational), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT@FPS, e.g. 1280x720@30 or 1920x1080@29.97");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || w > 8192 || h > 8192 {
+        return Err(bad());
+    }
+    let fps = Rational::parse_frame_rate(fps).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((w, h, fps))
+}
+
 impl std::fmt::Display for Rational {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.den == 1 {
@@ -72,5 +152,41 @@ mod tests {
         }
         assert_eq!(Rational::new(30, 1).video_timescale(), 90_000);
         assert_eq!(Rational::new(30000, 1001).frame_ticks(90_000), 3003);
+    }
+
+    #[test]
+    fn frame_rates_as_people_write_them() {
+        let parse = |s| Rational::parse_frame_rate(s).unwrap();
+        assert_eq!(parse("30"), Rational::new(30, 1));
+        assert_eq!(parse("29.97"), Rational::new(30000, 1001));
+        assert_eq!(parse("59.94"), Rational::new(60000, 1001));
+        assert_eq!(parse("23.976"), Rational::new(24000, 1001));
+        assert_eq!(parse("23.98"), Rational::new(24000, 1001));
+        assert_eq!(parse("119.88"), Rational::new(120000, 1001));
+        assert_eq!(parse("30000/1001"), Rational::new(30000, 1001));
+        assert_eq!(parse("60/2"), Rational::new(30, 1));
+        assert_eq!(parse("12.5"), Rational::new(25, 2));
+        assert_eq!(parse("25.0"), Rational::new(25, 1));
+        for bad in [
+            "",
+            "0",
+            "121",
+            "30/0",
+            "abc",
+            "29.",
+            ".5",
+            "29.9700",
+            "-30",
+            "1e3",
+            "4294967295.9",
+        ] {
+            assert!(Rational::parse_frame_rate(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_picture_format("1920x1080@29.97").unwrap(),
+            (1920, 1080, Rational::new(30000, 1001))
+        );
+        assert!(parse_picture_format("1921x1080@30").is_err());
+        assert!(parse_picture_format("1920x1080").is_err());
     }
 }

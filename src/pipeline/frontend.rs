@@ -397,68 +397,12 @@ impl FilterLadder {
     }
 
     fn build(&self, frame: &ff::frame::Video) -> Result<ff::filter::Graph, String> {
-        let mut graph = self.parse(frame)?;
-        graph
-            .validate()
-            .map_err(|e| format!("{}: {e}", self.spec()))?;
-        Ok(graph)
-    }
-
-    /// The graph for pictures like `frame`, parsed (every filter created with its options)
-    /// but not yet configured.
-    fn parse(&self, frame: &ff::frame::Video) -> Result<ff::filter::Graph, String> {
-        let mut graph = ff::filter::Graph::new();
-        let format: ffi::AVPixelFormat = frame.format().into();
-        let args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base=1/90000:pixel_aspect=1/1",
-            frame.width(),
-            frame.height(),
-            format as i32
-        );
-        let buffer = ff::filter::find("buffer").ok_or("no buffer filter")?;
-        let sink = ff::filter::find("buffersink").ok_or("no buffersink filter")?;
-        let mut source = graph
-            .add(&buffer, "in", &args)
-            .map_err(|e| format!("buffer source: {e}"))?;
-        // SAFETY: hardware frames hand their frames context to the source before the graph is
-        // configured, as buffersrc.h prescribes; the parameters are freed right after.
-        unsafe {
-            let hw = (*frame.as_ptr()).hw_frames_ctx;
-            if !hw.is_null() {
-                let params = ffi::av_buffersrc_parameters_alloc();
-                if params.is_null() {
-                    return Err("out of memory".into());
-                }
-                (*params).format = format as i32;
-                (*params).width = frame.width() as i32;
-                (*params).height = frame.height() as i32;
-                (*params).time_base = ffi::AVRational {
-                    num: 1,
-                    den: 90_000,
-                };
-                (*params).hw_frames_ctx = hw;
-                let rc = ffi::av_buffersrc_parameters_set(source.as_mut_ptr(), params);
-                ffi::av_free(params as *mut _);
-                if rc < 0 {
-                    return Err(format!("buffer source: {}", ff::Error::from(rc)));
-                }
-            }
-        }
-        for i in 0..self.sizes.len() {
-            graph
-                .add(&sink, &format!("out{i}"), "")
-                .map_err(|e| format!("buffer sink: {e}"))?;
-        }
-        let mut parser = graph.output("in", 0).map_err(|e| e.to_string())?;
-        for i in 0..self.sizes.len() {
-            parser = parser
-                .input(&format!("out{i}"), 0)
-                .map_err(|e| e.to_string())?;
-        }
-        parser
-            .parse(&self.spec())
-            .map_err(|e| format!("{}: {e}", self.spec()))?;
-        Ok(graph)
+        crate::hw::filter::build(
+            frame,
+            ff::Rational::new(1, 90_000),
+            &self.spec(),
+            self.sizes.len(),
+        )
     }
 }
 
@@ -503,23 +447,12 @@ impl LadderFront for FilterLadder {
             self.graph = Some((graph, key));
         }
         let (graph, _) = self.graph.as_mut().expect("built above");
-        let mut source = graph
-            .get("in")
-            .ok_or_else(|| failed(stage)("the graph lost its source".into()))?;
-        // SAFETY: av_buffersrc_write_frame adds references to the frame, which stays ours.
-        let rc = unsafe { ffi::av_buffersrc_write_frame(source.as_mut_ptr(), frame.as_ptr()) };
-        if rc < 0 {
-            return Err(failed(stage)(format!("{}", ff::Error::from(rc))));
-        }
+        crate::hw::filter::push(graph, Some(&frame)).map_err(failed(stage))?;
         let mut out = Vec::with_capacity(self.sizes.len());
         for i in 0..self.sizes.len() {
-            let mut sink = graph
-                .get(&format!("out{i}"))
-                .ok_or_else(|| failed(stage)(format!("the graph lost sink {i}")))?;
-            let mut picture = ff::frame::Video::empty();
-            sink.sink()
-                .frame(&mut picture)
-                .map_err(|e| failed(stage)(format!("rung {i}: {e}")))?;
+            let mut picture = crate::hw::filter::pull(graph, i)
+                .map_err(|e| failed(stage)(format!("rung {i}: {e}")))?
+                .ok_or_else(|| failed(stage)(format!("rung {i}: no picture")))?;
             picture.set_pts(frame.pts());
             if self.download {
                 picture = accel::download(&picture).map_err(|e| failed("download")(e.0))?;

@@ -23,6 +23,7 @@ use super::track::{aac_track, bitrates, RungFrame, RungWorker, Sink, TrackOutput
 use super::Error;
 use crate::encode::{self, audio::AacEncoder, audio::Resampler, Kind, RateControl};
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
+use crate::ingest::deinterlace::{Deinterlacer, FieldOrder};
 use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
 use crate::media::{Ladder, Rational, VideoCodec};
 use crate::package::{
@@ -59,6 +60,8 @@ pub struct ChannelConfig {
     pub segment_duration: Duration,
     pub dvr_window: Duration,
     pub audio_bitrate: u64,
+    /// Interlaced inputs: deinterlaced one picture per frame (auto), per field, or not at all.
+    pub deinterlace: crate::ingest::deinterlace::Mode,
     /// Origin path of the clock endpoint for DASH UTCTiming.
     pub utc_timing_url: String,
 }
@@ -98,6 +101,9 @@ struct Feed {
     audio: Mutex<[VecDeque<f32>; 2]>,
     /// The input ended for good (a file played once).
     ended: AtomicBool,
+    /// The input's picture interval in microseconds (0 until known): a slow input (1 fps)
+    /// is not lost between two of its pictures.
+    picture_interval_us: std::sync::atomic::AtomicU64,
 }
 
 /// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
@@ -286,6 +292,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
 
     let input = InputLoop {
         source: config.input.clone(),
+        deinterlace: config.deinterlace,
         feed,
         watchdog: watchdog.clone(),
         stopping: stopping.clone(),
@@ -322,6 +329,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
 /// Reads the input, forever: reconnects after failures, loops files, paces non-live inputs.
 struct InputLoop {
     source: LiveSource,
+    deinterlace: crate::ingest::deinterlace::Mode,
     feed: Arc<Feed>,
     watchdog: Arc<Watchdog>,
     stopping: Arc<AtomicBool>,
@@ -374,18 +382,30 @@ impl InputLoop {
         tracing::info!(channel = %self.channel, input = %self.source.describe(), "input connected");
         let video_index = source.video.index;
         let audio_index = source.audio.as_ref().map(|a| a.index);
-        let video_tb = f64::from(source.video.time_base);
-        let mut video = VideoDecoder::open(
-            &source
-                .input
-                .stream(video_index)
-                .ok_or("video stream vanished")?,
-        )?;
+        let stream = source
+            .input
+            .stream(video_index)
+            .ok_or("video stream vanished")?;
+        let mut video = VideoDecoder::open(&stream)?;
+        let mut deinterlacer = Deinterlacer::new(
+            self.deinterlace,
+            FieldOrder::of(&stream),
+            source.video.time_base,
+        );
+        drop(stream);
+        let video_tb = f64::from(deinterlacer.output_time_base());
+        let input_rate = source.video.frame_rate;
+        self.feed.picture_interval_us.store(
+            1_000_000 * input_rate.den as u64
+                / (input_rate.num as u64 * deinterlacer.rate_factor() as u64).max(1),
+            Ordering::Relaxed,
+        );
         let mut audio = match audio_index.and_then(|i| source.input.stream(i)) {
             Some(s) => Some(AudioDecoder::open(&s)?),
             None => None,
         };
         let mut resampler = Resampler::default();
+        let mut audio_refused = false;
         let pace = self.source.needs_pacing();
         // When the stream changes under the demuxer (a new codec on the same MPEG-TS PID, a PMT
         // that changes the stream type) packets keep coming and no clean picture does; past a
@@ -421,30 +441,31 @@ impl InputLoop {
                     }
                     last_clean = Instant::now();
                     seen_clean = true;
-                    if pace {
-                        if let Some(ts) = frame.timestamp() {
-                            let t = ts as f64 * video_tb;
-                            let (t0, i0) = *origin.get_or_insert((t, Instant::now()));
-                            let ahead = t - t0 - i0.elapsed().as_secs_f64();
-                            if !(-1.0..=1.0).contains(&ahead) {
-                                origin = Some((t, Instant::now())); // a jump: pace from here
-                            } else if ahead > 0.0 {
-                                std::thread::sleep(Duration::from_secs_f64(ahead));
-                            }
+                    deinterlacer.push(frame, &mut |frame| {
+                        if pace {
+                            pace_to(&frame, video_tb, &mut origin);
                         }
-                    }
-                    *self.feed.video.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((Arc::new(frame), Instant::now()));
+                        *self.feed.video.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((Arc::new(frame), Instant::now()));
+                    })?;
                 }
             } else if Some(packet.stream()) == audio_index {
                 if let Some(decoder) = audio.as_mut() {
                     decoder.send(&packet);
                     while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
-                        if let Ok([l, r]) = resampler.run(&frame) {
-                            let mut ring =
-                                self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
-                            ring[0].extend(l);
-                            ring[1].extend(r);
+                        match resampler.run(&frame) {
+                            Ok([l, r]) => {
+                                let mut ring =
+                                    self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
+                                ring[0].extend(l);
+                                ring[1].extend(r);
+                            }
+                            // The channel goes on with silence; said once per connection.
+                            Err(e) if !audio_refused => {
+                                tracing::warn!(channel = %self.channel, "input audio: {e}; sending silence");
+                                audio_refused = true;
+                            }
+                            Err(_) => {}
                         }
                     }
                 }
@@ -472,6 +493,22 @@ enum ReadEnd {
     Ended,
 }
 
+/// Sleeps until a file's or test pattern's picture is due by its timestamp. `origin` is the
+/// (input seconds, instant) pacing starts from: the first picture, or the picture after a jump.
+fn pace_to(frame: &ff::frame::Video, time_base: f64, origin: &mut Option<(f64, Instant)>) {
+    let Some(ts) = frame.timestamp() else {
+        return;
+    };
+    let t = ts as f64 * time_base;
+    let (t0, i0) = *origin.get_or_insert((t, Instant::now()));
+    let ahead = t - t0 - i0.elapsed().as_secs_f64();
+    if !(-1.0..=1.0).contains(&ahead) {
+        *origin = Some((t, Instant::now())); // a jump: pace from here
+    } else if ahead > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(ahead));
+    }
+}
+
 /// Sends one picture per output instant to every rung.
 struct VideoClock {
     feed: Arc<Feed>,
@@ -488,17 +525,16 @@ struct VideoClock {
 
 impl VideoClock {
     fn run(self, rungs: Vec<Sender<RungFrame>>) {
-        let fps = self.fps.as_f64();
         let segment_ms = self.segment_duration.as_millis() as u128;
         let segment_of = |k: i64| {
             (k.max(0) as u128 * self.frame_ticks as u128 * 1000)
                 / (segment_ms * self.timescale as u128)
         };
-        let mut k = (self.start_seconds * fps).ceil() as i64;
+        let mut k = first_frame_at_or_after(self.start_seconds, self.fps);
         let mut previous_segment = None;
         let mut lost = true;
         loop {
-            let due = k as f64 / fps + OUTPUT_DELAY.as_secs_f64();
+            let due = frame_time(k, self.fps) + OUTPUT_DELAY.as_secs_f64();
             sleep_until_epoch(due, &self.stopping);
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
@@ -507,9 +543,12 @@ impl VideoClock {
             if behind > self.segment_duration.as_secs_f64() / 2.0 {
                 // Overloaded or suspended: skip to now rather than fall further behind.
                 tracing::warn!(channel = %self.channel, "{behind:.2} s behind the clock; skipping ahead");
-                k = (epoch_now() * fps).ceil() as i64;
+                k = first_frame_at_or_after(epoch_now(), self.fps);
                 continue;
             }
+            // Lost: nothing for a segment (at least 1 s), or for three of the input's pictures.
+            let interval = self.feed.picture_interval_us.load(Ordering::Relaxed);
+            let loss_timeout = self.loss_timeout.max(Duration::from_micros(interval * 3));
             let picture = self
                 .feed
                 .video
@@ -517,7 +556,7 @@ impl VideoClock {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             let (frame, slate) = match picture {
-                Some((frame, at)) if at.elapsed() < self.loss_timeout => (frame, false),
+                Some((frame, at)) if at.elapsed() < loss_timeout => (frame, false),
                 _ => (self.slate.clone(), true),
             };
             if slate != lost {
@@ -543,6 +582,22 @@ impl VideoClock {
             k += 1;
         }
     }
+}
+
+/// Output frame `k` is shown at k·den/num seconds after the Unix epoch (exact for fractional
+/// rates such as 30000/1001: segment edges fall on whole frames, so at 29.97 fps and D = 2 s
+/// segments hold 59 or 60 frames, every rung cutting at the same frames).
+fn frame_time(k: i64, fps: Rational) -> f64 {
+    (k as i128 * fps.den as i128) as f64 / fps.num as f64
+}
+
+/// The first output frame shown at or after `seconds` since the Unix epoch.
+fn first_frame_at_or_after(seconds: f64, fps: Rational) -> i64 {
+    // Microsecond resolution keeps the product exact in integers.
+    let micros = (seconds * 1e6).round() as i128;
+    let num = micros * fps.num as i128;
+    let den = 1_000_000i128 * fps.den as i128;
+    ((num + den - 1) / den) as i64
 }
 
 /// Pulls sound from the feed on the wall clock (silence when there is none) and encodes it.

@@ -18,6 +18,7 @@ use super::segmenter::{Segmenter, Unit};
 use super::track::{aac_track, bitrates, DirSink, RungFrame, RungWorker, TrackOutput};
 use super::{io_error, Error};
 use crate::encode::{self, audio::AacEncoder, Kind, RateControl};
+use crate::ingest::deinterlace::{self, Deinterlacer, FieldOrder};
 use crate::ingest::{self, decode::AudioDecoder};
 use crate::media::{Ladder, VideoCodec};
 use crate::package::{self, cmaf, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline};
@@ -43,6 +44,8 @@ pub struct Job {
     pub vaapi_node: PathBuf,
     /// On NVIDIA, scale with Encore's ladder kernel (true) or FFmpeg's scale_cuda.
     pub ladder_kernel: bool,
+    /// Interlaced sources: deinterlaced one picture per frame (auto), per field, or not at all.
+    pub deinterlace: deinterlace::Mode,
     pub audio_bitrate: u64,
     pub force: bool,
 }
@@ -60,6 +63,7 @@ impl Job {
             backend: Kind::Auto,
             vaapi_node: encode::DEFAULT_VAAPI_NODE.into(),
             ladder_kernel: true,
+            deinterlace: deinterlace::Mode::Auto,
             audio_bitrate: 128_000,
             force: false,
         }
@@ -85,6 +89,8 @@ pub struct Summary {
     pub backend: String,
     /// Where decoding and scaling ran, e.g. "NVDEC, ladder kernel, CUDA frames to the encoder".
     pub front_end: String,
+    /// The deinterlacer that ran (e.g. "bwdif, one picture per frame"); null for progressive sources.
+    pub deinterlace: Option<String>,
     pub segment_duration: f64,
     pub duration: f64,
     pub renditions: Vec<RenditionSummary>,
@@ -136,7 +142,16 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     )?;
 
     let staging = Staging::create(&job.out)?;
-    let fps = source.video.frame_rate;
+    let field_order = source
+        .input
+        .stream(source.video.index)
+        .and_then(|s| FieldOrder::of(&s));
+    let mut deinterlacer = Deinterlacer::new(job.deinterlace, field_order, source.video.time_base);
+    // One picture per field doubles the output rate.
+    let fps = {
+        let f = source.video.frame_rate;
+        crate::media::Rational::new(f.num * deinterlacer.rate_factor(), f.den).reduced()
+    };
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
     let gop = fps.frames_in(seconds);
@@ -199,14 +214,11 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         _ => 0,
     };
     let video_tb = source.video.time_base;
-    let expected_seconds = {
+    let video_declared_seconds = {
         let d = video_stream.duration();
-        if d > 0 {
-            Some(d as f64 * f64::from(video_tb))
-        } else {
-            source.duration
-        }
+        (d > 0).then(|| d as f64 * f64::from(video_tb))
     };
+    let expected_seconds = video_declared_seconds.or(source.duration);
     drop(video_stream);
 
     // Rung threads.
@@ -254,6 +266,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
             Ok(decoder) => {
                 let (tx, rx) = bounded::<ff::Packet>(AUDIO_QUEUE);
                 let worker = AudioWorker {
+                    input: job.input.clone(),
                     dir: staging.path.join("audio"),
                     video_frames: video_frames.clone(),
                     frame_rate: fps,
@@ -282,7 +295,15 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
 
     // Demux and decode on this thread.
     let expected_frames = expected_seconds.map(|s| (s * fps.as_f64()).round() as u64);
-    let mut cfr = Cfr::new(fps, video_tb, zero);
+    let mut cfr = Cfr::new(
+        fps,
+        deinterlacer.output_time_base(),
+        zero * deinterlacer.rate_factor() as i64,
+    );
+    let mut deinterlace_error = None;
+    // Where the demuxed media (any stream) ends, to tell a truncated file from one whose
+    // streams simply end at different times.
+    let mut demuxed_end = 0f64;
     let segment_ms = job.segment_duration.as_millis() as u128;
     let segment_of = |index: i64| {
         (index.max(0) as u128 * frame_ticks as u128 * 1000) / (segment_ms * timescale as u128)
@@ -335,10 +356,17 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
                     break;
                 }
             }
+            if let Some(end) = packet_end_seconds(&source.input, &packet) {
+                demuxed_end = demuxed_end.max(end - zero as f64 * f64::from(video_tb));
+            }
             if packet.stream() == source.video.index {
                 decoder.send(&packet);
                 while let Some(frame) = decoder.receive::<ff::frame::Video>() {
-                    cfr.push(frame, &mut send_frame);
+                    if let Err(e) = deinterlacer.push(frame, &mut |f| cfr.push(f, &mut send_frame))
+                    {
+                        deinterlace_error = Some(e);
+                        broadcast_failed.set(true);
+                    }
                 }
             } else if Some(packet.stream()) == source.audio.as_ref().map(|a| a.index) {
                 if let Some(tx) = &audio_sender {
@@ -365,7 +393,12 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         }
         decoder.send_eof();
         while let Some(frame) = decoder.receive::<ff::frame::Video>() {
-            cfr.push(frame, &mut send_frame);
+            if let Err(e) = deinterlacer.push(frame, &mut |f| cfr.push(f, &mut send_frame)) {
+                deinterlace_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = deinterlacer.flush(&mut |f| cfr.push(f, &mut send_frame)) {
+            deinterlace_error.get_or_insert(e);
         }
     }
     drop(rung_senders);
@@ -395,6 +428,13 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     if let Some(e) = front_error {
         return Err(e.into());
     }
+    if let Some(message) = deinterlace_error {
+        return Err(frontend::Error {
+            stage: "deinterlace",
+            message,
+        }
+        .into());
+    }
     let frames = cfr.frames() as u64;
     let media_seconds = frames as f64 / fps.as_f64();
     if frames == 0 {
@@ -409,8 +449,15 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         .into());
     }
     if let Some(expected) = expected_seconds {
-        // A file that stops well short of its declared length lost its tail.
-        if media_seconds + 1.0 < expected * 0.9 {
+        // A file that stops well short of its declared length lost its tail. The container's
+        // length covers every stream (audio may run on after the video): compare what was
+        // demuxed of any stream against it, the video's own length against the video.
+        let got = if video_declared_seconds.is_some() {
+            media_seconds
+        } else {
+            demuxed_end.max(media_seconds)
+        };
+        if got + 1.0 < expected * 0.9 {
             return Err(ingest::Error::Truncated {
                 path: job.input.clone(),
                 got: media_seconds,
@@ -449,6 +496,7 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
         codec: job.codec,
         backend: backend_name,
         front_end,
+        deinterlace: deinterlacer.describe(),
         segment_duration: seconds,
         duration: media_seconds,
         renditions: presentation
@@ -498,6 +546,13 @@ pub fn write_manifests(dir: &Path, presentation: &Presentation) -> Result<(), Er
     )
 }
 
+/// Where a packet's media ends, in seconds of its stream's clock (`None` without timestamps).
+fn packet_end_seconds(input: &ff::format::context::Input, packet: &ff::Packet) -> Option<f64> {
+    let tb = input.stream(packet.stream())?.time_base();
+    let start = packet.pts().or(packet.dts())?;
+    Some((start + packet.duration().max(0)) as f64 * f64::from(tb))
+}
+
 fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
     let (kind, width, height) = match r.kind {
         RenditionKind::Video { width, height, .. } => ("video", Some(width), Some(height)),
@@ -518,6 +573,7 @@ fn summarize(r: &Rendition, target: u64) -> RenditionSummary {
 }
 
 struct AudioWorker {
+    input: String,
     dir: PathBuf,
     /// Video frames output so far (final once the audio channel closes).
     video_frames: Arc<std::sync::atomic::AtomicU64>,
@@ -557,6 +613,9 @@ impl AudioTrackResult {
 
 /// A gap in the source's audio longer than this is filled with silence.
 const AUDIO_GAP_SECONDS: f64 = 0.1;
+/// The longest silence filled in (audio starting late, or a hole in it); a longer one refuses
+/// the job rather than encode that much silence.
+const MAX_SILENCE_SECONDS: f64 = 600.0;
 
 impl AudioWorker {
     fn run(
@@ -617,10 +676,23 @@ impl AudioWorker {
          -> Result<(), Error> {
             if let Some(ts) = frame.timestamp() {
                 let at = ts as f64 * tb - self.zero_seconds;
+                let gap = at - encoder.buffered_end_seconds();
+                if gap > MAX_SILENCE_SECONDS {
+                    let what = if started { "has a gap of" } else { "starts" };
+                    return Err(ingest::Error::Unusable {
+                        path: self.input.clone(),
+                        reason: format!(
+                            "its audio {what} {gap:.1} s after the video's (at most {MAX_SILENCE_SECONDS} s of silence is filled in); remux it with its audio aligned, or without audio"
+                        ),
+                    }
+                    .into());
+                }
                 if !started {
+                    if at > AUDIO_GAP_SECONDS {
+                        tracing::info!("audio starts {at:.2} s after the video: silence before it");
+                    }
                     encoder.align_start(at);
-                } else if at > encoder.buffered_end_seconds() + AUDIO_GAP_SECONDS {
-                    let gap = at - encoder.buffered_end_seconds();
+                } else if gap > AUDIO_GAP_SECONDS {
                     take(encoder.push_silence(gap)?, writer)?;
                 }
             }

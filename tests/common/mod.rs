@@ -29,7 +29,7 @@ pub fn fixture(name: &str, ffmpeg_args: &[&str]) -> PathBuf {
         name
     ));
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
+        .args(["-nostdin", "-v", "error", "-y"])
         .args(ffmpeg_args)
         .arg(&tmp)
         .status()
