@@ -462,3 +462,128 @@ fn a_channel_does_not_grow_without_bound() {
     assert!(grown < 30 << 20, "RSS grew {} MB in 10 s", grown >> 20);
     assert!(d.terminate().success());
 }
+
+/// Frames of a 30000/1001 channel shown before `seconds` since the Unix epoch (whole frames:
+/// frame k is shown at k·1001/30000 s).
+fn ntsc_frames_before(seconds: u64) -> u64 {
+    (seconds * 30_000).div_ceil(1001)
+}
+
+#[test]
+fn a_29_97_channel_cuts_whole_frames_aligned_across_rungs() {
+    let d = Daemon::start(
+        "[[channels]]\nname = \"n\"\ninput = \"test:320x180@29.97\"\nformat = \"320x180@29.97\"\nladder = \"180:300k,90:120k\"\npreset = \"ultrafast\"\nsegment_duration = 2\ndvr_window = 30\n",
+    );
+    d.wait_for("/live/n/master.m3u8", Duration::from_secs(20));
+    // Four whole segments.
+    let started = Instant::now();
+    let pl = loop {
+        let pl = d.media_playlist("/live/n/180p/index.m3u8");
+        if pl.segments.len() >= 4 {
+            break pl;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no 4 segments");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let low = d.media_playlist("/live/n/90p/index.m3u8");
+    let numbers: Vec<u64> = pl.segments[pl.segments.len() - 4..]
+        .iter()
+        .map(|s| s.uri.trim_end_matches(".m4s").parse().unwrap())
+        .collect();
+    let mut counts = Vec::new();
+    for n in &numbers {
+        // Segment n holds the frames shown in [2n, 2n + 2) s: 59 or 60 of them.
+        let first = ntsc_frames_before(2 * n);
+        let frames = ntsc_frames_before(2 * (n + 1)) - first;
+        counts.push(frames);
+        let expected_tfdt = first * 3003 - MEDIA_EPOCH * 90_000;
+        let mut views = Vec::new();
+        for rendition in ["180p", "90p"] {
+            let view = segment_view(
+                &d.get(&format!("/live/n/{rendition}/{n}.m4s"))
+                    .bytes()
+                    .unwrap(),
+            );
+            assert_eq!(view.tfdt, expected_tfdt, "{rendition} segment {n}: tfdt");
+            assert_eq!(
+                view.samples.len() as u64,
+                frames,
+                "{rendition} segment {n}: frames"
+            );
+            assert!(
+                view.samples.iter().all(|s| s.0 == 3003),
+                "{rendition}: frame durations"
+            );
+            assert!(
+                first_sample_nal_types(&view, false).contains(&5),
+                "{rendition} {n}: IDR first"
+            );
+            views.push(view);
+        }
+        // IDRs at the same frames in both rungs (sync-sample flags equal, sample by sample).
+        let sync = |v: &SegmentView| -> Vec<bool> {
+            v.samples.iter().map(|s| s.2 & 0x0001_0000 == 0).collect()
+        };
+        assert_eq!(
+            sync(&views[0]),
+            sync(&views[1]),
+            "segment {n}: IDR positions"
+        );
+        // Both playlists give the segment its real duration.
+        for playlist in [&pl, &low] {
+            let entry = playlist
+                .segments
+                .iter()
+                .find(|s| s.uri == format!("{n}.m4s"))
+                .unwrap();
+            let real = frames as f64 * 1001.0 / 30_000.0;
+            assert!(
+                (entry.duration as f64 - real).abs() < 0.001,
+                "EXTINF {} vs {real}",
+                entry.duration
+            );
+        }
+        // The MPD's template puts segment n at 2n s after the AST: the real start is within one frame.
+        let nominal = (2 * n - MEDIA_EPOCH) as f64;
+        let real = expected_tfdt as f64 / 90_000.0;
+        assert!(real >= nominal && real - nominal < 1001.0 / 30_000.0);
+    }
+    // 59.94 frames per segment: 60, with a 59-frame segment about every 17th.
+    assert!(counts.iter().all(|c| *c == 59 || *c == 60), "{counts:?}");
+    assert_eq!(pl.target_duration, 2);
+
+    let mpd = dash_mpd::parse(&d.get("/live/n/manifest.mpd").text().unwrap()).unwrap();
+    let video = &mpd.periods[0].adaptations[0];
+    assert!(video
+        .representations
+        .iter()
+        .all(|r| r.frameRate.as_deref() == Some("30000/1001")
+            || video.frameRate.as_deref() == Some("30000/1001")));
+    let template = video
+        .SegmentTemplate
+        .as_ref()
+        .or(video.representations[0].SegmentTemplate.as_ref())
+        .unwrap();
+    assert_eq!(
+        template.duration.unwrap() / template.timescale.unwrap() as f64,
+        2.0
+    );
+
+    // A real client plays it.
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-i",
+            &format!("{}/live/n/master.m3u8", d.base),
+        ])
+        .args(["-t", "3", "-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.terminate().success());
+}

@@ -95,8 +95,10 @@ fn hls_js_and_dash_js_play_live_and_vod() {
     if !players_available() {
         return;
     }
+    // `news` at 30 fps; `ntsc` at 29.97 fps (segments of 60 or 59 whole frames).
     let d = Daemon::start(
-        "[[channels]]\nname = \"news\"\ninput = \"test:640x360@30\"\nladder = \"360:800k,240:400k\"\n",
+        "[[channels]]\nname = \"news\"\ninput = \"test:640x360@30\"\nladder = \"360:800k,240:400k\"\n\
+         [[channels]]\nname = \"ntsc\"\ninput = \"test:640x360@29.97\"\nladder = \"360:800k\"\n",
     );
     // VOD: the 10 s 720p fixture (H.264 + AAC) into the daemon's VOD folder.
     let vod = d.data_dir().join("vod/show");
@@ -108,11 +110,14 @@ fn hls_js_and_dash_js_play_live_and_vod() {
         .args(["--preset", "ultrafast"]));
     assert!(out.status.success());
     d.wait_for("/live/news/master.m3u8", Duration::from_secs(15));
+    d.wait_for("/live/ntsc/master.m3u8", Duration::from_secs(15));
 
     let base = &d.base;
     for (kind, path, levels, seconds, min_played) in [
         ("hls", "/live/news/master.m3u8", 2, 10, 3.0),
         ("dash", "/live/news/manifest.mpd", 2, 10, 3.0),
+        ("hls", "/live/ntsc/master.m3u8", 1, 10, 3.0),
+        ("dash", "/live/ntsc/manifest.mpd", 1, 10, 3.0),
         ("hls", "/vod/show/master.m3u8", 3, 8, 3.0),
         ("dash", "/vod/show/manifest.mpd", 3, 8, 3.0),
     ] {

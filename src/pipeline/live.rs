@@ -585,8 +585,9 @@ impl VideoClock {
 }
 
 /// Output frame `k` is shown at k·den/num seconds after the Unix epoch (exact for fractional
-/// rates such as 30000/1001: segment edges fall on whole frames, so at 29.97 fps and D = 2 s
-/// segments hold 59 or 60 frames, every rung cutting at the same frames).
+/// rates such as 30000/1001). A segment holds the frames shown in its [n·D, (n+1)·D): at
+/// 29.97 fps and D = 2 s that is 60 frames, or 59 about every 17th segment (60000 frames in
+/// every 1001 segments); every rung cuts at the same frames.
 fn frame_time(k: i64, fps: Rational) -> f64 {
     (k as i128 * fps.den as i128) as f64 / fps.num as f64
 }
@@ -904,5 +905,32 @@ impl PublishLoop {
                 ended,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractional_rates_cut_segments_at_whole_frames() {
+        let fps = Rational::new(30_000, 1001);
+        let d = 2u64;
+        let first = 473_342_400u64; // 2000-01-01 in 2 s segments since the epoch
+        let mut total = 0;
+        for n in first..first + 1001 {
+            let a = first_frame_at_or_after((n * d) as f64, fps);
+            let b = first_frame_at_or_after(((n + 1) * d) as f64, fps);
+            let frames = b - a;
+            assert!(frames == 59 || frames == 60, "segment {n}: {frames}");
+            // The segment's first frame is shown at or after its nominal start, within a frame.
+            let start = frame_time(a, fps);
+            assert!(start >= (n * d) as f64 - 1e-6 && start - ((n * d) as f64) < 1001.0 / 30_000.0);
+            total += frames;
+        }
+        assert_eq!(total, 60_000);
+        // Whole rates are exact too.
+        assert_eq!(first_frame_at_or_after(10.0, Rational::new(30, 1)), 300);
+        assert_eq!(first_frame_at_or_after(10.01, Rational::new(30, 1)), 301);
     }
 }
