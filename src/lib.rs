@@ -1,7 +1,8 @@
 //! Encore: a transcoding appliance. One decode, an ABR ladder, CMAF with HLS and DASH, a live origin.
 //!
-//! Layers (dependencies point one way): `media` ← `package` ← `origin`;
-//! `media` ← `ingest`/`scale`/`encode` ← `pipeline`; `api`/`jobs` drive `pipeline` and read `origin`.
+//! Layers (dependencies point down only, docs/architecture.md):
+//! `media` ← `package`, `scale`, `ingest`, `encode`, `hw` ← `pipeline` ← `origin` ← `daemon`,
+//! `bench`, `selftest` ← `cli`. A lower layer never names a higher one.
 
 pub mod bench;
 pub mod cli;
@@ -14,3 +15,4 @@ pub mod origin;
 pub mod package;
 pub mod pipeline;
 pub mod scale;
+pub mod selftest;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             .map_err(|e| (2, e)),
         Command::Probe { json } => probe(*json),
         Command::Bench(args) => bench(args),
-        Command::Selftest { gpu } => match encore::hw::selftest::run(*gpu) {
+        Command::Selftest { gpu } => match encore::selftest::run(*gpu) {
             Ok(report) => {
                 print!("{report}");
                 Ok(())

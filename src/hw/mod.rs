@@ -8,7 +8,6 @@ pub mod accel;
 pub mod filter;
 pub mod probe;
 pub mod profile;
-pub mod selftest;
 
 pub use probe::{probe, probe_with, BackendStatus, ProbeReport};
 pub use profile::{load_all, Profile};

@@ -96,6 +96,22 @@ pub struct BackendStatus {
 }
 
 impl ProbeReport {
+    /// The devices found, as hw-profiles match them.
+    pub fn machine(&self) -> profile::Machine {
+        profile::Machine {
+            nvidia: self.nvidia.devices.iter().map(|d| d.name.clone()).collect(),
+            pci: self
+                .vaapi
+                .devices
+                .iter()
+                .map(|d| profile::PciId {
+                    pci_vendor: d.pci_vendor.clone(),
+                    pci_device: d.pci_device.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The status of one backend by name.
     pub fn backend(&self, name: &str) -> Option<&BackendStatus> {
         self.backends.iter().find(|b| b.name == name)
@@ -132,7 +148,7 @@ pub fn probe_with(profiles: &[Profile]) -> ProbeReport {
         vaapi_status(&report.vaapi),
         software_status(),
     ];
-    report.profile = profile::select(profiles, &report).map(|p| p.name.clone());
+    report.profile = profile::select(profiles, &report.machine()).map(|p| p.name.clone());
     report
 }
 
@@ -537,7 +553,7 @@ mod tests {
         report.vaapi = v;
         let profiles = profile::builtin();
         assert_eq!(
-            profile::select(&profiles, &report).map(|p| p.name.as_str()),
+            profile::select(&profiles, &report.machine()).map(|p| p.name.as_str()),
             Some("intel-arc-a380")
         );
     }

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::probe::ProbeReport;
 use crate::media::VideoCodec;
 
 /// The preset names Encore accepts, fastest first; every profile maps each of them.
@@ -244,23 +243,18 @@ impl Profile {
     }
 
     /// Whether this machine is of this kind (a fallback profile matches every machine).
-    pub fn matches(&self, report: &ProbeReport) -> bool {
+    pub fn matches(&self, machine: &Machine) -> bool {
         let m = &self.matcher;
         if m.fallback {
             return true;
         }
-        if report
-            .nvidia
-            .devices
-            .iter()
-            .any(|d| self.matches_nvidia(&d.name))
-        {
+        if machine.nvidia.iter().any(|name| self.matches_nvidia(name)) {
             return true;
         }
         let Some(vendor) = &m.pci_vendor else {
             return false;
         };
-        report.vaapi.devices.iter().any(|d| {
+        machine.pci.iter().any(|d| {
             d.pci_vendor
                 .as_deref()
                 .is_some_and(|v| v.eq_ignore_ascii_case(vendor))
@@ -362,12 +356,28 @@ pub fn builtin() -> Vec<Profile> {
         .collect()
 }
 
+/// What a profile is matched against: the devices a probe found, by name and PCI id.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// NVIDIA device names, e.g. "NVIDIA L4".
+    pub nvidia: Vec<String>,
+    /// VA-API render nodes' PCI ids.
+    pub pci: Vec<PciId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PciId {
+    /// e.g. "0x8086".
+    pub pci_vendor: Option<String>,
+    pub pci_device: Option<String>,
+}
+
 /// The profile for this machine: an NVIDIA profile that matches, else a VA-API one, else the fallback.
-pub fn select<'a>(profiles: &'a [Profile], report: &ProbeReport) -> Option<&'a Profile> {
+pub fn select<'a>(profiles: &'a [Profile], machine: &Machine) -> Option<&'a Profile> {
     let find = |kind: fn(&Match) -> bool| {
         profiles
             .iter()
-            .find(|p| kind(&p.matcher) && p.matches(report))
+            .find(|p| kind(&p.matcher) && p.matches(machine))
     };
     find(|m| !m.nvidia.is_empty())
         .or_else(|| find(|m| m.pci_vendor.is_some()))

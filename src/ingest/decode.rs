@@ -108,7 +108,7 @@ fn hw_unsuitable(stream: &ff::format::stream::Stream) -> Option<String> {
         let name = if format < 0 {
             "an unknown pixel format".to_string()
         } else {
-            crate::pipeline::frontend::pixel_format_name(format)
+            crate::media::pixel::format_name(format)
         };
         format!("no hardware decoding of {id:?} in {name}")
     })

@@ -1,8 +1,11 @@
-//! Core media types shared by every stage: codecs, rungs and ladders, rational time.
+//! Core media types shared by every stage: codecs, rungs and ladders, rational time, pixel
+//! formats.
 //!
-//! Nothing here touches FFmpeg, files or threads; the packager depends on this module alone.
+//! Nothing here touches files or threads, and only `pixel` names FFmpeg's types; the packager
+//! depends on this module alone (and not on `pixel`).
 
 pub mod ladder;
+pub mod pixel;
 pub mod time;
 
 pub use ladder::{Ladder, LadderError, Rung, RungSpec};

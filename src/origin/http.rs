@@ -16,35 +16,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::store::Object;
-
-pub(crate) const M3U8: &str = "application/vnd.apple.mpegurl";
-pub(crate) const MPD: &str = "application/dash+xml";
-/// Init and media segments alike: the one type every player, browser and CDN rule knows.
-/// The origin does not know whether a folder holds audio or video, and MSE ignores the type.
-pub(crate) const MP4: &str = "video/mp4";
+use super::object::{cache_control_value, Object};
 
 const EXPOSE: &str =
     "ETag, Content-Length, Content-Range, Date, Last-Modified, Accept-Ranges, Age, Retry-After";
-
-/// Content type by file extension, `None` for files the origin never serves.
-pub(crate) fn known_content_type(file: &str) -> Option<&'static str> {
-    let ext = file.rsplit_once('.')?.1;
-    match ext {
-        "m3u8" => Some(M3U8),
-        "mpd" => Some(MPD),
-        "mp4" | "m4s" | "cmfv" | "cmfa" => Some(MP4),
-        _ => None,
-    }
-}
-
-pub(crate) fn content_type_for(file: &str) -> HeaderValue {
-    HeaderValue::from_static(known_content_type(file).unwrap_or("application/octet-stream"))
-}
-
-pub(crate) fn cache_control_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).expect("cache-control directives are ASCII")
-}
 
 /// CORS headers for every response: any origin may read, and players may read the headers
 /// they use (ETag and Date for clock sync, Content-Range for byte ranges). No `Vary: Origin`,
@@ -297,15 +272,5 @@ mod unit {
         ] {
             assert_eq!(r(ignored, 100), None, "{ignored}");
         }
-    }
-
-    #[test]
-    fn content_types_by_extension() {
-        assert_eq!(known_content_type("master.m3u8"), Some(M3U8));
-        assert_eq!(known_content_type("manifest.mpd"), Some(MPD));
-        assert_eq!(known_content_type("init.mp4"), Some(MP4));
-        assert_eq!(known_content_type("12.m4s"), Some(MP4));
-        assert_eq!(known_content_type("passwd"), None);
-        assert_eq!(known_content_type("x.sh"), None);
     }
 }

@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::http::{known_content_type, not_found, serve};
+use super::http::{not_found, serve};
+use super::object::known_content_type;
 use super::store::{parse_segment_name, Channel, Lookup};
 use super::{Origin, Priority};
 use crate::package::INIT_NAME;
@@ -49,7 +50,7 @@ pub(crate) async fn rendition(
         ch.init(&rendition)
     } else if matches!(
         known_content_type(&file),
-        Some(super::http::M3U8 | super::http::MPD)
+        Some(super::object::M3U8 | super::object::MPD)
     ) {
         ch.rendition_manifest(&rendition, &file)
     } else {

@@ -56,6 +56,7 @@
 mod clock;
 mod http;
 mod live;
+mod object;
 mod store;
 mod vod;
 

@@ -13,7 +13,7 @@ use axum::http::HeaderValue;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::http::{cache_control_value, content_type_for};
+use super::object::{cache_control_value, content_type_for, Object};
 use crate::package::INIT_NAME;
 
 /// The timing of a live channel: which wall-clock instants each segment number belongs to.
@@ -54,45 +54,6 @@ impl ChannelTiming {
     fn window_segments(&self) -> u64 {
         let d = self.segment_duration.as_nanos().max(1);
         (self.dvr_window.as_nanos().div_ceil(d) as u64).max(1)
-    }
-}
-
-/// One published resource, with every header that describes it prepared in advance.
-#[derive(Debug)]
-pub(crate) struct Object {
-    pub body: Bytes,
-    pub content_type: HeaderValue,
-    pub etag: HeaderValue,
-    pub last_modified: HeaderValue,
-    /// Last-Modified in whole seconds since the Unix epoch, for `If-Modified-Since`.
-    pub modified_secs: u64,
-    pub cache_control: HeaderValue,
-}
-
-impl Object {
-    pub fn new(
-        body: Bytes,
-        content_type: HeaderValue,
-        etag: HeaderValue,
-        modified: SystemTime,
-        cache_control: HeaderValue,
-    ) -> Object {
-        let modified_secs = modified
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(
-            UNIX_EPOCH + Duration::from_secs(modified_secs),
-        ))
-        .expect("an HTTP date is a valid header value");
-        Object {
-            body,
-            content_type,
-            etag,
-            last_modified,
-            modified_secs,
-            cache_control,
-        }
     }
 }
 

@@ -20,8 +20,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use memmap2::Mmap;
 
-use super::http::{cache_control_value, known_content_type, not_found, serve, text, M3U8, MPD};
-use super::store::{valid_name, Object};
+use super::http::{not_found, serve, text};
+use super::object::Object;
+use super::object::{cache_control_value, known_content_type, M3U8, MPD};
+use super::store::valid_name;
 use super::{Origin, Priority};
 
 /// Below this size a file is read into memory: cheaper than mapping and unmapping it.

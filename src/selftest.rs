@@ -20,7 +20,7 @@ use crate::pipeline::{self, Job};
 pub fn run(gpu: bool) -> Result<String, String> {
     let mut report = String::new();
     let mut ok = true;
-    let probe = super::probe();
+    let probe = crate::hw::probe();
     let _ = writeln!(report, "encore selftest {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(
         report,
@@ -106,7 +106,7 @@ struct LadderCase {
 
 /// The GPU paths this machine has: NVENC zero-copy (or NVDEC + GPU scaling + software encode
 /// on GPUs without NVENC), each with the ladder kernel and with scale_cuda; VA-API.
-fn ladder_cases(probe: &super::ProbeReport) -> Vec<LadderCase> {
+fn ladder_cases(probe: &crate::hw::ProbeReport) -> Vec<LadderCase> {
     let nvenc = crate::encode::backend::nvenc::NAME;
     let mut cases = Vec::new();
     if !probe.nvidia.devices.is_empty() {

@@ -1,0 +1,90 @@
+//! The audio clock: takes 1024 samples from the feed at each step of the wall clock (silence
+//! when there is none), encodes AAC and cuts segments on the same epoch-locked grid as video.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::sleep_until_epoch;
+use super::{Feed, AUDIO_MAX_BUFFER, MEDIA_EPOCH_SECONDS, OUTPUT_DELAY};
+use crate::encode::{self, audio::AacEncoder};
+use crate::package::cmaf;
+use crate::pipeline::segmenter::{Segmenter, Unit};
+use crate::pipeline::track::{aac_track, Sink, TrackOutput};
+use crate::pipeline::Error;
+
+/// Pulls sound from the feed on the wall clock (silence when there is none) and encodes it.
+pub(super) struct AudioClock {
+    pub(super) feed: Arc<Feed>,
+    pub(super) stopping: Arc<AtomicBool>,
+    pub(super) start_seconds: f64,
+    pub(super) segment_duration: Duration,
+    pub(super) bitrate: u64,
+    pub(super) sink: Box<dyn Sink>,
+}
+
+impl AudioClock {
+    pub(super) fn run(self) -> Result<(), Error> {
+        let rate = encode::audio::SAMPLE_RATE as f64;
+        let mut encoder = AacEncoder::open(self.bitrate)?;
+        let track = aac_track(&encoder, self.bitrate)?;
+        let mut output = TrackOutput::new(track, self.sink)?
+            .with_time_origin(MEDIA_EPOCH_SECONDS * encode::audio::SAMPLE_RATE as u64);
+        let mut segmenter = Segmenter::new(encode::audio::SAMPLE_RATE, self.segment_duration, 1024)
+            .without_tail_merge();
+        let start = (self.start_seconds * rate).round() as i64;
+        let chunk = 1024usize;
+        let mut position = start;
+        let max_buffer = (AUDIO_MAX_BUFFER * rate) as usize;
+        let mut write =
+            |packets: Vec<encode::audio::Packet>, output: &mut TrackOutput| -> Result<(), Error> {
+                for p in packets {
+                    let pts = start + p.pts;
+                    if let Some(segment) = segmenter.push(Unit {
+                        data: p.data,
+                        pts,
+                        dts: pts,
+                        sync: true,
+                    }) {
+                        output.write(segment, cmaf::SegmentFlags::default())?;
+                    }
+                }
+                Ok(())
+            };
+        loop {
+            let due = (position + chunk as i64) as f64 / rate + OUTPUT_DELAY.as_secs_f64();
+            sleep_until_epoch(due, &self.stopping);
+            if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
+                break;
+            }
+            let (mut left, mut right) = (Vec::with_capacity(chunk), Vec::with_capacity(chunk));
+            {
+                let mut ring = self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
+                let excess = ring[0].len().saturating_sub(max_buffer);
+                for ch in ring.iter_mut() {
+                    ch.drain(..excess.min(ch.len()));
+                }
+                let take = ring[0].len().min(ring[1].len()).min(chunk);
+                left.extend(ring[0].drain(..take));
+                right.extend(ring[1].drain(..take));
+            }
+            left.resize(chunk, 0.0);
+            right.resize(chunk, 0.0);
+            write(encoder.push_planar(&left, &right)?, &mut output)?;
+            position += chunk as i64;
+        }
+        write(encoder.flush()?, &mut output)?;
+        let rest = segmenter.finish();
+        let count = rest.len();
+        for (i, segment) in rest.into_iter().enumerate() {
+            output.write(
+                segment,
+                cmaf::SegmentFlags {
+                    slate: false,
+                    last: i + 1 == count,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}

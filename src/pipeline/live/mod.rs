@@ -1,0 +1,345 @@
+//! Live channels: an input, a frame synchroniser on the wall clock, the ladder, a publisher.
+//!
+//! Output time is the wall clock (epoch locking): output frame k is shown at k / fps seconds
+//! after the Unix epoch and segment n covers [n·D, (n+1)·D). The synchroniser picks, at each
+//! output instant, the newest input picture; when the input has been silent for about one
+//! segment it sends the slate instead, and real pictures return as soon as the input does.
+//! So numbering never breaks, input timestamps never reach the output, and two appliances fed
+//! the same source cut identical segments with identical numbers.
+//!
+//! Nothing here may stop the process: every input failure is logged and retried.
+
+//!
+//! ```text
+//!                    Feed (newest picture, audio ring)
+//!  input.rs ─────────────┬──────────────────────────┐
+//!  InputLoop: read,       │                          │
+//!  decode, deinterlace,   ▼                          ▼
+//!  pace               clock.rs                   audio.rs
+//!                     VideoClock: one picture    AudioClock: 1024 samples
+//!                     per output instant         per step on the wall clock,
+//!                     (slate when lost)          AAC, segments
+//!                          │ [RUNG_QUEUE] per rung    │
+//!                          ▼                          │
+//!                     rung workers (pipeline::track): │
+//!                     scale, encode, segment,         │
+//!                     package                         │
+//!                          │ [EVENT_QUEUE]            │ [EVENT_QUEUE]
+//!                          ▼                          ▼
+//!                     publish.rs  PublishLoop: segments and manifests to the Publisher (the origin)
+//! ```
+//!
+//! Every queue is bounded: `RUNG_QUEUE` frames per rung (a slow encoder makes the clock wait,
+//! then skip ahead rather than fall behind), `EVENT_QUEUE` segments towards the publisher; the
+//! feed holds one picture and at most `AUDIO_MAX_BUFFER` of sound. The timing model (epoch
+//! locking, numbering, the formulas players use) is in docs/timing.md.
+
+mod audio;
+mod clock;
+mod input;
+mod publish;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use ffmpeg_next as ff;
+
+use super::track::{RungFrame, RungWorker};
+use super::Error;
+use crate::encode::{self, Kind, RateControl};
+use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
+use crate::media::{Ladder, Rational, VideoCodec};
+use crate::package::RenditionKind;
+
+use audio::AudioClock;
+use clock::{epoch_now, VideoClock};
+use input::InputLoop;
+use publish::{Event, EventSink, PublishLoop, TrackInfo};
+
+/// Frames queued per rung before the clock waits.
+const RUNG_QUEUE: usize = 4;
+/// Segments and init segments queued towards the publisher.
+const EVENT_QUEUE: usize = 256;
+
+/// Where a channel's segments and manifests go (the origin, in the daemon).
+pub trait Publisher: Send + Sync + 'static {
+    fn init(&self, rendition: &str, bytes: Vec<u8>);
+    fn segment(&self, rendition: &str, number: u64, bytes: Vec<u8>);
+    /// `path` relative to the channel: `master.m3u8`, `manifest.mpd`, `{rendition}/index.m3u8`.
+    fn manifest(&self, path: &str, text: String);
+    /// Segments numbered below `number` left the DVR window.
+    fn evict_before(&self, number: u64);
+    /// The stream has ended; what is published stays as VOD.
+    fn end(&self);
+}
+
+/// One live channel's settings.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub input: LiveSource,
+    /// Output picture size and rate; the ladder is planned from it and every input is scaled to it.
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Rational,
+    pub ladder: Option<Ladder>,
+    pub codec: VideoCodec,
+    pub preset: String,
+    pub backend: Kind,
+    /// The VA-API render node, for the vaapi backend.
+    pub vaapi_node: std::path::PathBuf,
+    pub segment_duration: Duration,
+    pub dvr_window: Duration,
+    pub audio_bitrate: u64,
+    /// Interlaced inputs: deinterlaced one picture per frame (auto), per field, or not at all.
+    pub deinterlace: crate::ingest::deinterlace::Mode,
+    /// Origin path of the clock endpoint for DASH UTCTiming.
+    pub utc_timing_url: String,
+}
+
+/// A running channel. Dropping it does not stop it: call `stop` and `join`.
+pub struct Channel {
+    pub name: String,
+    /// Video rendition ids, top rung first.
+    pub renditions: Vec<String>,
+    watchdog: Arc<Watchdog>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Channel {
+    /// Stops taking input, closes the current segment, publishes the final manifests.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.watchdog.stop();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The newest input picture and the ring of input sound, shared by the input and the clocks.
+#[derive(Default)]
+struct Feed {
+    video: Mutex<Option<(Arc<ff::frame::Video>, Instant)>>,
+    audio: Mutex<[VecDeque<f32>; 2]>,
+    /// The input ended for good (a file played once).
+    ended: AtomicBool,
+    /// The input's picture interval in microseconds (0 until known): a slow input (1 fps)
+    /// is not lost between two of its pictures.
+    picture_interval_us: std::sync::atomic::AtomicU64,
+}
+
+/// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
+/// Segment numbers still count D-long segments since the Unix epoch (this instant is a whole
+/// number of segments after it, since live D divides a day); media time starts here because
+/// some clients read an availabilityStartTime of 1970 as absent.
+pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+
+/// Live segment durations divide a day, so segment edges fall on whole days and on the media epoch.
+pub const DAY_MS: u128 = 86_400_000;
+
+/// Sound kept buffered at most (beyond it, the oldest is dropped to hold latency).
+const AUDIO_MAX_BUFFER: f64 = 0.5;
+/// How long after its instant an output frame is sent, to absorb input jitter.
+const OUTPUT_DELAY: Duration = Duration::from_millis(60);
+
+/// Starts a channel: opens its encoders (errors here are the caller's), then runs its actors.
+pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Channel, Error> {
+    let seconds = config.segment_duration.as_secs_f64();
+    if !(1.0..=10.0).contains(&seconds) || DAY_MS % config.segment_duration.as_millis() != 0 {
+        return Err(Error::SegmentDuration(seconds));
+    }
+    let ladder = config
+        .ladder
+        .clone()
+        .unwrap_or_else(|| Ladder::default_for(config.codec));
+    let rungs = ladder.plan(
+        config.width,
+        config.height,
+        config.width as f64 / config.height as f64,
+    )?;
+    let fps = config.frame_rate;
+    let timescale = fps.video_timescale();
+    let frame_ticks = fps.frame_ticks(timescale);
+    let slate = Arc::new(live_input::slate_picture(config.width, config.height)?);
+    let encoders = open_encoders(&config, &rungs, timescale)?;
+
+    let watchdog = Arc::new(Watchdog::default());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let feed = Arc::new(Feed::default());
+    let (events_tx, events_rx) = bounded::<Event>(EVENT_QUEUE);
+    let tracks = track_infos(&config, &rungs, timescale);
+    // Everything starts at the next segment boundary, so the first segment is whole.
+    let first_segment = (epoch_now() / seconds).floor() as u64 + 1;
+    let start_seconds = first_segment as f64 * seconds;
+    let mut threads = Vec::new();
+
+    let mut rung_senders = Vec::new();
+    for (i, (rung, encoder)) in rungs.iter().zip(encoders).enumerate() {
+        let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
+        rung_senders.push(tx);
+        let worker = RungWorker {
+            rung: *rung,
+            id: rung.id(&rungs),
+            codec: config.codec,
+            timescale,
+            frame_ticks,
+            segment_duration: config.segment_duration,
+            live: true,
+            time_origin_seconds: MEDIA_EPOCH_SECONDS,
+        };
+        let sink = Box::new(EventSink::new(i, events_tx.clone()));
+        let name = config.name.clone();
+        threads.push(spawn(
+            format!("{}-{}p", config.name, rung.height),
+            move || {
+                if let Err(e) = worker.run(encoder, rx, sink, true) {
+                    tracing::error!(channel = %name, "rung stopped: {e}");
+                }
+            },
+        )?);
+    }
+    let audio = AudioClock {
+        feed: feed.clone(),
+        stopping: stopping.clone(),
+        start_seconds,
+        segment_duration: config.segment_duration,
+        bitrate: config.audio_bitrate,
+        sink: Box::new(EventSink::new(tracks.len() - 1, events_tx)),
+    };
+    let name = config.name.clone();
+    threads.push(spawn(format!("{}-audio", config.name), move || {
+        if let Err(e) = audio.run() {
+            tracing::error!(channel = %name, "audio stopped: {e}");
+        }
+    })?);
+    let video = VideoClock {
+        feed: feed.clone(),
+        stopping: stopping.clone(),
+        fps,
+        frame_ticks,
+        timescale,
+        segment_duration: config.segment_duration,
+        start_seconds,
+        slate,
+        loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
+        channel: config.name.clone(),
+    };
+    threads.push(spawn(format!("{}-clock", config.name), move || {
+        video.run(rung_senders)
+    })?);
+    let input = InputLoop {
+        source: config.input.clone(),
+        deinterlace: config.deinterlace,
+        feed,
+        watchdog: watchdog.clone(),
+        stopping: stopping.clone(),
+        channel: config.name.clone(),
+    };
+    threads.push(spawn(format!("{}-input", config.name), move || {
+        input.run()
+    })?);
+    let publish = PublishLoop {
+        publisher,
+        tracks,
+        segment_duration: config.segment_duration,
+        dvr_window: config.dvr_window,
+        utc_timing_url: config.utc_timing_url.clone(),
+    };
+    threads.push(spawn(format!("{}-publish", config.name), move || {
+        publish.run(events_rx)
+    })?);
+
+    tracing::info!(channel = %config.name, input = %config.input.describe(), rungs = rungs.len(), first_segment, "channel started");
+    Ok(Channel {
+        name: config.name,
+        renditions: rungs.iter().map(|r| r.id(&rungs)).collect(),
+        watchdog,
+        stopping,
+        threads,
+    })
+}
+
+/// An encoder for every rung (the whole ladder on one backend), low-latency.
+fn open_encoders(
+    config: &ChannelConfig,
+    rungs: &[crate::media::Rung],
+    timescale: u32,
+) -> Result<Vec<Box<dyn encode::Backend>>, Error> {
+    let fps = config.frame_rate;
+    let configs: Vec<encode::Config> = rungs
+        .iter()
+        .map(|rung| encode::Config {
+            codec: config.codec,
+            width: rung.width,
+            height: rung.height,
+            frame_rate: fps,
+            timescale,
+            bitrate: rung.bitrate,
+            rate_control: RateControl::Capped,
+            preset: config.preset.clone(),
+            gop: fps.frames_in(config.segment_duration.as_secs_f64()),
+            low_latency: true,
+            device: encode::DeviceInput {
+                vaapi_node: config.vaapi_node.clone(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    Ok(encode::select_ladder(
+        &config.backend,
+        &encode::backend::candidates(),
+        &configs,
+    )?)
+}
+
+/// The renditions as the publisher describes them: the rungs, top first, then audio.
+fn track_infos(
+    config: &ChannelConfig,
+    rungs: &[crate::media::Rung],
+    timescale: u32,
+) -> Vec<TrackInfo> {
+    let mut tracks: Vec<TrackInfo> = rungs
+        .iter()
+        .map(|r| TrackInfo {
+            id: r.id(rungs),
+            kind: RenditionKind::Video {
+                width: r.width,
+                height: r.height,
+                frame_rate: config.frame_rate,
+            },
+            target_bitrate: r.bitrate,
+            timescale,
+        })
+        .collect();
+    tracks.push(TrackInfo {
+        id: "audio".into(),
+        kind: RenditionKind::Audio {
+            sample_rate: encode::audio::SAMPLE_RATE,
+            channels: encode::audio::CHANNELS,
+            language: None,
+        },
+        target_bitrate: config.audio_bitrate,
+        timescale: encode::audio::SAMPLE_RATE,
+    });
+    tracks
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::Thread(format!("{name}: {e}")))
+}
