@@ -1,11 +1,12 @@
 # Encore: the two commands of the README's quick start, and a few more.
 #   make run    install what is missing, build, and run the daemon with a live demo channel
 #   make test   install what is missing, build, and run every test
+#   make test-gpu  the GPU tests only (on a machine with an NVIDIA GPU or VA-API)
 SHELL := /bin/bash
 CARGO ?= cargo
 SAMPLE := out/sample-source.mp4
 
-.PHONY: run sample test deps test-deps build release bench fmt clean
+.PHONY: run sample test test-gpu deps test-deps build release bench fmt clean
 
 deps:
 	@bash packaging/install-deps.sh
@@ -41,6 +42,15 @@ test: test-deps
 	    $(CARGO) nextest run --no-fail-fast; \
 	else \
 	    $(CARGO) test --no-fail-fast -- --test-threads=1; \
+	fi
+
+# The tests that need a GPU (ignored elsewhere, so a machine without one counts them skipped).
+test-gpu: deps
+	$(CARGO) build --all-targets
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	    $(CARGO) nextest run --no-fail-fast --run-ignored only; \
+	else \
+	    $(CARGO) test --no-fail-fast -- --ignored --test-threads=1; \
 	fi
 
 bench: deps

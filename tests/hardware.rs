@@ -176,3 +176,19 @@ fn gpu_selftest_without_a_gpu_says_why() {
     );
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// `selftest --gpu` on a GPU server: every GPU path the machine has passes (exit 0), each
+/// checked on its output and on the front end that ran.
+#[test]
+#[ignore = "needs an NVIDIA GPU or a VA-API device: make test-gpu"]
+fn gpu_selftest_passes_on_this_gpu() {
+    let out = encore().args(["selftest", "--gpu"]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+}

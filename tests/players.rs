@@ -4,7 +4,7 @@
 //! no fatal error.
 //!
 //! Needs Chromium, Node.js and `tests/players/node_modules`: `make test` installs them
-//! (`make test-deps`). Without them the test is skipped, except under CI, where it fails.
+//! (`make test-deps`). Without them the test fails and says so.
 
 mod common;
 #[path = "common/daemon.rs"]
@@ -21,7 +21,7 @@ fn players_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/players")
 }
 
-/// Whether Chromium, node and the players are here; under CI their absence is a failure.
+/// Whether Chromium, node and the players are here; their absence is a failure naming the fix.
 fn players_available() -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let missing: Vec<&str> = [
@@ -39,12 +39,7 @@ fn players_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let message = format!("missing {}: run `make test-deps`", missing.join(", "));
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}");
-    }
-    eprintln!("skip: {message}");
-    false
+    panic!("missing {}: run `make test-deps`", missing.join(", "));
 }
 
 /// Plays `url` with `kind` (hls or dash) for `seconds` and returns the page's report.

@@ -131,7 +131,7 @@ impl HwDevice {
         options: ff::Dictionary,
         description: String,
     ) -> Result<HwDevice, Error> {
-        crate::ingest::init();
+        super::init_ffmpeg();
         let name = std::ffi::CString::new(device).map_err(|_| Error("bad device name".into()))?;
         let mut buffer = ptr::null_mut();
         // SAFETY: out-pointer and C strings are valid; the disowned dictionary is freed below.

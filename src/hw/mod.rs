@@ -12,6 +12,20 @@ pub mod profile;
 pub use probe::{probe, probe_with, BackendStatus, ProbeReport};
 pub use profile::{load_all, Profile};
 
+/// Initialises FFmpeg once and keeps its own logging quiet unless asked (`ENCORE_FFMPEG_LOG=1`).
+pub fn init_ffmpeg() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg_next::init();
+        let level = if std::env::var_os("ENCORE_FFMPEG_LOG").is_some() {
+            ffmpeg_next::util::log::Level::Warning
+        } else {
+            ffmpeg_next::util::log::Level::Fatal
+        };
+        ffmpeg_next::util::log::set_level(level);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,19 +90,8 @@ pub fn read_packet(
     packet.read(input)
 }
 
-/// Initialises FFmpeg once and keeps its own logging quiet unless asked (`ENCORE_FFMPEG_LOG=1`).
-pub fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ff::init();
-        let level = if std::env::var_os("ENCORE_FFMPEG_LOG").is_some() {
-            ff::util::log::Level::Warning
-        } else {
-            ff::util::log::Level::Fatal
-        };
-        ff::util::log::set_level(level);
-    });
-}
+/// Initialises FFmpeg once (see [`crate::hw::init_ffmpeg`]).
+pub use crate::hw::init_ffmpeg as init;
 
 /// Opens `location` (a file path or a URL libavformat understands) and picks its streams.
 pub fn open(location: &str) -> Result<Source, Error> {

@@ -9,19 +9,18 @@ use mp4_atom::{Codec, Decode, Ftyp, Moof, Moov, Styp, TrunSamples};
 
 use super::*;
 
-fn have_ffmpeg() -> bool {
+/// ffmpeg and ffprobe, which the project installs: their absence fails the test.
+fn require_ffmpeg() {
     let ok = |bin: &str| {
         Command::new(bin)
             .arg("-version")
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if ok("ffmpeg") && ok("ffprobe") {
-        true
-    } else {
-        println!("ffmpeg/ffprobe not found: skipping");
-        false
-    }
+    assert!(
+        ok("ffmpeg") && ok("ffprobe"),
+        "ffmpeg/ffprobe not found (packaging/install-deps.sh installs them: make deps)"
+    );
 }
 
 fn ffmpeg(args: &[&str]) -> Vec<u8> {
@@ -475,9 +474,7 @@ fn check_media_segment(
 
 #[test]
 fn avc_segments_decode() {
-    if !have_ffmpeg() {
-        return;
-    }
+    require_ffmpeg();
     let dir = tempfile::tempdir().unwrap();
     let enc = encode_video(VideoCodec::Avc, dir.path());
     let track = package_and_check(&enc, dir.path());
@@ -562,9 +559,7 @@ fn avc_segments_decode() {
 
 #[test]
 fn hevc_segments_decode() {
-    if !have_ffmpeg() {
-        return;
-    }
+    require_ffmpeg();
     let dir = tempfile::tempdir().unwrap();
     let enc = encode_video(VideoCodec::Hevc, dir.path());
     let track = package_and_check(&enc, dir.path());
@@ -657,9 +652,7 @@ fn split_adts(mut data: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
 
 #[test]
 fn aac_segments_decode() {
-    if !have_ffmpeg() {
-        return;
-    }
+    require_ffmpeg();
     let adts = ffmpeg(&[
         "-f",
         "lavfi",

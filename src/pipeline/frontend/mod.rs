@@ -1,11 +1,11 @@
 //! The ladder front end: decode once and make one picture per rung, on the CPU or on a GPU.
 //!
-//! | front end | decode | scale | rung frames go to the encoder as |
-//! |---|---|---|---|
 //! One file per front end: `software.rs`, `cuda_kernel.rs` (NVIDIA with the ladder kernel),
 //! `filter_ladder.rs` (NVIDIA with `scale_cuda`, VA-API with `scale_vaapi`); `upload.rs` puts
 //! software-decoded pictures on the device. The filter-graph plumbing is `hw::filter`.
 //!
+//! | front end | decode | scale | rung frames go to the encoder as |
+//! |---|---|---|---|
 //! | [`Shared`] (software) | libavcodec | swscale, on each rung's thread | the shared decoded picture |
 //! | [`CudaKernel`] | NVDEC | `kernels/ladder_scale.cu`, one launch for every rung | CUDA frames (NVENC), or one download per rung frame (GPUs without NVENC) |
 //! | [`FilterLadder`] `scale_cuda` | NVDEC | FFmpeg's `scale_cuda`: when the kernel cannot load or is turned off, and inside [`CudaKernel`] for pictures it cannot take (another layout, a size beyond one launch) | as above |
