@@ -8,9 +8,11 @@ pub mod accel;
 pub mod filter;
 pub mod probe;
 pub mod profile;
+pub mod report;
 
-pub use probe::{probe, probe_with, BackendStatus, ProbeReport};
+pub use probe::{probe, probe_with};
 pub use profile::{load_all, Profile};
+pub use report::{BackendStatus, ProbeReport};
 
 /// Initialises FFmpeg once and keeps its own logging quiet unless asked (`ENCORE_FFMPEG_LOG=1`).
 pub fn init_ffmpeg() {

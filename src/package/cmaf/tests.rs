@@ -7,7 +7,9 @@ use std::process::Command;
 
 use mp4_atom::{Codec, Decode, Ftyp, Moof, Moov, Styp, TrunSamples};
 
+use super::sps::{AvcSps, HevcSps};
 use super::*;
+use mp4_atom::{Atom, Avcc, Hvcc};
 
 /// ffmpeg and ffprobe, which the project installs: their absence fails the test.
 fn require_ffmpeg() {
@@ -602,7 +604,7 @@ fn hevc_segments_decode() {
     // Codec string from the SPS bytes: profile_tier_level starts at byte 3 (after the two header
     // bytes and the VPS id / sub-layer byte), byte-aligned.
     let sps = &ours.arrays[1].nalus[0];
-    let rbsp = nal::unescape_rbsp(&sps[2..]);
+    let rbsp = bits::unescape_rbsp(&sps[2..]);
     let ptl = &rbsp[1..];
     let space = ["", "A", "B", "C"][(ptl[0] >> 6) as usize];
     let tier = if ptl[0] & 0x20 != 0 { 'H' } else { 'L' };
@@ -802,7 +804,7 @@ fn avc_from_constant_parameter_sets() {
 }
 
 #[test]
-fn malformed_inputs_are_errors() {
+fn malformed_parameter_sets_are_errors() {
     use VideoCodec::{Avc, Hevc};
     assert!(matches!(
         video(Avc, vec![]),
@@ -852,7 +854,11 @@ fn malformed_inputs_are_errors() {
         video(Hevc, vec![1, 2, 3]),
         Err(Error::InvalidParameterSet(_))
     ));
+}
 
+#[test]
+fn impossible_track_configs_are_errors() {
+    use VideoCodec::Avc;
     let bad_size = Track::new(TrackConfig::Video {
         codec: Avc,
         width: 0,
@@ -886,8 +892,11 @@ fn malformed_inputs_are_errors() {
         audio(vec![0x11, 0x90], 0),
         Err(Error::InvalidAudioConfig(_))
     ));
+}
 
-    let track = video(Avc, annexb_of(&[SPS, PPS])).unwrap();
+#[test]
+fn malformed_samples_are_errors() {
+    let track = video(VideoCodec::Avc, annexb_of(&[SPS, PPS])).unwrap();
     let seg = |data: Vec<u8>| {
         track.media_segment(
             1,
@@ -920,8 +929,11 @@ fn malformed_inputs_are_errors() {
         track.media_segment(1, 0, &[], SegmentFlags::default()),
         Err(Error::NoSamples)
     ));
+}
 
-    // Arbitrary bytes never panic.
+#[test]
+fn arbitrary_bytes_never_panic() {
+    use VideoCodec::{Avc, Hevc};
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for len in 0..400 {
         let mut bytes: Vec<u8> = (0..len % 64)
