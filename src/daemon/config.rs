@@ -159,6 +159,18 @@ impl ChannelSpec {
                 format!("{} s is outside 1 to 10 s", self.segment_duration),
             ));
         }
+        // Segment edges must fall on midnight UTC (the media epoch is one): D divides a day.
+        let millis = self.segment_duration * 1000.0;
+        let whole_ms = (millis - millis.round()).abs() < 1e-6;
+        if !whole_ms || crate::pipeline::live::DAY_MS % millis.round() as u128 != 0 {
+            return Err(at(
+                "segment_duration",
+                format!(
+                    "{} s does not divide a day into whole segments (live segment edges fall on midnight UTC); use 1, 2, 3, 4, 5, 6, 8, 9 or 10 s, or e.g. 1.5 or 2.4",
+                    self.segment_duration
+                ),
+            ));
+        }
         if !(self.dvr_window >= 3.0 * self.segment_duration) {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
         }
@@ -188,7 +200,7 @@ impl ChannelSpec {
                 .parse::<Kind>()
                 .map_err(|e| at("backend", e.to_string()))?,
             vaapi_node: self.vaapi_device.clone(),
-            segment_duration: Duration::from_secs_f64(self.segment_duration),
+            segment_duration: Duration::from_millis((self.segment_duration * 1000.0).round() as u64),
             dvr_window: Duration::from_secs_f64(self.dvr_window),
             audio_bitrate: match parse_bitrate(&self.audio_bitrate) {
                 Ok(b) if (8_000..=512_000).contains(&b) => b,
@@ -240,5 +252,17 @@ mod tests {
         let mut bad = ChannelSpec::demo();
         bad.name = "../x".into();
         assert!(bad.resolve().is_err());
+        for d in [7.0, 2.0001] {
+            let mut bad = ChannelSpec::demo();
+            bad.segment_duration = d;
+            let e = bad.resolve().unwrap_err();
+            assert!(
+                e.contains("segment_duration") && e.contains("divide a day"),
+                "{e}"
+            );
+        }
+        let mut ok = ChannelSpec::demo();
+        ok.segment_duration = 1.5;
+        assert!(ok.resolve().is_ok());
     }
 }

@@ -22,7 +22,7 @@ impl Rational {
     }
 
     /// The smallest timescale (ticks per second) that is a multiple of this frame rate and
-    /// preferably 90 kHz: frame durations are whole ticks (standards.md, CMAF rule 5).
+    /// preferably 90 kHz: frame durations are whole ticks (docs/timing.md, "Timescales").
     pub fn video_timescale(self) -> u32 {
         let frame_ticks_90k = 90_000u64 * self.den as u64;
         if self.num > 0 && frame_ticks_90k % self.num as u64 == 0 {

@@ -1,8 +1,13 @@
 //! HTTP semantics shared by live and VOD: content types, conditional requests (304), byte
 //! ranges (206/416), CORS, and the error responses (404, 503) with their cache lifetimes.
 //!
-//! Every response the origin makes goes through here, so every one carries the CORS headers
-//! and a `Cache-Control` (a CDN must be told how long to keep a refusal, too).
+//! Every response the origin's own handlers make goes through here, so every one carries the
+//! CORS headers and a `Cache-Control` (a CDN must be told how long to keep a refusal, too).
+//!
+//! Our own parsers, not headers 0.4 or http-range-header 1.0: headers' `Range` neither
+//! validates nor clamps, and its `If-Range` accepts later dates where RFC 9110 §13.1.5 wants an
+//! exact match; http-range-header still needs our single-range/416 mapping, allocates twice per
+//! call, and took 56–80 ns per `Range` header against 22–53 ns here (headers: 110–160 ns).
 
 use axum::body::Body;
 use axum::http::header::{
@@ -157,13 +162,15 @@ pub(crate) fn serve(obj: &Object, req: &HeaderMap) -> Response {
 
 /// RFC 9110 §13.1.2/13.1.3: `If-None-Match` (weak comparison) wins over `If-Modified-Since`.
 fn not_modified(obj: &Object, req: &HeaderMap) -> bool {
-    if let Some(inm) = req.get(IF_NONE_MATCH) {
-        let Ok(inm) = inm.to_str() else { return false };
+    // The header may come as several lines: each is part of the list.
+    let mut tags = req.get_all(IF_NONE_MATCH).iter().peekable();
+    if tags.peek().is_some() {
         let ours = strip_weak(obj.etag.to_str().unwrap_or(""));
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || strip_weak(t) == ours);
+        return tags.filter_map(|v| v.to_str().ok()).any(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || strip_weak(t) == ours)
+        });
     }
     if let Some(ims) = req.get(IF_MODIFIED_SINCE) {
         let Some(since) = ims
@@ -210,7 +217,11 @@ pub(crate) struct Unsatisfiable;
 /// as RFC 9110 allows. `Some(Err)`: syntactically valid but outside the body — 416.
 pub(crate) fn parse_range(value: &[u8], len: u64) -> Option<Result<(u64, u64), Unsatisfiable>> {
     let value = std::str::from_utf8(value).ok()?.trim();
-    let spec = value.strip_prefix("bytes=")?.trim();
+    // The range unit is case-insensitive (RFC 9110 §14.1).
+    let spec = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| value[6..].trim())?;
     if spec.contains(',') {
         return None;
     }
@@ -251,6 +262,10 @@ mod unit {
     fn ranges_parse_like_rfc_9110() {
         let r = |s: &str, len| parse_range(s.as_bytes(), len);
         assert_eq!(r("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(r("BYTES=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(r("Bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(r("byte=0-9", 100), None);
+        assert_eq!(r("bytés=0-9", 100), None);
         assert_eq!(r("bytes=10-", 100), Some(Ok((10, 99))));
         assert_eq!(r("bytes=-10", 100), Some(Ok((90, 99))));
         assert_eq!(r("bytes=-1000", 100), Some(Ok((0, 99))));
@@ -272,5 +287,21 @@ mod unit {
         ] {
             assert_eq!(r(ignored, 100), None, "{ignored}");
         }
+    }
+
+    #[test]
+    fn if_none_match_on_several_lines_is_one_list() {
+        let obj = Object::new(
+            bytes::Bytes::from_static(b"x"),
+            HeaderValue::from_static("video/mp4"),
+            HeaderValue::from_static("\"b\""),
+            UNIX_EPOCH,
+            HeaderValue::from_static("max-age=1"),
+        );
+        let mut req = HeaderMap::new();
+        req.append(IF_NONE_MATCH, HeaderValue::from_static("\"a\""));
+        assert!(!not_modified(&obj, &req));
+        req.append(IF_NONE_MATCH, HeaderValue::from_static("\"c\", W/\"b\""));
+        assert!(not_modified(&obj, &req));
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP origin: serves what the live pipeline publishes and finished VOD folders, and
-//! enforces the live-edge rules (standards.md, "Origin behaviour").
+//! enforces the live-edge rules (docs/origin.md).
 //!
 //! It is generic over content: the pipeline renders manifests and segments and hands over
 //! bytes through a [`ChannelPublisher`]; the origin owns publication, HTTP caching semantics,
@@ -23,8 +23,9 @@
 //! ```
 //!
 //! # Live-edge rules
-//! Segment N of a channel covers `[epoch + N·D, epoch + (N+1)·D)` and is due at the end of
-//! that interval (DASH rule 4: available from AST + (N+1)·D). A request for an unpublished
+//! Segment N of a channel covers `[epoch + N·D, epoch + (N+1)·D)` of the Unix clock and is due
+//! at the end of that interval (DASH: available from AST + (N − startNumber + 1)·D, the same
+//! instant; docs/timing.md and docs/origin.md). A request for an unpublished
 //! segment due within one D (or already due, the encoder being late) is held until it is
 //! published (200) or until due + D (404, `max-age=1`); one further ahead gets 404 at once with
 //! `max-age` = the seconds until it is due (at least 1), so a CDN does not hammer the origin.

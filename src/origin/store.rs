@@ -21,9 +21,10 @@ use crate::package::INIT_NAME;
 pub struct ChannelTiming {
     /// Nominal segment duration D.
     pub segment_duration: Duration,
-    /// The instant of media time 0: segment N covers `[epoch + N·D, epoch + (N+1)·D)` and is
-    /// due (DASH: available) at the end of its interval, `epoch + (N+1)·D`. With epoch locking
-    /// this is the Unix epoch.
+    /// The instant segment number 0 starts: segment N covers `[epoch + N·D, epoch + (N+1)·D)`
+    /// and is due (DASH: available) at the end of its interval, `epoch + (N+1)·D`. With epoch
+    /// locking this is the Unix epoch (media time, `tfdt`, counts from the MPD's
+    /// availabilityStartTime instead: docs/timing.md).
     pub epoch: SystemTime,
     /// DVR window (DASH `timeShiftBufferDepth`): how long a segment stays downloadable after it
     /// is due. Also bounds memory: older segments are dropped even if `evict_before` is never called.

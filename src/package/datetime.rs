@@ -2,6 +2,12 @@
 //! `xs:duration` / ISO 8601 durations, both to the millisecond.
 //!
 //! Std only and always UTC (`Z`): never a local offset, never a time-zone database.
+//!
+//! Our own code rather than jiff: jiff prints the same RFC 3339 instants, but its ISO 8601
+//! durations drop the fixed millisecond form the manifests use (`PT1H` for `PT1H0M0.000S`), its
+//! timestamps are bounded (so formatting becomes fallible), and it adds ~10 s of compile for
+//! ~60 lines. These run a few times per manifest (once per segment for HLS program date-times),
+//! far from any hot path.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -25,7 +25,8 @@ pub enum Timeline {
     Live(LiveTimeline),
 }
 
-/// Live presentation facts (epoch-locked: media time 0 is the Unix epoch).
+/// Live presentation facts (epoch-locked: segment numbers count from the Unix epoch, media
+/// time from `availability_start`; docs/timing.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveTimeline {
     /// DASH `availabilityStartTime`; media time 0 (tfdt 0) is this instant. It lies a whole
@@ -284,6 +285,27 @@ pub(crate) mod fixtures {
         }
         if let Timeline::Live(live) = &mut p.timeline {
             live.ended = Some(Duration::from_millis(LIVE_LAST * 2000 + 1200));
+        }
+        p
+    }
+
+    /// 2000-01-01T00:00:00Z in Unix seconds: the daemon's media time zero and MPD
+    /// availabilityStartTime (segment numbers still count from the Unix epoch).
+    pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+
+    /// `p` (a live fixture) as the daemon publishes it: media time from 2000-01-01.
+    pub fn from_media_epoch(mut p: Presentation) -> Presentation {
+        for r in &mut p.renditions {
+            let shift = MEDIA_EPOCH_SECONDS * r.timescale as u64;
+            for s in &mut r.segments {
+                s.start -= shift;
+            }
+        }
+        if let Timeline::Live(live) = &mut p.timeline {
+            live.availability_start = UNIX_EPOCH + Duration::from_secs(MEDIA_EPOCH_SECONDS);
+            if let Some(ended) = live.ended.as_mut() {
+                *ended -= Duration::from_secs(MEDIA_EPOCH_SECONDS);
+            }
         }
         p
     }

@@ -1,4 +1,4 @@
-//! The CPU ladder scaler: the software path's scaler and the CUDA kernel's twin.
+//! The CPU ladder scaler: the CUDA kernel's twin (the software path uses swscale per rung).
 //!
 //! Same weights and integer arithmetic as `kernels/ladder_scale.cu`, so the result is bit-identical
 //! to the kernel's. The sum is evaluated in a different order (a vertical pass over whole rows, which

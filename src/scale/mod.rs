@@ -1,7 +1,8 @@
 //! The ladder scaler: one decoded frame in, every rung of the ABR ladder out, in one pass.
 //!
 //! Three implementations share one definition of the result, so any of them can stand in for another:
-//! - [`cpu`]: the Rust scaler (the software path, and the CUDA kernel's CPU twin);
+//! - [`cpu`]: the Rust scaler, the CUDA kernel's CPU twin (the software path scales with
+//!   swscale on each rung's thread instead: `swscale`);
 //! - [`cuda`]: the fused kernel in `kernels/ladder_scale.cu`, loaded from the committed PTX at run
 //!   time (no CUDA toolkit or driver at build time; no driver at run time is an `Err`, never a panic);
 //! - [`kernel_host`]: that same kernel source compiled for the host by `build.rs`, so tests run the

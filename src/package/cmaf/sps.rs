@@ -2,6 +2,13 @@
 //! (profile, level, chroma format, bit depth, picture size), for avcC/hvcC and codec strings.
 //!
 //! Reads untrusted bytes: malformed input is an `Err`, never a panic.
+//!
+//! Our own parser rather than h264-reader 0.9 or scuffle-h264/h265 0.2, measured on real
+//! x264/x265 output and 200k mutated SPS: h264-reader rejects SPS that decoders accept (libx264
+//! 1080p at `-level 3.0` fails its frame-size check; 72% of the mutated SPS fail on VUI damage
+//! we never read) and covers H.264 only; the scuffle crates panic on 1–2% of mutated SPS,
+//! report 1084 lines for x264's 1080i and drop constraint flags the codec string needs. Ours
+//! reads only the fields the packager uses, 2–6× faster (H.264 142 ns, H.265 203 ns).
 
 use super::bits::{unescape_rbsp, BitReader};
 use super::nal::{avc, avc_nal_type, hevc, hevc_nal_type};

@@ -9,7 +9,7 @@
 //! `SegmentTemplate` with `@duration` and `$Number$` in each Representation (video and audio
 //! timescales differ, and the template's timescale is the track's).
 //!
-//! Decisions (standards.md, DASH rules):
+//! Decisions (the MPD as docs/timing.md describes it):
 //! - Live numbering is epoch-locked: the AST is media time 0 and lies a whole number s of
 //!   segments after the Unix epoch; `startNumber` = s, `presentationTimeOffset` 0 and
 //!   `Period@start` 0, so segment N covers wall-clock [N·D, (N+1)·D) since the Unix epoch
@@ -327,7 +327,17 @@ fn live_end_ms(p: &Presentation) -> u64 {
         .filter_map(|r| r.segments.last().map(|s| s.number))
         .max()
         .unwrap_or(0);
-    let nominal = millis((last_number as u128 + 1) * p.segment_duration.as_nanos());
+    // Numbers count from the Unix epoch, media time from the availability start.
+    let availability_start_ms = match &p.timeline {
+        Timeline::Live(live) => live
+            .availability_start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        Timeline::Vod => 0,
+    };
+    let nominal = millis((last_number as u128 + 1) * p.segment_duration.as_nanos())
+        .saturating_sub(availability_start_ms);
     real.min(nominal)
 }
 
@@ -688,6 +698,28 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(strip(mpd(&p)), strip(mpd(&later)));
+    }
+
+    /// An ended stream whose last audio frame runs past its segment's nominal end: the
+    /// Period ends at that nominal end (in media time from 2000-01-01, as the daemon counts),
+    /// so the template never names a segment that does not exist.
+    #[test]
+    fn ended_live_ends_at_the_last_nominal_edge() {
+        let mut p = fixtures::live_ended();
+        for r in &mut p.renditions {
+            let last = r.segments.last_mut().unwrap();
+            let nominal_end = (LIVE_LAST + 1) * 2 * r.timescale as u64;
+            last.duration = nominal_end + r.timescale as u64 / 100 - last.start;
+        }
+        let p = fixtures::from_media_epoch(p);
+        let m = parse(&mpd(&p));
+        let end = m.mediaPresentationDuration.unwrap();
+        let nominal = Duration::from_secs((LIVE_LAST + 1) * 2 - fixtures::MEDIA_EPOCH_SECONDS);
+        assert_eq!(end, nominal);
+        assert_eq!(
+            m.availabilityStartTime,
+            Some((UNIX_EPOCH + Duration::from_secs(fixtures::MEDIA_EPOCH_SECONDS)).into())
+        );
     }
 
     #[test]

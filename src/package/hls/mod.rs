@@ -4,7 +4,7 @@
 //! Pure functions of the snapshot: they must never do I/O or read the clock; every instant
 //! they write comes from the snapshot, so a live playlist is reproducible from its inputs.
 //!
-//! Decisions (standards.md, HLS rules):
+//! Decisions (the playlists as docs/timing.md describes them):
 //! - `EXT-X-TARGETDURATION` is ceil(D), raised only by a segment whose rounded `EXTINF`
 //!   exceeds it ([`target_duration`]). The segmenter cuts at the first frame at or after
 //!   n·D, so a real segment is D plus less than a frame and rounds to at most ceil(D): the
@@ -231,10 +231,10 @@ fn entries(p: &Presentation, r: &Rendition) -> Vec<Entry> {
             out.push(Entry {
                 number,
                 micros: ((d_nanos + 500) / 1000) as u64,
-                program_date_time: origin.map(|o| {
-                    datetime::unix_millis(o)
-                        + ((number as u128 * d_nanos + 500_000) / 1_000_000) as i64
-                }),
+                // Segment numbers count D-long segments since the Unix epoch (docs/timing.md),
+                // whatever instant media time counts from.
+                program_date_time: origin
+                    .map(|_| ((number as u128 * d_nanos + 500_000) / 1_000_000) as i64),
                 discontinuity: false,
                 gap: true,
             });
@@ -484,6 +484,44 @@ mod tests {
             assert!(m.segments.iter().all(|s| s.program_date_time.is_some()));
             let last = m.segments.last().unwrap().duration;
             assert!((last - 1.2).abs() < 0.03, "{last}");
+        }
+    }
+
+    /// Program date-times map segment n to n·D since the Unix epoch in every variant, for
+    /// published segments and for the gaps where a number is missing, with media time counted
+    /// from 2000-01-01 as the daemon does.
+    #[test]
+    fn program_date_times_follow_the_numbers_across_gaps() {
+        let mut p = fixtures::from_media_epoch(fixtures::live());
+        for r in &mut p.renditions {
+            r.segments.retain(|s| s.number != LIVE_FIRST + 5);
+        }
+        for r in &p.renditions {
+            let text = media_playlist(&p, r);
+            let mut date = None;
+            let mut gap = false;
+            let mut gaps = 0;
+            for line in text.lines() {
+                if let Some(d) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                    date = Some(d.to_string());
+                } else if line == "#EXT-X-GAP" {
+                    gap = true;
+                } else if let Some(n) = line.strip_suffix(".m4s") {
+                    let n: u64 = n.parse().unwrap();
+                    let nominal = datetime::datetime_millis((n * 2000) as i64);
+                    let date = date.take().expect("a date for every segment");
+                    if gap {
+                        // A missing number sits exactly at its nominal place.
+                        assert_eq!(date, nominal, "{} gap {n}", r.id);
+                        gaps += 1;
+                    } else {
+                        // A published segment starts at its first frame: within the same second.
+                        assert_eq!(date[..19], nominal[..19], "{} segment {n}", r.id);
+                    }
+                    gap = false;
+                }
+            }
+            assert_eq!(gaps, 1, "{text}");
         }
     }
 
