@@ -87,3 +87,30 @@ impl<'a> BitReader<'a> {
 pub(super) fn truncated(bit: usize) -> Error {
     Error::InvalidParameterSet(format!("truncated at bit {bit}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_emulation_prevention() {
+        assert_eq!(
+            unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn exp_golomb() {
+        // 1 | 010 | 011 | 00100 | 00101 → ue 0, 1, 2, 3; se of 4 is -2
+        let data = [0b1010_0110, 0b0100_0010, 0b1000_0000];
+        let mut r = BitReader::new(&data);
+        assert_eq!(r.read_ue().unwrap(), 0);
+        assert_eq!(r.read_ue().unwrap(), 1);
+        assert_eq!(r.read_ue().unwrap(), 2);
+        assert_eq!(r.read_ue().unwrap(), 3);
+        assert_eq!(r.read_se().unwrap(), -2);
+        assert!(r.read_ue().is_err());
+        assert!(BitReader::new(&[0, 0, 0, 0, 0]).read_ue().is_err());
+    }
+}

@@ -335,3 +335,55 @@ impl HevcSps {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_sps() {
+        // 1920x1080 High profile level 4.0 SPS (from mp4-atom's test vector).
+        let sps = [
+            103, 100, 0, 40, 172, 217, 64, 120, 2, 39, 229, 132, 0, 0, 3, 0, 4, 0, 0, 3, 0, 240,
+            60, 96, 198, 88,
+        ];
+        let s = AvcSps::parse(&sps).unwrap();
+        assert_eq!(
+            (s.profile_idc, s.constraint_flags, s.level_idc),
+            (100, 0, 40)
+        );
+        assert_eq!(
+            (s.width, s.height, s.chroma_format_idc, s.bit_depth_luma),
+            (1920, 1080, 1, 8)
+        );
+        assert_eq!(s.codec_string(), "avc1.640028");
+        for n in 0..sps.len() - 2 {
+            // Every truncation fails cleanly or parses; never panics.
+            let _ = AvcSps::parse(&sps[..n]);
+        }
+        assert!(AvcSps::parse(&[]).is_err());
+        assert!(AvcSps::parse(&[0x67]).is_err());
+
+        // Main profile HEVC SPS written by x265 through libheif (mp4-atom's test vector).
+        let hsps = [
+            66, 1, 1, 1, 96, 0, 0, 3, 0, 144, 0, 0, 3, 0, 0, 3, 0, 120, 160, 2, 128, 128, 53, 159,
+            89, 102, 98, 164, 145, 38, 191, 252, 26, 176, 26, 172, 4, 0, 0, 3, 0, 4, 0, 0, 3, 0,
+            100, 32,
+        ];
+        let h = HevcSps::parse(&hsps).unwrap();
+        assert_eq!(
+            (
+                h.general_profile_idc,
+                h.general_level_idc,
+                h.general_tier_flag
+            ),
+            (1, 120, false)
+        );
+        assert_eq!(h.general_profile_compatibility_flags, 0x6000_0000);
+        assert_eq!(h.general_constraint_indicator_flags, [0x90, 0, 0, 0, 0, 0]);
+        assert_eq!(h.codec_string(), "hvc1.1.6.L120.90");
+        for n in 0..hsps.len() {
+            let _ = HevcSps::parse(&hsps[..n]);
+        }
+    }
+}
