@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub mod origin;
 
-use crate::encode::{self, backend::software, RateControl};
+use crate::encode::{self, backend::software};
 use crate::media::{Ladder, Rational, Rung, VideoCodec};
 
 /// The goal for the software ladder: at most this share of the FFmpeg CLI's CPU.
@@ -130,19 +130,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
     let frame_rate = Rational::new(fps, 1);
     let configs: Vec<encode::Config> = rungs
         .iter()
-        .map(|r| encode::Config {
-            codec: options.codec,
-            width: r.width,
-            height: r.height,
-            frame_rate,
-            timescale: frame_rate.video_timescale(),
-            bitrate: r.bitrate,
-            rate_control: RateControl::Capped,
-            preset: options.preset.clone(),
-            gop: frame_rate.frames_in(segment),
-            low_latency: false,
-            device: Default::default(),
-        })
+        .map(|r| encode::Config::for_rung(options.codec, r, frame_rate, segment, &options.preset))
         .collect();
 
     progress(&format!(

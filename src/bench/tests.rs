@@ -1,6 +1,7 @@
 //! Unit tests of the parent module (kept apart so the module reads as code).
 
 use super::*;
+use crate::encode::RateControl;
 
 #[test]
 fn the_peer_runs_encores_ladder_with_encores_options() {

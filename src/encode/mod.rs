@@ -69,6 +69,32 @@ pub struct Config {
     pub device: DeviceInput,
 }
 
+impl Config {
+    /// A rung's settings with what every pipeline shares: capped rate control, an IDR every
+    /// segment, frames in system memory, no low-latency tuning (callers change what differs).
+    pub fn for_rung(
+        codec: VideoCodec,
+        rung: &crate::media::Rung,
+        frame_rate: Rational,
+        segment_seconds: f64,
+        preset: &str,
+    ) -> Config {
+        Config {
+            codec,
+            width: rung.width,
+            height: rung.height,
+            frame_rate,
+            timescale: frame_rate.video_timescale(),
+            bitrate: rung.bitrate,
+            rate_control: RateControl::Capped,
+            preset: preset.into(),
+            gop: frame_rate.frames_in(segment_seconds),
+            low_latency: false,
+            device: DeviceInput::default(),
+        }
+    }
+}
+
 /// How a hardware encoder takes frames; software backends ignore it.
 #[derive(Debug, Clone)]
 pub struct DeviceInput {

@@ -50,7 +50,7 @@ use ffmpeg_next as ff;
 
 use super::track::{RungFrame, RungWorker};
 use super::Error;
-use crate::encode::{self, Kind, RateControl};
+use crate::encode::{self, Kind};
 use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
 use crate::media::{Ladder, Rational, VideoCodec};
 use crate::package::RenditionKind;
@@ -174,7 +174,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
     let slate = Arc::new(live_input::slate_picture(config.width, config.height)?);
-    let encoders = open_encoders(&config, &rungs, timescale)?;
+    let encoders = open_encoders(&config, &rungs)?;
 
     let watchdog = Arc::new(Watchdog::default());
     let stopping = Arc::new(AtomicBool::new(false));
@@ -276,26 +276,23 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
 fn open_encoders(
     config: &ChannelConfig,
     rungs: &[crate::media::Rung],
-    timescale: u32,
 ) -> Result<Vec<Box<dyn encode::Backend>>, Error> {
     let fps = config.frame_rate;
     let configs: Vec<encode::Config> = rungs
         .iter()
         .map(|rung| encode::Config {
-            codec: config.codec,
-            width: rung.width,
-            height: rung.height,
-            frame_rate: fps,
-            timescale,
-            bitrate: rung.bitrate,
-            rate_control: RateControl::Capped,
-            preset: config.preset.clone(),
-            gop: fps.frames_in(config.segment_duration.as_secs_f64()),
             low_latency: true,
             device: encode::DeviceInput {
                 vaapi_node: config.vaapi_node.clone(),
                 ..Default::default()
             },
+            ..encode::Config::for_rung(
+                config.codec,
+                rung,
+                fps,
+                config.segment_duration.as_secs_f64(),
+                &config.preset,
+            )
         })
         .collect();
     Ok(encode::select_ladder(

@@ -48,21 +48,19 @@ pub fn plan(job: &Job, opened: &Opened) -> Result<Plan, Error> {
     let configs: Vec<encode::Config> = rungs
         .iter()
         .map(|rung| encode::Config {
-            codec: job.codec,
-            width: rung.width,
-            height: rung.height,
-            frame_rate: fps,
-            timescale,
-            bitrate: rung.bitrate,
             rate_control: job.rate_control,
-            preset: job.preset.clone(),
-            gop: fps.frames_in(job.segment_duration.as_secs_f64()),
-            low_latency: false,
             device: encode::DeviceInput {
                 zero_copy: gpu.zero_copy,
                 layout: gpu.layout,
                 vaapi_node: job.vaapi_node.clone(),
             },
+            ..encode::Config::for_rung(
+                job.codec,
+                rung,
+                fps,
+                job.segment_duration.as_secs_f64(),
+                &job.preset,
+            )
         })
         .collect();
     let encoders = encode::select_ladder(&job.backend, &encode::backend::candidates(), &configs)?;

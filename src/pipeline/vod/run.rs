@@ -326,16 +326,7 @@ impl Decode {
     }
 
     fn picture(&mut self, frame: ff::frame::Video) {
-        let Decode {
-            deinterlacer,
-            cfr,
-            broadcast,
-            ..
-        } = self;
-        let mut to_rungs = |f| cfr.push(f, |frame, index| broadcast.send(frame, index));
-        if let Err(message) = deinterlacer.push(frame, &mut to_rungs) {
-            broadcast.fail(deinterlace_error(message));
-        }
+        self.deinterlace(|d, out| d.push(frame, out));
     }
 
     /// Drains the decoder and the deinterlacer, then closes the rung queues.
@@ -344,6 +335,16 @@ impl Decode {
         while let Some(frame) = self.decoder.receive::<ff::frame::Video>() {
             self.picture(frame);
         }
+        self.deinterlace(|d, out| d.flush(out));
+        self.broadcast.senders.clear();
+    }
+
+    /// One step of the deinterlacer, its pictures going through the frame-rate converter to
+    /// the rungs.
+    fn deinterlace(
+        &mut self,
+        step: impl FnOnce(&mut Deinterlacer, &mut dyn FnMut(ff::frame::Video)) -> Result<(), String>,
+    ) {
         let Decode {
             deinterlacer,
             cfr,
@@ -351,10 +352,9 @@ impl Decode {
             ..
         } = self;
         let mut to_rungs = |f| cfr.push(f, |frame, index| broadcast.send(frame, index));
-        if let Err(message) = deinterlacer.flush(&mut to_rungs) {
+        if let Err(message) = step(deinterlacer, &mut to_rungs) {
             broadcast.fail(deinterlace_error(message));
         }
-        self.broadcast.senders.clear();
     }
 }
 
