@@ -162,7 +162,7 @@ impl ChannelSpec {
         // Segment edges must fall on midnight UTC (the media epoch is one): D divides a day.
         let millis = self.segment_duration * 1000.0;
         let whole_ms = (millis - millis.round()).abs() < 1e-6;
-        if !whole_ms || crate::pipeline::live::DAY_MS % millis.round() as u128 != 0 {
+        if !whole_ms || !crate::pipeline::live::DAY_MS.is_multiple_of(millis.round() as u128) {
             return Err(at(
                 "segment_duration",
                 format!(

@@ -45,7 +45,7 @@ pub(super) struct VideoClock {
 
 impl VideoClock {
     pub(super) fn run(self, rungs: Vec<Sender<RungFrame>>) {
-        let segment_ms = self.segment_duration.as_millis() as u128;
+        let segment_ms = self.segment_duration.as_millis();
         let segment_of = |k: i64| {
             (k.max(0) as u128 * self.frame_ticks as u128 * 1000)
                 / (segment_ms * self.timescale as u128)

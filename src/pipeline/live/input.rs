@@ -80,7 +80,6 @@ impl InputLoop {
             FieldOrder::of(&stream),
             source.video.time_base,
         );
-        drop(stream);
         let video_tb = f64::from(deinterlacer.output_time_base());
         let input_rate = source.video.frame_rate;
         self.feed.picture_interval_us.store(

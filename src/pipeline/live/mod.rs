@@ -158,7 +158,9 @@ const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 /// Starts a channel: opens its encoders (errors here are the caller's), then runs its actors.
 pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Channel, Error> {
     let seconds = config.segment_duration.as_secs_f64();
-    if !(1.0..=10.0).contains(&seconds) || DAY_MS % config.segment_duration.as_millis() != 0 {
+    if !(1.0..=10.0).contains(&seconds)
+        || !DAY_MS.is_multiple_of(config.segment_duration.as_millis())
+    {
         return Err(Error::SegmentDuration(seconds));
     }
     let ladder = config

@@ -53,7 +53,6 @@ pub fn open(job: &Job) -> Result<Opened, Error> {
         let d = stream.duration();
         (d > 0).then(|| d as f64 * f64::from(source.video.time_base))
     };
-    drop(stream);
     let expected_seconds = video_seconds.or(source.duration);
     Ok(Opened {
         source,

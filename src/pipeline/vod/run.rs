@@ -52,6 +52,10 @@ pub struct Ran {
 }
 
 type Worker<T> = JoinHandle<Result<T, Error>>;
+/// The rungs' queues and threads, in rung order.
+type RungThreads = (Vec<Sender<RungFrame>>, Vec<Worker<VideoTrackResult>>);
+/// The audio thread's queue and thread.
+type AudioThread = (Sender<ff::Packet>, Worker<AudioTrackResult>);
 
 pub fn run(
     job: &Job,
@@ -182,7 +186,7 @@ fn spawn_rungs(
     plan: &Plan,
     encoders: Vec<Box<dyn Backend>>,
     staging: &Path,
-) -> Result<(Vec<Sender<RungFrame>>, Vec<Worker<VideoTrackResult>>), Error> {
+) -> Result<RungThreads, Error> {
     let rungs: &[Rung] = &plan.rungs;
     let mut senders = Vec::new();
     let mut threads = Vec::new();
@@ -225,7 +229,7 @@ fn spawn_audio(
     fps: Rational,
     staging: &Path,
     video_frames: &Arc<AtomicU64>,
-) -> Result<Option<(Sender<ff::Packet>, Worker<AudioTrackResult>)>, Error> {
+) -> Result<Option<AudioThread>, Error> {
     let Some(info) = source.audio.clone() else {
         return Ok(None);
     };
