@@ -22,6 +22,20 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// ffmpeg reads `seconds` of every stream of `url` (a real client) without an error.
+fn assert_ffmpeg_plays(url: &str, seconds: u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-t", &seconds.to_string()])
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn segment_view(bytes: &[u8]) -> SegmentView {
     let dir = tempdir();
     let p = dir.path().join("s.m4s");
@@ -123,27 +137,7 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
     assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
 
     // A real client plays it.
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            &format!("{}/live/t/master.m3u8", d.base),
-            "-t",
-            "2",
-            "-map",
-            "0",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ffmpeg_plays(&format!("{}/live/t/master.m3u8", d.base), 2);
 
     assert!(d.terminate().success(), "SIGTERM exits 0");
 }
@@ -570,20 +564,6 @@ fn a_29_97_channel_cuts_whole_frames_aligned_across_rungs() {
     );
 
     // A real client plays it.
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            &format!("{}/live/n/master.m3u8", d.base),
-        ])
-        .args(["-t", "3", "-map", "0", "-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ffmpeg_plays(&format!("{}/live/n/master.m3u8", d.base), 3);
     assert!(d.terminate().success());
 }

@@ -131,6 +131,7 @@ impl Deinterlacer {
             tracing::info!("interlaced pictures in a stream that declared none: deinterlacing");
             self.active = true;
         }
+        // SAFETY: reading a field of a valid frame.
         let hardware = unsafe { !(*frame.as_ptr()).hw_frames_ctx.is_null() };
         let key = (frame.format(), frame.width(), frame.height(), hardware);
         if self.graph.as_ref().map(|(_, k)| *k) != Some(key) {
@@ -163,7 +164,9 @@ impl Deinterlacer {
 
     fn drain(&mut self, emit: &mut dyn FnMut(ff::frame::Video)) -> Result<(), String> {
         let out_tb = self.output_time_base();
-        let (graph, _) = self.graph.as_mut().expect("a graph");
+        let Some((graph, _)) = self.graph.as_mut() else {
+            return Ok(());
+        };
         let sink_tb = filter::output_time_base(graph, 0).unwrap_or(out_tb);
         while let Some(mut picture) =
             filter::pull(graph, 0).map_err(|e| format!("deinterlace: {e}"))?
