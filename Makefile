@@ -4,6 +4,8 @@
 #   make test-gpu  the GPU tests only (on a machine with an NVIDIA GPU or VA-API)
 SHELL := /bin/bash
 CARGO ?= cargo
+PYTHON ?= python3
+VENV := tests/openapi/.venv
 SAMPLE := out/sample-source.mp4
 
 .PHONY: run sample test test-gpu deps test-deps build release bench fmt clean
@@ -11,11 +13,18 @@ SAMPLE := out/sample-source.mp4
 deps:
 	@bash packaging/install-deps.sh
 
-# What the tests need on top: Chromium, Node.js and the web players (tests/players).
+# What the tests need on top: Chromium, Node.js and the web players (tests/players), PostgreSQL,
+# and a Python venv with the OpenAPI checkers (tests/openapi); each redone only when its lock
+# or requirements file is newer than what was installed.
 test-deps:
 	@bash packaging/install-deps.sh --test
 	@[ tests/players/node_modules/.package-lock.json -nt tests/players/package-lock.json ] || \
 	    npm ci --prefix tests/players --no-audit --no-fund --loglevel=error
+	@[ $(VENV)/.installed -nt tests/openapi/requirements.txt ] || { \
+	    $(PYTHON) -m venv $(VENV) && \
+	    $(VENV)/bin/pip install --quiet --disable-pip-version-check \
+	        -r tests/openapi/requirements.txt && \
+	    touch $(VENV)/.installed; }
 
 build: deps
 	$(CARGO) build --release

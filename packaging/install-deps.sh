@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Encore needs to build and run; with --test, also what the
-# tests need beyond that (Chromium and Node.js, for the web players in tests/players).
+# tests need beyond that (Chromium and Node.js for the web players in tests/players, PostgreSQL
+# for the store tests, Python's venv for the OpenAPI checks in tests/openapi).
 # Idempotent: packages already present are skipped, and nothing runs when all are there.
 # Uses sudo when not root.
 set -euo pipefail
@@ -24,6 +25,12 @@ if [ "${1:-}" = "--test" ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)
   fi
+  # the store tests start their own throwaway server with its initdb and pg_ctl
+  # (tests/common/postgres.rs), never the system one
+  packages+=(postgresql)
+  # `make test-deps` puts the OpenAPI checkers (tests/openapi/requirements.txt) in a venv,
+  # which Debian's python3 cannot make without it (no ensurepip)
+  packages+=(python3-venv)
 fi
 
 missing=()

@@ -147,6 +147,18 @@ pub struct ServeArgs {
     /// Add a channel named `demo` fed by the built-in test pattern.
     #[arg(long)]
     pub demo: bool,
+    /// Job store: postgres://USER@HOST/DB (default: SQLite at DATA_DIR/encore.db).
+    #[arg(long, env = "ENCORE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Serve the /v1 API on its own address instead of the origin's.
+    #[arg(long)]
+    pub api_listen: Option<String>,
+    /// File holding the API's bearer token (ENCORE_API_TOKEN also sets it).
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
+    /// Serve the API on a non-loopback address without a token.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl ServeArgs {
@@ -161,6 +173,16 @@ impl ServeArgs {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        if let Some(addr) = &self.api_listen {
+            config.api_listen = Some(addr.clone());
+        }
+        if let Some(file) = &self.api_token_file {
+            config.api_token_file = Some(file.clone());
+        }
+        config.insecure_no_auth |= self.insecure_no_auth;
         if self.demo && !config.channels.iter().any(|c| c.name == "demo") {
             config.channels.push(crate::daemon::ChannelSpec::demo());
         }
@@ -231,6 +253,7 @@ impl TranscodeArgs {
             deinterlace: self.deinterlace,
             audio_bitrate: self.audio_bitrate,
             force: self.force,
+            cancel: None,
         }
     }
 }

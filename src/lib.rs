@@ -4,12 +4,14 @@
 //! `media` ← `package`, `scale`, `ingest`, `encode`, `hw` ← `pipeline` ← `origin` ← `daemon`,
 //! `bench`, `selftest` ← `cli`. A lower layer never names a higher one.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod daemon;
 pub mod encode;
 pub mod hw;
 pub mod ingest;
+pub mod jobs;
 pub mod media;
 pub mod origin;
 pub mod package;

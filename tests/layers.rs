@@ -16,6 +16,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("hw", 1),
     ("pipeline", 2),
     ("origin", 3),
+    ("jobs", 3),
+    ("api", 3),
     ("daemon", 4),
     ("bench", 4),
     ("selftest", 4),

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+
 use crate::encode::Kind;
 use crate::ingest::live::LiveSource;
 use crate::media::{ladder::parse_bitrate, Ladder, Rational, VideoCodec};
@@ -28,10 +29,34 @@ use crate::pipeline::live::ChannelConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address of the HTTP origin and API.
+    /// Address of the HTTP origin (and of the API, unless `api_listen` moves it).
     pub listen: String,
-    /// Where VOD outputs live (served under /vod/).
+    /// The REST API's own address; absent = on `listen`.
+    pub api_listen: Option<String>,
+    /// Where VOD outputs live (served under /vod/) and, by default, the job database.
     pub data_dir: PathBuf,
+    /// `postgres://…` for a shared PostgreSQL; absent = SQLite at DATA_DIR/encore.db.
+    pub database_url: Option<String>,
+    /// A file holding the API's bearer token (ENCORE_API_TOKEN also sets it).
+    pub api_token_file: Option<PathBuf>,
+    /// Serve the API on a non-loopback address without a token (refused otherwise).
+    pub insecure_no_auth: bool,
+    /// Folders whose files jobs may name as input; none = URL inputs only.
+    pub input_roots: Vec<PathBuf>,
+    /// Allow URL inputs on link-local addresses (cloud metadata endpoints live there).
+    pub allow_link_local_inputs: bool,
+    /// Capacity units of this node; absent = from its hw-profile.
+    pub capacity: Option<f64>,
+    /// Queued jobs beyond which submissions get 429.
+    pub max_queued_jobs: i64,
+    /// Attempts of a job whose node died (or whose failure is retryable) before it fails.
+    pub max_attempts: i64,
+    /// Signs webhooks: `whsec_` + base64 (Standard Webhooks), or at least 16 characters.
+    pub webhook_secret: Option<String>,
+    /// This node's name in job attempts; absent = the host name.
+    pub node_name: Option<String>,
+    /// Base of the playback URLs in job records (e.g. a CDN); absent = this origin's address.
+    pub public_url: Option<String>,
     /// Requests served at once before the origin answers 503 with Retry-After.
     pub max_in_flight: usize,
     pub channels: Vec<ChannelSpec>,
@@ -41,15 +66,27 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
+            api_listen: None,
             data_dir: PathBuf::from("./data"),
+            database_url: None,
+            api_token_file: None,
+            insecure_no_auth: false,
+            input_roots: Vec::new(),
+            allow_link_local_inputs: false,
+            capacity: None,
+            max_queued_jobs: 1000,
+            max_attempts: 3,
+            webhook_secret: None,
+            node_name: None,
+            public_url: None,
             max_in_flight: 4096,
             channels: Vec::new(),
         }
     }
 }
 
-/// One live channel as written in the configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// One live channel as written in the configuration (or posted to `/v1/channels`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     pub name: String,

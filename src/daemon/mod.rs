@@ -2,17 +2,21 @@
 //! orderly stop on SIGTERM/SIGINT (stop taking input, close the current segments, publish the
 //! final manifests, exit 0).
 
+mod channels;
 pub mod config;
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use config::{ChannelSpec, Config};
 
-use crate::origin::{ChannelPublisher, ChannelTiming, Origin, OriginConfig};
-use crate::pipeline::live::{self, Channel, Publisher};
+use channels::Channels;
+use crate::jobs::{InputPolicy, Service, Settings, Store};
+use crate::origin::{ChannelPublisher, Origin, OriginConfig};
+use crate::pipeline::live::Publisher;
 
 impl Publisher for ChannelPublisher {
     fn init(&self, rendition: &str, bytes: Vec<u8>) {
@@ -50,18 +54,25 @@ async fn run(config: Config) -> Result<(), String> {
     let vod_root = config.data_dir.join("vod");
     std::fs::create_dir_all(&vod_root)
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
-    let resolved: Vec<live::ChannelConfig> = config
-        .channels
-        .iter()
-        .map(ChannelSpec::resolve)
-        .collect::<Result<_, _>>()?;
+    remove_partial_outputs(&vod_root);
     let mut names = std::collections::HashSet::new();
-    for c in &resolved {
+    for c in &config.channels {
+        c.resolve()?;
         if !names.insert(c.name.clone()) {
             return Err(format!("channel {:?} is configured twice", c.name));
         }
     }
+    let token = api_token(&config)?;
+    let api_addr = config.api_listen.as_deref().unwrap_or(&config.listen);
+    if token.is_none() && !config.insecure_no_auth && !is_loopback(api_addr) {
+        return Err(format!(
+            "refusing to serve the /v1 API on {api_addr} without a token: set ENCORE_API_TOKEN \
+             or --api-token-file, move the API to a loopback address with --api-listen, or \
+             pass --insecure-no-auth"
+        ));
+    }
 
+    let service = start_jobs(&config, &vod_root).await?;
     let origin = Origin::new(OriginConfig {
         vod_root: Some(vod_root),
         max_in_flight: config.max_in_flight,
@@ -71,69 +82,197 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    *service.public_base.lock().unwrap_or_else(|e| e.into_inner()) = base.clone();
     println!("encore: serving on http://{addr}");
 
-    let mut channels: Vec<Channel> = Vec::new();
-    for c in resolved {
-        let timing = ChannelTiming {
-            segment_duration: c.segment_duration,
-            epoch: SystemTime::UNIX_EPOCH,
-            dvr_window: c.dvr_window,
-        };
-        let publisher = origin.add_channel(&c.name, timing);
-        let name = c.name.clone();
-        // Opening encoders and rendering the slate block: keep them off the async threads.
-        let shared = publisher.clone();
-        let started = tokio::task::spawn_blocking(move || live::start(c, Arc::new(shared)))
-            .await
-            .map_err(|e| e.to_string())?;
-        match started {
-            Ok(channel) => {
-                // Under load the origin refuses the top rung first.
-                let order: Vec<&str> = channel.renditions.iter().map(String::as_str).collect();
-                publisher.set_rendition_order(&order);
-                println!("{name} HLS:  http://{addr}/live/{name}/master.m3u8");
-                println!("{name} DASH: http://{addr}/live/{name}/manifest.mpd");
-                channels.push(channel);
-            }
-            Err(e) => {
-                origin.remove_channel(&name);
-                return Err(format!("channel {name:?}: {e}"));
-            }
+    let channels = Arc::new(Channels::new(
+        origin.clone(),
+        service.clone(),
+        config.input_roots.clone(),
+        base,
+    ));
+    for spec in config.channels.iter().cloned() {
+        let name = spec.name.clone();
+        channels.start(spec, true).await?;
+        println!("{name} HLS:  http://{addr}/live/{name}/master.m3u8");
+        println!("{name} DASH: http://{addr}/live/{name}/manifest.mpd");
+    }
+    restore_api_channels(&service, &channels).await;
+
+    let api = crate::api::router(crate::api::Api {
+        service: service.clone(),
+        channels: channels.clone(),
+        token,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    match &config.api_listen {
+        None => servers.push(serve_on(listener, origin.router().merge(api), stop_rx.clone())),
+        Some(api_listen) => {
+            let api_listener = tokio::net::TcpListener::bind(api_listen)
+                .await
+                .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
+            let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+            println!("encore: API on http://{api_addr}/v1");
+            servers.push(serve_on(listener, origin.router(), stop_rx.clone()));
+            let api = api.route("/healthz", axum::routing::get(|| async { "ok\n" }));
+            servers.push(serve_on(api_listener, api, stop_rx.clone()));
         }
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let server = axum::serve(listener, origin.router());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        server
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-
     shutdown_signal().await;
     tracing::info!("stopping: closing the current segments");
-    for c in &channels {
-        c.stop();
+    channels.stop_all(STOP_GRACE).await;
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     }
-    let deadline = tokio::time::Instant::now() + STOP_GRACE;
-    while channels.iter().any(|c| !c.is_finished()) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for c in channels {
-        if c.is_finished() {
-            c.join();
-        } else {
-            tracing::warn!(channel = %c.name, "did not stop in time");
+    Ok(())
+}
+
+fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
+}
+
+/// The job store, the node's capacity, the scheduler and the webhook sender.
+async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, String> {
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("encore.db").display()),
+    };
+    let store = Store::open(&url)
+        .await
+        .map_err(|e| format!("job store {}: {e}", redact(&url)))?;
+    let capacity = match config.capacity {
+        Some(c) if c > 0.0 && c.is_finite() => c,
+        Some(c) => return Err(format!("capacity {c}: must be above zero")),
+        None => crate::jobs::node_capacity(&tokio::task::spawn_blocking(crate::hw::probe)
+            .await
+            .map_err(|e| e.to_string())?),
+    };
+    let webhook_secret = config
+        .webhook_secret
+        .as_deref()
+        .map(crate::jobs::webhook::secret_bytes)
+        .transpose()?;
+    let node = config.node_name.clone().unwrap_or_else(host_name);
+    tracing::info!(node = %node, capacity, "job store {}", redact(&url));
+    let service = Service::new(
+        store,
+        Settings {
+            node,
+            capacity,
+            max_queued: config.max_queued_jobs.max(1),
+            max_attempts: config.max_attempts.clamp(1, 100),
+            webhook_secret,
+            inputs: InputPolicy {
+                roots: config.input_roots.clone(),
+                allow_link_local: config.allow_link_local_inputs,
+            },
+            vod_root: vod_root.to_path_buf(),
+        },
+    );
+    tokio::spawn(service.clone().scheduler());
+    tokio::spawn(crate::jobs::webhook::sender(service.clone()));
+    Ok(service)
+}
+
+/// Channels created over the API before a restart start again.
+async fn restore_api_channels(service: &Service, channels: &Channels) {
+    let stored = match service.store.channels().await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::error!("cannot read the stored channels: {e}");
+            return;
+        }
+    };
+    for (name, text) in stored {
+        if channels.contains(&name) {
+            tracing::warn!(channel = %name, "stored channel shadowed by the configuration file's");
+            continue;
+        }
+        let spec: ChannelSpec = match serde_json::from_str(&text) {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::error!(channel = %name, "stored channel unreadable: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = channels.start(spec, false).await {
+            tracing::error!(channel = %name, "stored channel did not start: {e}");
         }
     }
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    Ok(())
+}
+
+/// Staging folders of jobs a crash interrupted: never published, never served.
+fn remove_partial_outputs(vod_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(vod_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".encore-partial-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The API token: ENCORE_API_TOKEN, else the file named in the configuration.
+fn api_token(config: &Config) -> Result<Option<Arc<str>>, String> {
+    let text = match (std::env::var("ENCORE_API_TOKEN"), &config.api_token_file) {
+        (Ok(t), _) if !t.trim().is_empty() => t,
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("api token file {}: {e}", path.display()))?,
+        _ => return Ok(None),
+    };
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err("the API token must be at least 16 characters".into());
+    }
+    Ok(Some(Arc::from(token)))
+}
+
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "encore".into())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -106,7 +106,12 @@ pub fn open(location: &str) -> Result<Source, Error> {
             reason: "is a directory".into(),
         });
     }
-    let input = ff::format::input(&location).map_err(|e| Error::Open {
+    let opened = if location.starts_with("http://") || location.starts_with("https://") {
+        ff::format::input_with_dictionary(&location, http_options())
+    } else {
+        ff::format::input(&location)
+    };
+    let input = opened.map_err(|e| Error::Open {
         path: location.into(),
         reason: match e {
             ff::Error::InvalidData => "not a media file libavformat can open (invalid data)".into(),
@@ -114,6 +119,16 @@ pub fn open(location: &str) -> Result<Source, Error> {
         },
     })?;
     describe(input, location)
+}
+
+/// HTTP inputs: a stalled server is an error after 20 s rather than a job that never ends, and
+/// what the input names (an HLS playlist's segments, a redirect) stays on HTTP: no `file:` or
+/// other protocols reachable through a URL someone else wrote.
+fn http_options() -> ff::Dictionary<'static> {
+    let mut options = ff::Dictionary::new();
+    options.set("rw_timeout", "20000000");
+    options.set("protocol_whitelist", "http,https,tcp,tls,crypto,httpproxy");
+    options
 }
 
 /// Picks the best video and audio streams of an opened input.

@@ -273,6 +273,12 @@ impl Origin {
         names
     }
 
+    /// Channel `name` has published its master playlist (it is on the air).
+    pub fn channel_has_segments(&self, name: &str) -> bool {
+        self.channel(name)
+            .is_some_and(|c| c.manifest("master.m3u8").is_some())
+    }
+
     /// Requests being served right now (held requests included).
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Acquire)

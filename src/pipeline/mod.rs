@@ -40,6 +40,8 @@ pub enum Error {
     SegmentDuration(f64),
     #[error("a pipeline thread stopped unexpectedly: {0}")]
     Thread(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -21,6 +21,8 @@ mod publish;
 mod run;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -52,9 +54,19 @@ pub struct Job {
     pub deinterlace: deinterlace::Mode,
     pub audio_bitrate: u64,
     pub force: bool,
+    /// Set from another thread to stop the job: it ends with [`Error::Cancelled`], nothing
+    /// published, the staging folder removed.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Job {
+    /// True once the job has been asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn new(input: impl Into<String>, out: impl Into<PathBuf>) -> Job {
         Job {
             input: input.into(),
@@ -70,6 +82,7 @@ impl Job {
             deinterlace: deinterlace::Mode::Auto,
             audio_bitrate: 128_000,
             force: false,
+            cancel: None,
         }
     }
 }
@@ -131,5 +144,8 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     let staging = publish::Staging::create(&job.out)?;
     let plan = plan::plan(job, &opened)?;
     let ran = run::run(job, opened, plan, &staging.path, started, progress)?;
+    if job.cancelled() {
+        return Err(Error::Cancelled);
+    }
     publish::publish(job, ran, staging, started)
 }

@@ -125,7 +125,7 @@ pub fn run(
     };
     let mut last_report = Instant::now();
     let mut packet = ff::Packet::empty();
-    while !decode.broadcast.stopped && demux.next(&mut source.input, &mut packet) {
+    while !decode.broadcast.stopped && !job.cancelled() && demux.next(&mut source.input, &mut packet) {
         if packet.stream() == source.video.index {
             decode.packet(&packet);
         } else {
@@ -151,6 +151,9 @@ pub fn run(
     let audio = audio_thread.and_then(|t| join(t).map_err(&mut keep).ok());
     if let Some(e) = first_error.or(decode.broadcast.error.take()) {
         return Err(e);
+    }
+    if job.cancelled() {
+        return Err(Error::Cancelled);
     }
     let frames = decode.cfr.frames() as u64;
     let media_seconds = frames as f64 / fps.as_f64();

@@ -1,0 +1,304 @@
+//! `/v1/jobs`: submit (idempotent with `Idempotency-Key`), list, show, cancel, retry, and the
+//! job's event stream (Server-Sent Events, resumable with `Last-Event-ID`).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Api, Problem};
+use crate::jobs::options::{FieldError, Options};
+use crate::jobs::store::{Cancel, Inserted, NewJob};
+use crate::jobs::{JobRequest, JobView, State as JobState};
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/jobs", post(submit).get(list))
+        .route("/jobs/{id}", get(show).delete(cancel))
+        .route("/jobs/{id}/retry", post(retry))
+        .route("/jobs/{id}/events", get(events))
+}
+
+const MAX_PAGE: i64 = 200;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_string()),
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                ))
+            }
+        },
+    };
+    let request = JobRequest::parse(&body)?;
+    let service = &api.service;
+    let base = match &request.template {
+        None => Options::default(),
+        Some(name) => match service.store.template(name).await? {
+            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+            None => {
+                return Err(Problem::invalid(vec![FieldError::new(
+                    "/template",
+                    format!("no template named {name:?}"),
+                )]))
+            }
+        },
+    };
+    let mut errors = Vec::new();
+    let resolved = request.options.resolve_over(&base).map_err(|e| errors.extend(e)).ok();
+    let input = service
+        .settings
+        .inputs
+        .check(&request.input)
+        .await
+        .map_err(|e| errors.push(e))
+        .ok();
+    if request.webhook.is_some() && service.settings.webhook_secret.is_none() {
+        errors.push(FieldError::new(
+            "/webhook",
+            "webhooks need webhook_secret in the daemon's configuration",
+        ));
+    }
+    let (Some(options), Some(input), true) = (resolved, input, errors.is_empty()) else {
+        return Err(Problem::invalid(errors));
+    };
+    let queued = service
+        .store
+        .count_by_state()
+        .await?
+        .into_iter()
+        .find(|(s, _)| *s == JobState::Queued)
+        .map_or(0, |(_, n)| n);
+    if queued >= service.settings.max_queued {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{queued} jobs are queued, the most this node accepts; try again later"),
+        )
+        .with_retry_after(30));
+    }
+    // The key is bound to the request as parsed (canonical JSON: keys sorted).
+    let hash = {
+        let canonical = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+        hex(&Sha256::digest(canonical.to_string().as_bytes()))
+    };
+    let cost_milli = (options.cost() * 1000.0).round().max(1.0) as i64;
+    let new = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        input,
+        request,
+        options,
+        cost_milli,
+        max_attempts: service.settings.max_attempts,
+        idempotency: key.map(|k| (k, hash)),
+    };
+    match service.store.insert_job(new).await? {
+        Inserted::Created(row) => {
+            let id = row.id.clone();
+            service.state_changed(&id).await;
+            service.queued();
+            let view = service.view(row).await?;
+            let location = format!("/v1/jobs/{id}");
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
+        }
+        Inserted::Existing(row) => Ok((StatusCode::OK, Json(service.view(row).await?)).into_response()),
+        Inserted::Conflict(id) => Err(Problem::conflict(format!(
+            "this Idempotency-Key was used for job {id} with another body"
+        ))),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Serialize)]
+struct Page {
+    jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Page>, Problem> {
+    let mut errors = Vec::new();
+    for key in query.keys() {
+        if !["state", "limit", "cursor"].contains(&key.as_str()) {
+            errors.push(FieldError::new("", format!("unknown query parameter {key:?}")));
+        }
+    }
+    let state = match query.get("state") {
+        None => None,
+        Some(s) => JobState::parse(s).or_else(|| {
+            errors.push(FieldError::new(
+                "",
+                format!("state {s:?}: expected queued, running, succeeded, failed or cancelled"),
+            ));
+            None
+        }),
+    };
+    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => 50,
+        Some(Ok(l)) if (1..=MAX_PAGE).contains(&l) => l,
+        Some(_) => {
+            errors.push(FieldError::new("", format!("limit must be 1 to {MAX_PAGE}")));
+            50
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    let rows = api
+        .service
+        .store
+        .list_jobs(state, limit + 1, cursor.map(String::as_str))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let mut jobs = Vec::new();
+    for row in rows.into_iter().take(limit as usize) {
+        jobs.push(api.service.view(row).await?);
+    }
+    let next_cursor = more.then(|| jobs.last().map(|j| j.id.clone())).flatten();
+    Ok(Json(Page { jobs, next_cursor }))
+}
+
+async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<JobView>, Problem> {
+    match api.service.store.job(&id).await? {
+        Some(row) => Ok(Json(api.service.view(row).await?)),
+        None => Err(Problem::not_found(format!("no job {id}"))),
+    }
+}
+
+/// Queued: cancelled now. Running: stopped (202; the state follows within 2 s). Finished: the
+/// record and its output are removed (204).
+async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let service = &api.service;
+    match service.store.cancel(&id).await? {
+        Cancel::Cancelled => {
+            service.state_changed(&id).await;
+            show(State(api.clone()), Path(id)).await.map(IntoResponse::into_response)
+        }
+        Cancel::Requested => {
+            service.stop_local(&id);
+            let view = show(State(api.clone()), Path(id)).await?;
+            Ok((StatusCode::ACCEPTED, view).into_response())
+        }
+        Cancel::Final(_) => {
+            service.store.delete_job(&id).await?;
+            let out = service.settings.vod_root.join(&id);
+            if out.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&out) {
+                    tracing::warn!(job = %id, "cannot remove {}: {e}", out.display());
+                }
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Cancel::NotFound => Err(Problem::not_found(format!("no job {id}"))),
+    }
+}
+
+async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let service = &api.service;
+    if service.store.retry(&id, service.settings.max_attempts).await? {
+        service.state_changed(&id).await;
+        service.queued();
+        return show(State(api.clone()), Path(id)).await.map(IntoResponse::into_response);
+    }
+    match service.store.job(&id).await? {
+        Some(job) => Err(Problem::conflict(format!(
+            "job {id} is {}; only failed or cancelled jobs can be retried",
+            job.state.as_str()
+        ))),
+        None => Err(Problem::not_found(format!("no job {id}"))),
+    }
+}
+
+/// The stream's position: events already sent, events to send, and whether the job is over.
+struct Cursor {
+    api: Api,
+    id: String,
+    last: i64,
+    pending: VecDeque<crate::jobs::store::Event>,
+    wake: tokio::sync::broadcast::Receiver<String>,
+    ended: bool,
+}
+
+async fn events(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    if api.service.store.job(&id).await?.is_none() {
+        return Err(Problem::not_found(format!("no job {id}")));
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let cursor = Cursor {
+        wake: api.service.subscribe(),
+        api,
+        id,
+        last,
+        pending: VecDeque::new(),
+        ended: false,
+    };
+    let stream = event_stream(cursor);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(e) = c.pending.pop_front() {
+                c.last = e.id;
+                if e.kind == "state" && is_final_state(&e.data) {
+                    c.ended = true;
+                }
+                let event = SseEvent::default().id(e.id.to_string()).event(e.kind).data(e.data);
+                return Some((Ok(event), c));
+            }
+            if c.ended {
+                return None;
+            }
+            match c.api.service.store.events_after(&c.id, c.last).await {
+                Ok(found) if !found.is_empty() => {
+                    c.pending.extend(found);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(job = %c.id, "event stream: {e}");
+                    return None;
+                }
+            }
+            // Nothing new: a finished (or deleted) job's stream ends; a live one waits.
+            match c.api.service.store.job(&c.id).await {
+                Ok(Some(job)) if !job.state.is_final() => {}
+                _ => return None,
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.wake.recv()).await;
+        }
+    })
+}
+
+fn is_final_state(data: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).and_then(JobState::parse))
+        .is_some_and(JobState::is_final)
+}

@@ -1,0 +1,257 @@
+//! The daemon's live channels: those of the configuration file and those created over the API
+//! (stored, and started again after a restart). Each holds its capacity while it runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use super::config::ChannelSpec;
+use crate::api::{ChannelControl, ChannelInfo, Problem};
+use crate::jobs::options::{ladder_cost, FieldError};
+use crate::jobs::Service;
+use crate::media::Ladder;
+use crate::origin::{ChannelTiming, Origin};
+use crate::pipeline::live::{self, Channel, ChannelConfig};
+
+struct Entry {
+    spec: ChannelSpec,
+    from_config: bool,
+    channel: Option<Channel>,
+    renditions: Vec<String>,
+    cost_milli: i64,
+}
+
+pub struct Channels {
+    origin: Origin,
+    service: Arc<Service>,
+    input_roots: Vec<PathBuf>,
+    /// `http://host:port` of the origin, for the URLs in channel records.
+    pub base: String,
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Channels {
+    pub fn new(origin: Origin, service: Arc<Service>, input_roots: Vec<PathBuf>, base: String) -> Channels {
+        Channels {
+            origin,
+            service,
+            input_roots,
+            base,
+            entries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a channel: opens its encoders off the async threads, publishes to the origin.
+    pub async fn start(&self, spec: ChannelSpec, from_config: bool) -> Result<(), String> {
+        let config = spec.resolve()?;
+        let name = config.name.clone();
+        let cost_milli = (channel_cost(&config) * 1000.0).round() as i64;
+        let timing = ChannelTiming {
+            segment_duration: config.segment_duration,
+            epoch: SystemTime::UNIX_EPOCH,
+            dvr_window: config.dvr_window,
+        };
+        let publisher = self.origin.add_channel(&name, timing);
+        let shared = publisher.clone();
+        let started = tokio::task::spawn_blocking(move || live::start(config, Arc::new(shared)))
+            .await
+            .map_err(|e| e.to_string())?;
+        match started {
+            Ok(channel) => {
+                // Under load the origin refuses the top rung first.
+                let order: Vec<&str> = channel.renditions.iter().map(String::as_str).collect();
+                publisher.set_rendition_order(&order);
+                self.service.reserve_live(cost_milli);
+                let renditions = channel.renditions.clone();
+                self.lock().insert(
+                    name,
+                    Entry {
+                        spec,
+                        from_config,
+                        channel: Some(channel),
+                        renditions,
+                        cost_milli,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.origin.remove_channel(&name);
+                Err(format!("channel {name:?}: {e}"))
+            }
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    /// Stops every channel (closing segments, ending playlists), waiting at most `grace`.
+    pub async fn stop_all(&self, grace: Duration) {
+        let running: Vec<(String, Channel)> = self
+            .lock()
+            .iter_mut()
+            .filter_map(|(n, e)| e.channel.take().map(|c| (n.clone(), c)))
+            .collect();
+        stop(running, grace).await;
+    }
+
+    fn info(&self, name: &str, e: &Entry) -> ChannelInfo {
+        let state = match &e.channel {
+            None => "stopped",
+            Some(c) if c.is_finished() => "stopped",
+            Some(_) if self.origin.channel_has_segments(name) => "on_air",
+            Some(_) => "starting",
+        };
+        ChannelInfo {
+            name: name.to_string(),
+            source: if e.from_config { "config" } else { "api" },
+            state: state.into(),
+            input: e.spec.input.clone(),
+            spec: serde_json::to_value(&e.spec).unwrap_or_default(),
+            hls: format!("{}/live/{name}/master.m3u8", self.base),
+            dash: format!("{}/live/{name}/manifest.mpd", self.base),
+            renditions: e
+                .renditions
+                .iter()
+                .map(|id| crate::api::RenditionInfo {
+                    id: id.clone(),
+                    realtime_ratio: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// API channels may read local files (`loop:`) only inside the input roots, and take a
+    /// ladder as text, never as a file on this machine.
+    fn check_api_spec(&self, spec: &ChannelSpec) -> Result<(), Problem> {
+        let mut errors = Vec::new();
+        if let Some(path) = spec.input.strip_prefix("loop:") {
+            let inside = std::path::Path::new(path).canonicalize().ok().is_some_and(|real| {
+                self.input_roots
+                    .iter()
+                    .filter_map(|r| r.canonicalize().ok())
+                    .any(|root| real.starts_with(root))
+            });
+            if !inside {
+                errors.push(FieldError::new("/input", "loop: files must be inside an input root"));
+            }
+        }
+        if spec.ladder.as_deref().is_some_and(|l| !l.contains(':')) {
+            errors.push(FieldError::new("/ladder", "a ladder is HEIGHT:BITRATE,… (files are for the configuration)"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::invalid(errors))
+        }
+    }
+}
+
+/// A channel's capacity units: its ladder at its frame rate.
+fn channel_cost(config: &ChannelConfig) -> f64 {
+    let ladder = config
+        .ladder
+        .clone()
+        .unwrap_or_else(|| Ladder::default_for(config.codec));
+    let rungs: Vec<_> = ladder
+        .rungs
+        .into_iter()
+        .filter(|r| r.height <= config.height)
+        .collect();
+    ladder_cost(&rungs, config.frame_rate.as_f64(), config.codec)
+}
+
+async fn stop(channels: Vec<(String, Channel)>, grace: Duration) {
+    for (_, c) in &channels {
+        c.stop();
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while channels.iter().any(|(_, c)| !c.is_finished()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (name, c) in channels {
+        if c.is_finished() {
+            c.join();
+        } else {
+            tracing::warn!(channel = %name, "did not stop in time");
+        }
+    }
+}
+
+fn parse_spec(body: serde_json::Value) -> Result<ChannelSpec, Problem> {
+    serde_path_to_error::deserialize::<_, ChannelSpec>(body).map_err(|e| {
+        let pointer: String = e
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|p| !p.is_empty() && *p != "?")
+            .map(|p| format!("/{p}"))
+            .collect();
+        Problem::invalid(vec![FieldError::new(&pointer, e.into_inner().to_string())])
+    })
+}
+
+impl ChannelControl for Channels {
+    fn list(&self) -> Vec<ChannelInfo> {
+        self.lock().iter().map(|(n, e)| self.info(n, e)).collect()
+    }
+
+    fn create(self: Arc<Self>, body: serde_json::Value) -> BoxFuture<'static, Result<ChannelInfo, Problem>> {
+        async move {
+            let spec = parse_spec(body)?;
+            self.check_api_spec(&spec)?;
+            spec.resolve()
+                .map_err(|e| Problem::invalid(vec![FieldError::new("", e)]))?;
+            if self.contains(&spec.name) {
+                return Err(Problem::conflict(format!("channel {:?} exists", spec.name)));
+            }
+            let text = serde_json::to_string(&spec).expect("plain data serializes");
+            if !self.service.store.insert_channel(&spec.name, &text).await? {
+                return Err(Problem::conflict(format!("channel {:?} exists", spec.name)));
+            }
+            let name = spec.name.clone();
+            if let Err(e) = self.start(spec, false).await {
+                let _ = self.service.store.delete_channel(&name).await;
+                return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e));
+            }
+            let entries = self.lock();
+            let entry = entries.get(&name).expect("just started");
+            Ok(self.info(&name, entry))
+        }
+        .boxed()
+    }
+
+    fn remove(self: Arc<Self>, name: String) -> BoxFuture<'static, Result<(), Problem>> {
+        async move {
+            let taken = {
+                let mut entries = self.lock();
+                match entries.get(&name) {
+                    None => return Err(Problem::not_found(format!("no channel {name:?}"))),
+                    Some(e) if e.from_config => {
+                        return Err(Problem::conflict(format!(
+                            "channel {name:?} comes from the configuration file; remove it there"
+                        )))
+                    }
+                    Some(_) => entries.remove(&name).expect("present"),
+                }
+            };
+            self.service.store.delete_channel(&name).await?;
+            if let Some(channel) = taken.channel {
+                stop(vec![(name.clone(), channel)], super::STOP_GRACE).await;
+            }
+            self.service.release_live(taken.cost_milli);
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,381 @@
+//! The node's job service: submission, the scheduler that claims work by capacity, the runs
+//! themselves (a VOD pipeline on a blocking thread, progress pumped to the store), leases,
+//! recovery after a crash, and the events and webhooks of every state change.
+//!
+//! Capacity: the hw-profile gives the node's capacity in units (one unit = the reference
+//! ladder, 1080p30 into four rungs); a job costs its ladder's output pixel rate against that.
+//! Live channels reserve theirs first; VOD jobs share what is left, the head of the queue
+//! (priority, then age) first. The head waits for room rather than being overtaken, so a big
+//! job is never starved by small ones.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, Notify};
+
+use super::model::{now_ms, rfc3339, JobError, Phase, Progress, State};
+use super::options::{InputPolicy, Resolved, WebhookRequest, WEBHOOK_EVENTS};
+use super::store::{Attempt, Delivery, JobRow, Store, StoreError};
+use crate::pipeline;
+
+/// How long a claim lives without renewal; renewed every [`LEASE_RENEW`].
+const LEASE_MS: i64 = 30_000;
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// Progress reaches the store and the event stream at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// The wait before a retryable failure runs again.
+const RETRY_AFTER_MS: i64 = 5_000;
+
+/// What the node's owner configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name in attempts and claims (stable across restarts, so it recovers its own).
+    pub node: String,
+    pub capacity: f64,
+    /// Queued jobs beyond which submissions get 429.
+    pub max_queued: i64,
+    /// Attempts before an interrupted or retryable job fails.
+    pub max_attempts: i64,
+    pub webhook_secret: Option<Vec<u8>>,
+    pub inputs: InputPolicy,
+    pub vod_root: PathBuf,
+}
+
+struct Running {
+    cancel: Arc<AtomicBool>,
+    cost_milli: i64,
+}
+
+pub struct Service {
+    pub store: Store,
+    pub settings: Settings,
+    /// Where players reach the origin, for playback URLs (`http://host:port`).
+    pub public_base: Mutex<String>,
+    running: Mutex<HashMap<String, Running>>,
+    live_milli: AtomicI64,
+    /// The queue or the free capacity changed.
+    wake: Notify,
+    pub(super) webhook_wake: Notify,
+    /// The id of a job that has a new event.
+    events: broadcast::Sender<String>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: State,
+    pub created_at: String,
+    pub updated_at: String,
+    pub input: String,
+    pub priority: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub options: Resolved,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
+    pub cancel_requested: bool,
+    pub attempts: Vec<Attempt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playback: Option<Playback>,
+    pub webhook_deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Playback {
+    pub hls: String,
+    pub dash: String,
+}
+
+impl Service {
+    pub fn new(store: Store, settings: Settings) -> Arc<Service> {
+        Arc::new(Service {
+            store,
+            settings,
+            public_base: Mutex::new(String::new()),
+            running: Mutex::new(HashMap::new()),
+            live_milli: AtomicI64::new(0),
+            wake: Notify::new(),
+            webhook_wake: Notify::new(),
+            events: broadcast::channel(1024).0,
+        })
+    }
+
+    pub fn capacity_milli(&self) -> i64 {
+        (self.settings.capacity * 1000.0).round().max(1.0) as i64
+    }
+
+    /// Capacity units in use by running jobs and live channels.
+    pub fn used_milli(&self) -> i64 {
+        let jobs: i64 = self.lock_running().values().map(|r| r.cost_milli).sum();
+        jobs + self.live_milli.load(Ordering::Relaxed)
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live channel holds `milli` capacity until [`Service::release_live`].
+    pub fn reserve_live(&self, milli: i64) {
+        self.live_milli.fetch_add(milli, Ordering::Relaxed);
+    }
+
+    pub fn release_live(&self, milli: i64) {
+        self.live_milli.fetch_sub(milli, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Wakes the scheduler: a job was queued.
+    pub fn queued(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A receiver of "job X has a new event".
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+
+    /// Stops a running job here (a cancel asked on this node or seen in the store).
+    pub fn stop_local(&self, id: &str) -> bool {
+        match self.lock_running().get(id) {
+            Some(r) => {
+                r.cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub async fn view(&self, row: JobRow) -> Result<JobView, StoreError> {
+        let attempts = self.store.attempts(&row.id).await?;
+        let webhook_deliveries = self.store.deliveries(&row.id).await?;
+        let progress = row.progress.clone().filter(|_| row.state == State::Running);
+        let playback = (row.state == State::Succeeded).then(|| {
+            let base = self.public_base.lock().map(|b| b.clone()).unwrap_or_default();
+            Playback {
+                hls: format!("{base}/vod/{}/master.m3u8", row.id),
+                dash: format!("{base}/vod/{}/manifest.mpd", row.id),
+            }
+        });
+        Ok(JobView {
+            state: row.state,
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
+            input: row.input,
+            priority: row.priority,
+            template: row.request.template,
+            options: row.options,
+            metadata: row.request.metadata,
+            webhook: row.request.webhook,
+            phase: progress.as_ref().and_then(|p| p.phase),
+            percent: progress.as_ref().and_then(|p| p.percent),
+            fps: progress.as_ref().map(|p| p.fps),
+            speed: progress.as_ref().map(|p| p.speed),
+            eta_s: progress.as_ref().and_then(|p| p.eta_s),
+            cancel_requested: row.cancel_requested && !row.state.is_final(),
+            attempts,
+            error: row.error,
+            summary: row.summary,
+            playback,
+            webhook_deliveries,
+            id: row.id,
+        })
+    }
+
+    /// Records a state change: an event on the job's stream and, when its webhook asks for
+    /// it, a delivery.
+    pub async fn state_changed(&self, id: &str) {
+        if let Err(e) = self.try_state_changed(id).await {
+            tracing::warn!(job = %id, "cannot record the state change: {e}");
+        }
+    }
+
+    async fn try_state_changed(&self, id: &str) -> Result<(), StoreError> {
+        let Some(row) = self.store.job(id).await? else {
+            return Ok(());
+        };
+        let hook = row.request.webhook.clone();
+        let state = row.state;
+        let mut view = self.view(row).await?;
+        view.webhook_deliveries.clear();
+        let data = serde_json::to_string(&view).expect("plain data serializes");
+        self.store.append_event(id, "state", &data).await?;
+        let _ = self.events.send(id.to_string());
+        let event = format!("job.{}", state.as_str());
+        if let Some(hook) = hook.filter(|h| {
+            h.events
+                .as_ref()
+                .is_none_or(|e| e.contains(&event))
+        }) {
+            debug_assert!(WEBHOOK_EVENTS.contains(&event.as_str()));
+            let payload = format!(
+                r#"{{"type":"{event}","timestamp":"{}","data":{data}}}"#,
+                rfc3339(now_ms())
+            );
+            let delivery_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+            self.store
+                .insert_delivery(&delivery_id, id, &event, &hook.url, &payload)
+                .await?;
+            self.webhook_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn progressed(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
+        self.store.set_progress(id, progress).await?;
+        let mut data = serde_json::to_value(progress).expect("plain data serializes");
+        data["state"] = "running".into();
+        self.store.append_event(id, "progress", &data.to_string()).await?;
+        let _ = self.events.send(id.to_string());
+        Ok(())
+    }
+
+    /// Claims and starts jobs while capacity allows, until the daemon stops.
+    pub async fn scheduler(self: Arc<Self>) {
+        match self.store.recover_interrupted(&self.settings.node).await {
+            Ok(changed) => {
+                for (id, state) in changed {
+                    tracing::warn!(job = %id, "interrupted by a stop of this node: now {}", state.as_str());
+                    self.state_changed(&id).await;
+                }
+            }
+            Err(e) => tracing::error!("cannot recover interrupted jobs: {e}"),
+        }
+        tokio::spawn(self.clone().lease_keeper());
+        loop {
+            let capacity = self.capacity_milli();
+            let free = capacity - self.used_milli();
+            let lease_until = now_ms() + LEASE_MS;
+            match self.store.claim_next(&self.settings.node, free, capacity, lease_until).await {
+                Ok(Some(job)) => {
+                    self.lock_running().insert(
+                        job.id.clone(),
+                        Running {
+                            cancel: Arc::new(AtomicBool::new(job.cancel_requested)),
+                            cost_milli: job.cost_milli,
+                        },
+                    );
+                    tokio::spawn(self.clone().run(job));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot claim a job: {e}"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Renews this node's leases, passes on cancels asked elsewhere, and gives back the jobs
+    /// of nodes whose leases ran out.
+    async fn lease_keeper(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(LEASE_RENEW).await;
+            match self.store.renew_leases(&self.settings.node, now_ms() + LEASE_MS).await {
+                Ok(cancels) => {
+                    for id in cancels {
+                        self.stop_local(&id);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot renew leases: {e}"),
+            }
+            // Only expired leases: no node is named "".
+            if let Ok(changed) = self.store.recover_interrupted("").await {
+                for (id, _) in &changed {
+                    self.state_changed(id).await;
+                }
+                if !changed.is_empty() {
+                    self.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, job: JobRow) {
+        self.state_changed(&job.id).await;
+        let cancel = self
+            .lock_running()
+            .get(&job.id)
+            .map(|r| r.cancel.clone())
+            .unwrap_or_default();
+        let _ = self
+            .progressed(&job.id, &Progress {
+                phase: Some(Phase::Probing),
+                ..Progress::default()
+            })
+            .await;
+        let mut pipeline_job = job
+            .options
+            .pipeline_job(&job.input, self.settings.vod_root.join(&job.id));
+        // An attempt before a crash may have published; this one replaces it whole.
+        pipeline_job.force = true;
+        pipeline_job.cancel = Some(cancel);
+        let latest: Arc<Mutex<Option<Progress>>> = Arc::default();
+        let sink = latest.clone();
+        let mut work = tokio::task::spawn_blocking(move || {
+            pipeline::transcode(&pipeline_job, &|p| {
+                if let Ok(mut slot) = sink.lock() {
+                    *slot = Some(Progress::of(p));
+                }
+            })
+        });
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let result = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                _ = tick.tick() => {
+                    let next = latest.lock().ok().and_then(|mut p| p.take());
+                    if let Some(p) = next {
+                        if let Err(e) = self.progressed(&job.id, &p).await {
+                            tracing::warn!(job = %job.id, "progress: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = match result {
+            Ok(Ok(summary)) => Ok(serde_json::to_value(&summary).expect("plain data serializes")),
+            Ok(Err(e)) => Err(JobError::from_pipeline(&e)),
+            Err(panic) => Err(JobError::new("internal", format!("the job's thread failed: {panic}"), false)),
+        };
+        if let Err(e) = &outcome {
+            if e.code != "cancelled" {
+                tracing::warn!(job = %job.id, "failed: {}", e.message);
+            }
+        }
+        let finished = self
+            .store
+            .finish(&job, &self.settings.node, outcome.as_ref(), Some(RETRY_AFTER_MS))
+            .await;
+        self.lock_running().remove(&job.id);
+        self.wake.notify_one();
+        match finished {
+            Ok(Some(_)) => self.state_changed(&job.id).await,
+            Ok(None) => tracing::warn!(job = %job.id, "the job's claim was lost while it ran"),
+            Err(e) => tracing::error!(job = %job.id, "cannot record the outcome: {e}"),
+        }
+    }
+}
