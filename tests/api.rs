@@ -1,0 +1,520 @@
+//! The REST control plane, end to end: `encore serve` on 127.0.0.1:0 with its job store on
+//! SQLite and on a real PostgreSQL (each test runs on both), inputs over HTTP from a server
+//! in the test, a webhook receiver checking signatures with its own HMAC, ffmpeg playing the
+//! outputs, and SIGKILL for crashes.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/api.rs"]
+mod api;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::prelude::{Engine, BASE64_STANDARD};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use api::{read_events, Backend, FileServer, Node, WebhookReceiver};
+use common::{ffmpeg_decode_all, fixture, tempdir};
+
+/// Each scenario, once per store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(false)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(true)
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    http_job_succeeds_with_events_and_signed_webhooks,
+    cancel_stops_a_running_job_within_two_seconds,
+    jobs_survive_restarts_and_kill_9,
+    idempotency_keys_return_the_first_job,
+    bad_requests_name_the_field_and_tokens_are_required,
+    twenty_jobs_share_capacity_for_two_in_priority_order,
+    api_channels_play_persist_and_end,
+);
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// `ffmpeg -f lavfi -i testsrc2=size=WxH:rate=25 -f lavfi -i sine -t SECONDS -c:v libx264
+/// -preset ultrafast -g 50 -pix_fmt yuv420p -c:a aac -movflags +faststart`
+fn source(width: u32, height: u32, seconds: u32) -> PathBuf {
+    fixture(
+        &format!("api-{width}x{height}-{seconds}s.mp4"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={width}x{height}:rate=25"),
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    )
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The folder inputs are served from, and its HTTP server.
+fn inputs() -> (PathBuf, FileServer) {
+    let dir = common::fixtures_dir();
+    let server = FileServer::start(&dir);
+    (dir, server)
+}
+
+fn verify_signature(hook: &api::Hook) {
+    let id = &hook.headers["webhook-id"];
+    let timestamp = &hook.headers["webhook-timestamp"];
+    let key = BASE64_STANDARD.decode(SECRET.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{}", hook.body).as_bytes());
+    let expected = format!("v1,{}", BASE64_STANDARD.encode(mac.finalize().into_bytes()));
+    let given = &hook.headers["webhook-signature"];
+    assert!(
+        given.split(' ').any(|s| s == expected),
+        "signature {given} is not {expected}"
+    );
+    let age = common_now() - timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "webhook-timestamp {timestamp} is {age} s old");
+}
+
+fn common_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let src = source(640, 360, 20);
+    let (_, files) = inputs();
+    // The receiver fails the first delivery: it must come again.
+    let hooks = WebhookReceiver::start(1);
+    let node = Node::start(dir.path(), &backend, &format!("webhook_secret = \"{SECRET}\"\n"));
+    let body = json!({
+        "input": format!("{}/{}", files.base, file_name(&src)),
+        "ladder": "360:800k,240:400k",
+        "metadata": {"customer": "c1", "tags": ["a"]},
+        "webhook": {"url": hooks.url},
+    });
+    let created = node.post("/v1/jobs", &body.to_string());
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["state"], "queued");
+    let id = created.json["id"].as_str().unwrap().to_string();
+    assert_eq!(created.headers["location"], format!("/v1/jobs/{id}"));
+
+    let events = read_events(&node, &id, None, Duration::from_secs(120));
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|e| e.1 == "state")
+        .map(|e| e.2["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["queued", "running", "succeeded"], "{events:?}");
+    let percents: Vec<f64> = events
+        .iter()
+        .filter(|e| e.1 == "progress")
+        .filter_map(|e| e.2["percent"].as_f64())
+        .collect();
+    assert!(percents.len() >= 2, "progress events: {events:?}");
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    let ids: Vec<i64> = events.iter().map(|e| e.0.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids {ids:?}");
+
+    // Last-Event-ID resumes after the event named.
+    let resumed = read_events(&node, &id, Some(&events[1].0), Duration::from_secs(10));
+    assert_eq!(resumed.len(), events.len() - 2);
+    assert_eq!(resumed.first().map(|e| &e.0), events.get(2).map(|e| &e.0));
+
+    let job = node.job(&id);
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["metadata"], json!({"customer": "c1", "tags": ["a"]}));
+    assert_eq!(job["summary"]["renditions"].as_array().unwrap().len(), 3);
+    assert_eq!(job["attempts"][0]["outcome"], "succeeded");
+    for key in ["hls", "dash"] {
+        let url = job["playback"][key].as_str().unwrap();
+        assert!(url.starts_with(&node.base), "{url}");
+        let (ok, stderr) = ffmpeg_decode_all(std::path::Path::new(url));
+        assert!(ok && stderr.is_empty(), "ffmpeg on {url}: {stderr}");
+    }
+    let listed = node.get("/v1/jobs?limit=10");
+    assert!(listed.json["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id.as_str()));
+
+    // Three state changes, each signed; the failed first try was retried.
+    let start = Instant::now();
+    while hooks.hooks().len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let received = hooks.hooks();
+    let types: Vec<String> = received
+        .iter()
+        .map(|h| {
+            verify_signature(h);
+            let v: Value = serde_json::from_str(&h.body).unwrap();
+            assert_eq!(v["data"]["id"], id.as_str());
+            v["type"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut sorted = types.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["job.queued", "job.running", "job.succeeded"], "{types:?}");
+    let unique: HashSet<&String> = received.iter().map(|h| &h.headers["webhook-id"]).collect();
+    assert_eq!(unique.len(), 3);
+    let job = node.job(&id);
+    let deliveries = job["webhook_deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3);
+    assert!(deliveries.iter().all(|d| d["status"] == "delivered"), "{deliveries:?}");
+    assert!(deliveries.iter().any(|d| d["attempts"].as_i64() == Some(2)), "{deliveries:?}");
+}
+
+/// Waits until a job reports frames.
+fn wait_running_with_frames(node: &Node, id: &str) {
+    let start = Instant::now();
+    loop {
+        let job = node.job(id);
+        if job["state"] == "running" && job["phase"] == "transcoding" {
+            return;
+        }
+        assert!(job["state"] == "queued" || job["state"] == "running", "{job}");
+        assert!(start.elapsed() < Duration::from_secs(60), "never ran: {job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cancel_stops_a_running_job_within_two_seconds(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let src = source(1280, 720, 60);
+    let (_, files) = inputs();
+    let node = Node::start(dir.path(), &backend, "");
+    let id = node.submit(
+        &json!({
+            "input": format!("{}/{}", files.base, file_name(&src)),
+            "ladder": "720:3000k,480:1200k,360:800k",
+            "preset": "medium",
+        })
+        .to_string(),
+    );
+    wait_running_with_frames(&node, &id);
+    assert!(node.thread_names().iter().any(|t| t.starts_with("rung-")));
+    let asked = Instant::now();
+    let reply = node.call("DELETE", &format!("/v1/jobs/{id}"), None, &[]);
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let job = node.wait_for(&id, &["cancelled"], Duration::from_secs(5));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "cancelled after {took:?}");
+    assert_eq!(job["attempts"][0]["outcome"], "cancelled");
+    let left: Vec<String> = node
+        .thread_names()
+        .into_iter()
+        .filter(|t| t.starts_with("rung-") || t == "audio")
+        .collect();
+    assert!(left.is_empty(), "pipeline threads left: {left:?}");
+    let vod = node.data.join("vod");
+    let entries: Vec<String> = std::fs::read_dir(&vod)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(entries.is_empty(), "left under vod/: {entries:?}");
+    // A finished job's DELETE removes its record.
+    assert_eq!(node.call("DELETE", &format!("/v1/jobs/{id}"), None, &[]).status, 204);
+    assert_eq!(node.get(&format!("/v1/jobs/{id}")).status, 404);
+}
+
+fn jobs_survive_restarts_and_kill_9(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let long = source(1280, 720, 60);
+    let short = source(1280, 720, 4);
+    let (_, files) = inputs();
+    // Room for one of these jobs at a time, so the others stay queued.
+    let mut node = Node::start(dir.path(), &backend, "capacity = 0.4\n");
+    let submit = |node: &Node, src: &PathBuf, ladder: &str| {
+        node.submit(
+            &json!({"input": format!("{}/{}", files.base, file_name(src)), "ladder": ladder})
+                .to_string(),
+        )
+    };
+    let killed = submit(&node, &long, "720:3000k,480:1200k");
+    let queued: Vec<String> = (0..2).map(|_| submit(&node, &short, "720:3000k,480:1200k")).collect();
+    wait_running_with_frames(&node, &killed);
+    for id in &queued {
+        assert_eq!(node.job(id)["state"], "queued");
+    }
+
+    node.kill9();
+    node.restart();
+    let job = node.wait_for(&killed, &["succeeded", "failed"], Duration::from_secs(240));
+    if job["state"] == "failed" {
+        assert_eq!(job["error"]["code"], "interrupted", "{job}");
+    }
+    let attempts = job["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["outcome"], "interrupted", "{job}");
+    assert_eq!(attempts.len(), 2, "{job}");
+    assert_eq!(attempts[1]["number"], 2);
+    for id in &queued {
+        let job = node.wait_for(id, &["succeeded"], Duration::from_secs(120));
+        assert_eq!(job["attempts"].as_array().unwrap().len(), 1, "{job}");
+    }
+    // Nothing half-written: only the three outputs.
+    let mut entries: Vec<String> = std::fs::read_dir(node.data.join("vod"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    let mut expected = vec![killed.clone(), queued[0].clone(), queued[1].clone()];
+    if job["state"] == "failed" {
+        expected.retain(|id| id != &killed);
+    }
+    expected.sort();
+    assert_eq!(entries, expected);
+    // Still succeeded after a clean restart: nothing runs twice.
+    node.restart();
+    assert_eq!(node.job(&queued[0])["attempts"].as_array().unwrap().len(), 1);
+}
+
+fn idempotency_keys_return_the_first_job(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let src = source(640, 360, 4);
+    let (_, files) = inputs();
+    let node = Node::start(dir.path(), &backend, "");
+    let body = json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "360:800k"}).to_string();
+    let key = [("idempotency-key", "order-42")];
+    let first = node.call("POST", "/v1/jobs", Some(&body), &key);
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = node.call("POST", "/v1/jobs", Some(&body), &key);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["id"], first.json["id"]);
+    let other = json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "240:400k"}).to_string();
+    let conflict = node.call("POST", "/v1/jobs", Some(&other), &key);
+    assert_eq!(conflict.status, 409, "{}", conflict.text);
+    assert_eq!(conflict.headers["content-type"], "application/problem+json");
+    assert_eq!(conflict.json["status"], 409);
+    let all = node.get("/v1/jobs");
+    assert_eq!(all.json["jobs"].as_array().unwrap().len(), 1);
+}
+
+fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let roots = tempdir();
+    std::fs::write(roots.path().join("a.mp4"), b"not media").unwrap();
+    let token = "test-token-0123456789abcdef";
+    let node = Node::start_with_env(
+        dir.path(),
+        &backend,
+        &format!("input_roots = [\"{}\"]\n", roots.path().display()),
+        &[("ENCORE_API_TOKEN", token)],
+    );
+    let malformed = node.post("/v1/jobs", "{\"input\": ");
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    assert_eq!(malformed.headers["content-type"], "application/problem+json");
+    assert_eq!(malformed.json["status"], 400);
+    let cases = [
+        (json!({"input": "a.mp4", "codec": "vp9"}), "/codec"),
+        (json!({"input": "a.mp4", "ladder": "720:abc"}), "/ladder"),
+        (json!({"input": "a.mp4", "ladder": [{"height": 720, "bitrate": 0}]}), "/ladder"),
+        (json!({"input": "a.mp4", "audio_bitrate": "9M"}), "/audio_bitrate"),
+        (json!({"input": "a.mp4", "segment_duration": 30}), "/segment_duration"),
+        (json!({"input": "a.mp4", "priority": 99}), "/priority"),
+        (json!({"input": "a.mp4", "colour": "red"}), "/colour"),
+        (json!({"input": "a.mp4", "webhook": {"url": "http://x/"}}), "/webhook"),
+        (json!({"input": "/etc/passwd"}), "/input"),
+        (json!({"input": "../a.mp4"}), "/input"),
+        (json!({"input": "file:///etc/passwd"}), "/input"),
+        (json!({"input": "http://169.254.169.254/latest/meta-data"}), "/input"),
+        (json!({"input": "a.mp4", "template": "nope"}), "/template"),
+        (json!({"input": 5}), "/input"),
+    ];
+    for (body, pointer) in cases {
+        let reply = node.post("/v1/jobs", &body.to_string());
+        assert_eq!(reply.status, 422, "{body}: {}", reply.text);
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+        let pointers: Vec<&str> = reply.json["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert!(pointers.contains(&pointer), "{body}: {pointers:?}");
+    }
+    // A path inside the root is accepted (and fails as not media).
+    let id = node.submit(r#"{"input": "a.mp4"}"#);
+    let job = node.wait_for(&id, &["failed"], Duration::from_secs(30));
+    assert_eq!(job["error"]["code"], "not_media", "{job}");
+    assert_eq!(job["error"]["retryable"], false);
+
+    // The token: none or a wrong one is 401; the origin stays public.
+    let client = reqwest::blocking::Client::new();
+    for auth in [None, Some("Bearer wrong"), Some(token)] {
+        let mut r = client.get(format!("{}/v1/jobs", node.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let reply = r.send().unwrap();
+        assert_eq!(reply.status().as_u16(), 401, "{auth:?}");
+        assert_eq!(reply.headers()["www-authenticate"], "Bearer");
+    }
+    assert_eq!(node.get("/v1/jobs").status, 200);
+    assert_eq!(client.get(format!("{}/healthz", node.base)).send().unwrap().status().as_u16(), 200);
+
+    // The API on every address with no token: refused, saying why.
+    let out = common::encore()
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .env_remove("ENCORE_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("without a token"), "{stderr}");
+}
+
+fn twenty_jobs_share_capacity_for_two_in_priority_order(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let blocker = source(640, 360, 30);
+    let small = source(640, 360, 2);
+    let (_, files) = inputs();
+    // One 360p rung costs 0.063 units: room for two.
+    let node = Node::start(dir.path(), &backend, "capacity = 0.13\n");
+    let url = |src: &PathBuf| format!("{}/{}", files.base, file_name(src));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(node.submit(&json!({"input": url(&blocker), "ladder": "360:800k"}).to_string()));
+    }
+    // While those two run, eighteen more queue up with mixed priorities.
+    let priorities: Vec<i64> = (0..18).map(|i| (i * 37 % 101) - 50).collect();
+    for p in &priorities {
+        ids.push(node.submit(
+            &json!({"input": url(&small), "ladder": "360:800k", "priority": p}).to_string(),
+        ));
+    }
+    let mut spans = Vec::new();
+    for id in &ids {
+        let job = node.wait_for(id, &["succeeded", "failed"], Duration::from_secs(300));
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let attempt = &job["attempts"][0];
+        spans.push((
+            attempt["started_at"].as_str().unwrap().to_string(),
+            attempt["ended_at"].as_str().unwrap().to_string(),
+            job["priority"].as_i64().unwrap(),
+            job["created_at"].as_str().unwrap().to_string(),
+        ));
+    }
+    // Never more than two at once.
+    let mut edges: Vec<(&str, i32)> = spans
+        .iter()
+        .flat_map(|(s, e, _, _)| [(s.as_str(), 1), (e.as_str(), -1)])
+        .collect();
+    edges.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+    let mut running = 0;
+    for (_, d) in &edges {
+        running += d;
+        assert!(running <= 2, "more than two jobs ran at once: {spans:?}");
+    }
+    // The eighteen started by priority, then age.
+    let mut queued: Vec<&(String, String, i64, String)> = spans[2..].iter().collect();
+    queued.sort_by(|a, b| a.0.cmp(&b.0));
+    for w in queued.windows(2) {
+        let ordered = w[0].2 > w[1].2 || (w[0].2 == w[1].2 && w[0].3 <= w[1].3);
+        assert!(ordered, "started out of priority order: {queued:?}");
+    }
+}
+
+fn api_channels_play_persist_and_end(pg: bool) {
+    let backend = Backend::new(pg);
+    let dir = tempdir();
+    let mut node = Node::start(dir.path(), &backend, "");
+    let body = json!({
+        "name": "api1",
+        "input": "test:320x180@25",
+        "ladder": "180:300k",
+        "segment_duration": 1,
+        "dvr_window": 30,
+    });
+    let created = node.post("/v1/channels", &body.to_string());
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["source"], "api");
+    let master = format!("{}/live/api1/master.m3u8", node.base);
+    wait_playable(&node, &master);
+    let listed = node.get("/v1/channels");
+    assert!(listed.json["channels"].as_array().unwrap().iter().any(|c| c["name"] == "api1"));
+    let dup = node.post("/v1/channels", &body.to_string());
+    assert_eq!(dup.status, 409, "{}", dup.text);
+    let bad = node.post("/v1/channels", &json!({"name": "x", "input": "test", "colour": 1}).to_string());
+    assert_eq!(bad.status, 422, "{}", bad.text);
+
+    node.restart();
+    let master = format!("{}/live/api1/master.m3u8", node.base);
+    let shown = node.get("/v1/channels/api1");
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    wait_playable(&node, &master);
+    assert_eq!(node.get("/v1/channels/api1").json["state"], "on_air");
+
+    let removed = node.call("DELETE", "/v1/channels/api1", None, &[]);
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    let media = reqwest::blocking::get(format!("{}/live/api1/180p/index.m3u8", node.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(media.trim_end().ends_with("#EXT-X-ENDLIST"), "{media}");
+    assert_eq!(node.get("/v1/channels/api1").status, 404);
+    node.restart();
+    assert_eq!(node.get("/v1/channels/api1").status, 404);
+}
+
+/// ffmpeg plays three seconds of a live playlist (retrying while the channel starts).
+fn wait_playable(node: &Node, url: &str) {
+    let start = Instant::now();
+    loop {
+        let out = std::process::Command::new("timeout")
+            .args(["20", "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "3", "-f", "null", "-"])
+            .output()
+            .unwrap();
+        if out.status.success() && out.stderr.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "ffmpeg cannot play {url}: {}\n{:?}",
+            String::from_utf8_lossy(&out.stderr),
+            node.stderr_lines()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
