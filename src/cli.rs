@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::client::Client;
 use crate::encode::{Kind, RateControl};
 use crate::media::{ladder::parse_bitrate, Ladder, VideoCodec};
 
@@ -43,6 +44,10 @@ pub enum Command {
         #[arg(long)]
         gpu: bool,
     },
+    /// Submit, follow and manage transcode jobs on a running daemon (`encore serve`).
+    Jobs(JobsArgs),
+    /// List, add and remove live channels on a running daemon.
+    Channels(ChannelsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -288,5 +293,517 @@ fn parse_segment_duration(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} s is outside 1 to 10 s"))
+    }
+}
+
+// `encore jobs` and `encore channels`: the daemon's clients. Their arguments, the bodies they
+// send (only what was given: the server owns the defaults) and their human output.
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The daemon's address.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Server",
+        env = "ENCORE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// File holding the API's bearer token (else ENCORE_API_TOKEN, when set).
+    #[arg(long, global = true, help_heading = "Server")]
+    pub token_file: Option<PathBuf>,
+    /// Print the server's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl ClientArgs {
+    /// The token: the file's when one is named, else `ENCORE_API_TOKEN`'s, else none.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("token file {}: {e}", path.display()))?;
+            return match text.trim() {
+                "" => Err(format!("token file {} is empty", path.display())),
+                token => Ok(Some(token.to_string())),
+            };
+        }
+        Ok(std::env::var("ENCORE_API_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+
+    pub fn client(&self) -> Result<Client, String> {
+        Client::new(&self.server, self.token()?).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Queue a transcode; prints its id (with --wait, follows it to the end).
+    Submit(SubmitArgs),
+    /// The newest jobs first.
+    List {
+        /// Only jobs in this state: queued, running, succeeded, failed or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// How many (1 to 200; the server's default is 50).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// A job's state, options, attempts, error and playback URLs.
+    Show { id: String },
+    /// Cancel a queued or running job; remove a finished one and its output.
+    Cancel { id: String },
+    /// Queue a failed or cancelled job again.
+    Retry { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The source: an http(s) URL, or a path inside one of the daemon's input roots.
+    pub input: String,
+    /// Ladder: `1080:6000k,720:3000k,...` (HEIGHT or WxH : bitrate).
+    #[arg(long)]
+    pub ladder: Option<String>,
+    /// Video codec: avc or hevc.
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Segment duration in seconds (1 to 10).
+    #[arg(long)]
+    pub segment_duration: Option<f64>,
+    /// Encoder preset (ultrafast … veryslow, p1 … p7).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Rate control: capped or cbr.
+    #[arg(long)]
+    pub rate_control: Option<String>,
+    /// Encoder backend: auto, hardware, software, nvenc or vaapi.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// AAC bitrate, e.g. 128k.
+    #[arg(long)]
+    pub audio_bitrate: Option<String>,
+    /// Interlaced sources: auto, field or off.
+    #[arg(long)]
+    pub deinterlace: Option<String>,
+    /// -50 to 50: higher runs first.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// A template stored on the server; the options given here override its own.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// A JSON object kept with the job, e.g. '{"customer":"c1"}'.
+    #[arg(long, value_parser = parse_json)]
+    pub metadata: Option<serde_json::Value>,
+    /// A URL the daemon POSTs the job's state changes to (it needs webhook_secret).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// The same key again returns the first job instead of queueing another.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Follow the job to its end (a progress bar), then print its result; exit 1 unless it
+    /// succeeded.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+impl SubmitArgs {
+    /// The `POST /v1/jobs` body: the input and only the options given.
+    pub fn body(&self) -> serde_json::Value {
+        use serde_json::Value;
+        let text = |v: &Option<String>| v.clone().map(Value::from);
+        let fields = [
+            ("template", text(&self.template)),
+            ("ladder", text(&self.ladder)),
+            ("codec", text(&self.codec)),
+            ("segment_duration", self.segment_duration.map(Value::from)),
+            ("preset", text(&self.preset)),
+            ("rate_control", text(&self.rate_control)),
+            ("backend", text(&self.backend)),
+            ("audio_bitrate", text(&self.audio_bitrate)),
+            ("deinterlace", text(&self.deinterlace)),
+            ("priority", self.priority.map(Value::from)),
+            ("metadata", self.metadata.clone()),
+            (
+                "webhook",
+                self.webhook.clone().map(|url| serde_json::json!({ "url": url })),
+            ),
+        ];
+        let mut body = serde_json::Map::new();
+        body.insert("input".into(), self.input.clone().into());
+        body.extend(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+        );
+        Value::Object(body)
+    }
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: ChannelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCommand {
+    /// The channels: the configuration file's and those added here.
+    List,
+    /// Start a channel; the daemon keeps it across restarts.
+    Add(AddChannelArgs),
+    /// Stop a channel added with `add` (its playlists end) and forget it.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddChannelArgs {
+    /// The channel's name, in its URLs (/live/NAME/…).
+    pub name: String,
+    /// udp://, srt://, rtmp://, loop:PATH, file:PATH, test or test:WIDTHxHEIGHT@FPS.
+    pub input: String,
+    /// Output WIDTHxHEIGHT@FPS.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Ladder: `720:3000k,480:1200k,...`.
+    #[arg(long)]
+    pub ladder: Option<String>,
+    /// Video codec: avc or hevc.
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Segment duration in seconds (1 to 10, dividing a day).
+    #[arg(long)]
+    pub segment_duration: Option<f64>,
+    /// Seconds kept in the live window.
+    #[arg(long)]
+    pub dvr_window: Option<f64>,
+}
+
+impl AddChannelArgs {
+    /// The `POST /v1/channels` body: name, input and only the fields given.
+    pub fn body(&self) -> serde_json::Value {
+        use serde_json::Value;
+        let fields = [
+            ("format", self.format.clone().map(Value::from)),
+            ("ladder", self.ladder.clone().map(Value::from)),
+            ("codec", self.codec.clone().map(Value::from)),
+            ("segment_duration", self.segment_duration.map(Value::from)),
+            ("dvr_window", self.dvr_window.map(Value::from)),
+        ];
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), self.name.clone().into());
+        body.insert("input".into(), self.input.clone().into());
+        body.extend(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+        );
+        Value::Object(body)
+    }
+}
+
+/// The text form of the API's JSON (what `--json` prints as it is).
+pub mod human {
+    use serde_json::Value;
+
+    fn text(v: &Value) -> &str {
+        v.as_str().unwrap_or("-")
+    }
+
+    /// Rows under a header, each column as wide as its widest cell (the last one unpadded).
+    pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut out = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    out.push_str(cell);
+                } else {
+                    out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                }
+            }
+            out.trim_end().to_string() + "\n"
+        };
+        let mut out = line(header.to_vec());
+        for row in rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+        out
+    }
+
+    /// `42s`, `3m20s`, `1h02m`.
+    pub fn duration(seconds: f64) -> String {
+        let s = seconds.max(0.0).round() as u64;
+        match s {
+            0..60 => format!("{s}s"),
+            60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+            _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        }
+    }
+
+    /// `2025-06-01T12:00:00.123Z` → `2025-06-01 12:00:00Z`.
+    fn time(v: &Value) -> String {
+        match v.as_str() {
+            Some(t) if t.len() >= 19 => format!("{}Z", t[..19].replacen('T', " ", 1)),
+            Some(t) => t.to_string(),
+            None => "-".into(),
+        }
+    }
+
+    /// Where a running job is, from a job or a progress event: `transcoding 42.0%, 120.0 fps,
+    /// 4.00x, ETA 3s` (what is known of it).
+    pub fn progress(p: &Value) -> String {
+        let mut head = p["phase"].as_str().unwrap_or("running").to_string();
+        if let Some(percent) = p["percent"].as_f64() {
+            head.push_str(&format!(" {percent:.1}%"));
+        }
+        let mut parts = vec![head];
+        if let Some(fps) = p["fps"].as_f64().filter(|f| *f > 0.0) {
+            parts.push(format!("{fps:.1} fps"));
+        }
+        if let Some(speed) = p["speed"].as_f64().filter(|s| *s > 0.0) {
+            parts.push(format!("{speed:.2}x"));
+        }
+        if let Some(eta) = p["eta_s"].as_f64() {
+            parts.push(format!("ETA {}", duration(eta)));
+        }
+        parts.join(", ")
+    }
+
+    /// `360:800k,240:400k` from the options' rungs; `default` when there are none (the
+    /// codec's own ladder, fitted to the source).
+    fn ladder(rungs: &Value) -> String {
+        let Some(rungs) = rungs.as_array() else {
+            return "default".into();
+        };
+        let rung = |r: &Value| {
+            let size = match r["width"].as_u64() {
+                Some(w) => format!("{w}x{}", r["height"]),
+                None => r["height"].to_string(),
+            };
+            match r["bitrate"].as_u64() {
+                Some(b) if b % 1000 == 0 => format!("{size}:{}k", b / 1000),
+                _ => format!("{size}:{}", r["bitrate"]),
+            }
+        };
+        rungs.iter().map(rung).collect::<Vec<_>>().join(",")
+    }
+
+    /// `encore jobs list`.
+    pub fn jobs_table(page: &Value) -> String {
+        let jobs = page["jobs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if jobs.is_empty() {
+            return "no jobs\n".into();
+        }
+        let rows: Vec<Vec<String>> = jobs
+            .iter()
+            .map(|job| {
+                let progress = match text(&job["state"]) {
+                    "running" if job["cancel_requested"] == true => "cancelling".into(),
+                    "running" => progress(job),
+                    "succeeded" => "100%".into(),
+                    "failed" => text(&job["error"]["code"]).to_string(),
+                    _ => "-".into(),
+                };
+                vec![
+                    text(&job["id"]).into(),
+                    text(&job["state"]).into(),
+                    time(&job["created_at"]),
+                    progress,
+                    text(&job["input"]).into(),
+                ]
+            })
+            .collect();
+        let mut out = table(&["ID", "STATE", "CREATED", "PROGRESS", "INPUT"], &rows);
+        if page["next_cursor"].is_string() {
+            out.push_str("… more jobs: a larger --limit (up to 200) shows them\n");
+        }
+        out
+    }
+
+    /// The line after `state` in `encore jobs show`.
+    fn state_line(job: &Value) -> String {
+        let state = text(&job["state"]);
+        match state {
+            "running" if job["cancel_requested"] == true => "running, cancel requested".into(),
+            "running" => format!("running: {}", progress(job)),
+            "queued" if job["attempts"].as_array().is_some_and(|a| !a.is_empty()) => {
+                "queued (to be tried again)".into()
+            }
+            _ => state.to_string(),
+        }
+    }
+
+    /// `3 renditions, 5 segments, 1.2 MB in 4.1s (2.30x real time), software`.
+    fn summary_line(summary: &Value) -> Option<String> {
+        let renditions = summary["renditions"].as_array()?.len();
+        Some(format!(
+            "{renditions} renditions, {} segments, {:.1} MB in {} ({:.2}x real time), {}",
+            summary["segments"],
+            summary["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            match summary["wall_time"].as_f64().unwrap_or(0.0) {
+                t if t < 60.0 => format!("{t:.1}s"),
+                t => duration(t),
+            },
+            summary["speed"].as_f64().unwrap_or(0.0),
+            text(&summary["backend"]),
+        ))
+    }
+
+    /// `encore jobs show`.
+    pub fn job(job: &Value) -> String {
+        let o = &job["options"];
+        let mut rows: Vec<(&str, String)> = vec![
+            ("id", text(&job["id"]).into()),
+            ("state", state_line(job)),
+            ("input", text(&job["input"]).into()),
+            ("created", time(&job["created_at"])),
+            ("updated", time(&job["updated_at"])),
+            ("priority", job["priority"].to_string()),
+            (
+                "options",
+                format!(
+                    "{}, ladder {}, {} s segments, preset {}, {}, backend {}, audio {}k, deinterlace {}",
+                    text(&o["codec"]),
+                    ladder(&o["ladder"]),
+                    o["segment_duration"].as_f64().unwrap_or(0.0),
+                    text(&o["preset"]),
+                    text(&o["rate_control"]),
+                    text(&o["backend"]),
+                    o["audio_bitrate"].as_u64().unwrap_or(0) / 1000,
+                    text(&o["deinterlace"]),
+                ),
+            ),
+        ];
+        if let Some(t) = job["template"].as_str() {
+            rows.push(("template", t.into()));
+        }
+        for a in job["attempts"].as_array().into_iter().flatten() {
+            let end = match a["outcome"].as_str() {
+                Some(outcome) => format!("{}, {outcome}", time(&a["ended_at"])),
+                None => "running".into(),
+            };
+            let line = format!(
+                "{} on {}: {} → {end}",
+                a["number"],
+                text(&a["node"]),
+                time(&a["started_at"])
+            );
+            rows.push(("attempt", line));
+        }
+        if job["error"].is_object() {
+            let e = &job["error"];
+            let retry = if e["retryable"] == true { " (retryable)" } else { "" };
+            rows.push(("error", format!("{}: {}{retry}", text(&e["code"]), text(&e["message"]))));
+        }
+        if let Some(line) = summary_line(&job["summary"]) {
+            rows.push(("summary", line));
+        }
+        if job["metadata"].is_object() {
+            rows.push(("metadata", job["metadata"].to_string()));
+        }
+        for (label, key) in [("HLS", "hls"), ("DASH", "dash")] {
+            if let Some(url) = job["playback"][key].as_str() {
+                rows.push((label, url.into()));
+            }
+        }
+        rows.iter().map(|(k, v)| format!("{k:<9} {v}\n")).collect()
+    }
+
+    /// What `encore jobs submit --wait` prints for a job that succeeded.
+    pub fn succeeded(job: &Value) -> String {
+        let mut out = match summary_line(&job["summary"]) {
+            Some(line) => format!("succeeded: {line}\n"),
+            None => "succeeded\n".into(),
+        };
+        for (label, key) in [("HLS: ", "hls"), ("DASH:", "dash")] {
+            if let Some(url) = job["playback"][key].as_str() {
+                out.push_str(&format!("{label} {url}\n"));
+            }
+        }
+        out
+    }
+
+    /// `encore channels list`.
+    pub fn channels_table(list: &Value) -> String {
+        let channels = list["channels"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if channels.is_empty() {
+            return "no channels\n".into();
+        }
+        let rows: Vec<Vec<String>> = channels
+            .iter()
+            .map(|c| {
+                ["name", "source", "state", "input", "hls"]
+                    .map(|k| text(&c[k]).to_string())
+                    .to_vec()
+            })
+            .collect();
+        table(&["NAME", "SOURCE", "STATE", "INPUT", "HLS"], &rows)
+    }
+
+    /// `encore channels add`.
+    pub fn channel(c: &Value) -> String {
+        format!(
+            "{} {}\nHLS:  {}\nDASH: {}\n",
+            text(&c["name"]),
+            text(&c["state"]),
+            text(&c["hls"]),
+            text(&c["dash"])
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        #[test]
+        fn tables_align_their_columns() {
+            let rows = vec![
+                vec!["a".to_string(), "long value".into(), "x".into()],
+                vec!["bbb".into(), "v".into(), "last column".into()],
+            ];
+            assert_eq!(
+                super::table(&["K", "VALUE", "END"], &rows),
+                "K    VALUE       END\na    long value  x\nbbb  v           last column\n"
+            );
+        }
+
+        #[test]
+        fn progress_says_what_is_known() {
+            let p = json!({"phase": "transcoding", "percent": 42.04, "fps": 120.0, "speed": 4.0,
+                "eta_s": 75.0, "frames": 10, "state": "running"});
+            assert_eq!(super::progress(&p), "transcoding 42.0%, 120.0 fps, 4.00x, ETA 1m15s");
+            assert_eq!(super::progress(&json!({"phase": "probing", "fps": 0.0})), "probing");
+        }
+
+        #[test]
+        fn ladders_read_as_given() {
+            let rungs = json!([{"height": 720, "bitrate": 3000000}, {"height": 360, "width": 640,
+                "bitrate": 800500}]);
+            assert_eq!(super::ladder(&rungs), "720:3000k,640x360:800500");
+            assert_eq!(super::ladder(&json!(null)), "default");
+        }
     }
 }

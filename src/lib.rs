@@ -18,3 +18,4 @@ pub mod package;
 pub mod pipeline;
 pub mod scale;
 pub mod selftest;
+pub mod telemetry;

@@ -5,8 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use encore::cli::{Cli, Command, TranscodeArgs};
+use encore::api::client::{Client, ClientError};
+use encore::cli::{human, ChannelsArgs, ChannelsCommand, Cli, Command, JobsArgs, JobsCommand};
+use encore::cli::{SubmitArgs, TranscodeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,6 +32,8 @@ fn main() -> ExitCode {
                 Err((1, "selftest failed".into()))
             }
         },
+        Command::Jobs(args) => jobs(args),
+        Command::Channels(args) => channels(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,4 +163,129 @@ fn progress_bar() -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// Exit 2 for what the server refused as the request's fault (4xx), 1 for everything else.
+fn refused(client: &Client) -> impl Fn(ClientError) -> Failure + '_ {
+    move |e| {
+        let status = e.status();
+        let mut message = e.to_string();
+        if status.is_some_and(|s| s.as_u16() == 401) && !client.has_token() {
+            message.push_str(" (set ENCORE_API_TOKEN or pass --token-file)");
+        }
+        let code = if e.is_refusal() { 2 } else { 1 };
+        (code, message)
+    }
+}
+
+/// `--json`: the server's JSON as it came; else the text form.
+fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> Result<(), Failure> {
+    if json {
+        let text = serde_json::to_string_pretty(value).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
+fn jobs(args: &JobsArgs) -> Result<(), Failure> {
+    let client = args.client.client().map_err(|e| (2, e))?;
+    let fail = refused(&client);
+    let json = args.client.json;
+    match &args.command {
+        JobsCommand::Submit(submit) => submit_job(&client, submit, json),
+        JobsCommand::List { state, limit } => {
+            let page = client.list(state.as_deref(), *limit).map_err(fail)?;
+            print(json, &page, human::jobs_table)
+        }
+        JobsCommand::Show { id } => print(json, &client.show(id).map_err(fail)?, human::job),
+        JobsCommand::Cancel { id } => {
+            let job = client.cancel(id).map_err(fail)?;
+            print(json, &job, |job| match job["state"].as_str() {
+                None => format!("{id} removed (it had finished; its output is deleted)\n"),
+                Some("running") => format!("{id} running, cancel requested (it stops within 2 s)\n"),
+                Some(state) => format!("{id} {state}\n"),
+            })
+        }
+        JobsCommand::Retry { id } => {
+            let job = client.retry(id).map_err(fail)?;
+            print(json, &job, |job| format!("{id} {}\n", job["state"].as_str().unwrap_or("?")))
+        }
+    }
+}
+
+fn submit_job(client: &Client, args: &SubmitArgs, json: bool) -> Result<(), Failure> {
+    let job = client
+        .submit(&args.body(), args.idempotency_key.as_deref())
+        .map_err(refused(client))?;
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    if !args.wait {
+        return print(json, &job, |_| format!("{id}\n"));
+    }
+    if !json {
+        println!("{id}");
+    }
+    let job = follow(client, &id)?;
+    let state = job["state"].as_str().unwrap_or_default();
+    if state == "succeeded" {
+        return print(json, &job, human::succeeded);
+    }
+    if json {
+        print(json, &job, |_| String::new())?;
+    }
+    let error = &job["error"];
+    Err(match (error["code"].as_str(), error["message"].as_str()) {
+        (Some(code), Some(message)) => (1, format!("job {id} {state}: {code}: {message}")),
+        _ => (1, format!("job {id} {state}")),
+    })
+}
+
+/// Follows job `id` to its end, with a bar on a terminal (state changes as lines otherwise).
+fn follow(client: &Client, id: &str) -> Result<Value, Failure> {
+    let bar = progress_bar();
+    bar.set_length(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut on_event = |kind: &str, data: &Value| match kind {
+        "progress" => {
+            if let Some(percent) = data["percent"].as_f64() {
+                bar.set_position((percent * 10.0).round() as u64);
+            }
+            bar.set_message(human::progress(data));
+        }
+        "state" => {
+            let state = data["state"].as_str().unwrap_or("?");
+            if bar.is_hidden() {
+                eprintln!("encore: job {id} {state}");
+            }
+            bar.set_message(state.to_string());
+        }
+        _ => {}
+    };
+    let result = client.follow(id, &mut on_event);
+    bar.finish_and_clear();
+    result.map_err(refused(client))
+}
+
+fn channels(args: &ChannelsArgs) -> Result<(), Failure> {
+    let client = args.client.client().map_err(|e| (2, e))?;
+    let fail = refused(&client);
+    let json = args.client.json;
+    match &args.command {
+        ChannelsCommand::List => print(json, &client.channels().map_err(fail)?, human::channels_table),
+        ChannelsCommand::Add(add) => {
+            let channel = client.add_channel(&add.body()).map_err(fail)?;
+            print(json, &channel, human::channel)
+        }
+        ChannelsCommand::Remove { name } => {
+            client.remove_channel(name).map_err(fail)?;
+            if !json {
+                println!("{name} removed");
+            }
+            Ok(())
+        }
+    }
 }

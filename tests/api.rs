@@ -196,6 +196,21 @@ fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
     assert_eq!(deliveries.len(), 3);
     assert!(deliveries.iter().all(|d| d["status"] == "delivered"), "{deliveries:?}");
     assert!(deliveries.iter().any(|d| d["attempts"].as_i64() == Some(2)), "{deliveries:?}");
+
+    // Telemetry sees the same.
+    let metrics = node.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "encore_jobs{state=\"succeeded\"} 1",
+        "encore_queue_length 0",
+        "encore_http_request_duration_seconds_bucket{route=\"/v1/jobs\",le=\"0.005\"}",
+        "encore_http_requests_total{route=\"/v1/jobs\",method=\"POST\",status=\"201\"} 1",
+        "encore_job_duration_seconds_count{outcome=\"succeeded\"} 1",
+    ] {
+        assert!(metrics.text.contains(line), "no {line} in\n{}", metrics.text);
+    }
+    let ready = node.get("/readyz");
+    assert_eq!((ready.status, &ready.json["store"]), (200, &json!(true)));
 }
 
 /// Waits until a job reports frames.

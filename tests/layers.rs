@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("origin", 3),
     ("jobs", 3),
     ("api", 3),
+    ("telemetry", 3),
     ("daemon", 4),
     ("bench", 4),
     ("selftest", 4),

@@ -10,8 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,17 +21,34 @@ use crate::jobs::options::{FieldError, Options};
 use crate::jobs::store::{Cancel, Inserted, NewJob};
 use crate::jobs::{JobRequest, JobView, State as JobState};
 
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/jobs", post(submit).get(list))
-        .route("/jobs/{id}", get(show).delete(cancel))
-        .route("/jobs/{id}/retry", post(retry))
-        .route("/jobs/{id}/events", get(events))
+const ID: &str = "The job's id";
+
+pub fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(show, cancel))
+        .routes(routes!(retry))
+        .routes(routes!(events))
 }
 
 const MAX_PAGE: i64 = 200;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// Submits a job: 201 with the job, queued.
+#[utoipa::path(post, operation_id = "submit_job", path = "/jobs", tag = "jobs",
+    request_body = JobRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "The same key and body return the first job (200); another body gets 409")),
+    responses(
+        (status = 201, description = "Queued", body = JobView),
+        (status = 200, description = "The job this Idempotency-Key made before", body = JobView),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many queued jobs (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -49,6 +66,9 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
     let service = &api.service;
     let base = match &request.template {
         None => Options::default(),
+        Some(name) if !super::templates::is_template_name(name) => {
+            return Err(Problem::invalid(vec![FieldError::new("/template", format!("no template named {name:?}"))]))
+        }
         Some(name) => match service.store.template(name).await? {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
             None => {
@@ -122,18 +142,37 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
     }
 }
 
+/// Job ids are UUIDs (version 7: they sort by creation); anything else names no job.
+fn is_job_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Serialize)]
-struct Page {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Page {
     jobs: Vec<JobView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
 }
 
+/// Jobs, newest first, a page at a time.
+#[utoipa::path(get, operation_id = "list_jobs", path = "/jobs", tag = "jobs",
+    params(
+        ("state" = Option<JobState>, Query, description = "Only jobs in this state"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Jobs per page (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = Page),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Page>, Problem> {
     let mut errors = Vec::new();
     for key in query.keys() {
@@ -163,6 +202,9 @@ async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String
         return Err(Problem::invalid(errors));
     }
     let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    if cursor.is_some_and(|c| !is_job_id(c)) {
+        return Err(Problem::invalid(vec![FieldError::new("", "cursor: not a next_cursor this API gave")]));
+    }
     let rows = api
         .service
         .store
@@ -177,7 +219,19 @@ async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String
     Ok(Json(Page { jobs, next_cursor }))
 }
 
+/// One job: state, progress, attempts, error or summary and playback URLs, webhook deliveries.
+#[utoipa::path(get, operation_id = "show_job", path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<JobView>, Problem> {
+    if !is_job_id(&id) {
+        return Err(Problem::not_found(format!("no job {id}")));
+    }
     match api.service.store.job(&id).await? {
         Some(row) => Ok(Json(api.service.view(row).await?)),
         None => Err(Problem::not_found(format!("no job {id}"))),
@@ -186,8 +240,21 @@ async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Job
 
 /// Queued: cancelled now. Running: stopped (202; the state follows within 2 s). Finished: the
 /// record and its output are removed (204).
+#[utoipa::path(delete, operation_id = "cancel_job", path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "It was queued: cancelled", body = JobView),
+        (status = 202, description = "It is running: stopping (cancelled within 2 s)", body = JobView),
+        (status = 204, description = "It had finished: record and output removed"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, Problem> {
     let service = &api.service;
+    if !is_job_id(&id) {
+        return Err(Problem::not_found(format!("no job {id}")));
+    }
     match service.store.cancel(&id).await? {
         Cancel::Cancelled => {
             service.state_changed(&id).await;
@@ -212,8 +279,21 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Respon
     }
 }
 
+/// A failed or cancelled job back in the queue.
+#[utoipa::path(post, operation_id = "retry_job", path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "Queued again", body = JobView),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, Problem> {
     let service = &api.service;
+    if !is_job_id(&id) {
+        return Err(Problem::not_found(format!("no job {id}")));
+    }
     if service.store.retry(&id, service.settings.max_attempts).await? {
         service.state_changed(&id).await;
         service.queued();
@@ -238,8 +318,21 @@ struct Cursor {
     ended: bool,
 }
 
+/// The job's events as Server-Sent Events: `state` (the job) and `progress` (at most 2/s),
+/// each with an `id` that `Last-Event-ID` resumes after. Ends after a final state.
+#[utoipa::path(get, operation_id = "job_events", path = "/jobs/{id}/events", tag = "jobs",
+    params(
+        ("id" = String, Path, description = ID),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn events(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
-    if api.service.store.job(&id).await?.is_none() {
+    if !is_job_id(&id) || api.service.store.job(&id).await?.is_none() {
         return Err(Problem::not_found(format!("no job {id}")));
     }
     let last = headers

@@ -2,6 +2,7 @@
 //! every error; bearer-token auth when a token is configured; `/healthz` and `/readyz`.
 
 mod channels;
+pub mod client;
 mod jobs;
 mod problem;
 mod templates;
@@ -12,8 +13,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 use sha2::{Digest, Sha256};
 
 pub use channels::{ChannelControl, ChannelInfo, RenditionInfo};
@@ -32,22 +35,105 @@ pub struct Api {
     pub token: Option<Arc<str>>,
 }
 
-/// `/v1` and `/readyz` (`/healthz` is the origin's, and the API listener's own when apart).
+/// The OpenAPI document's frame: what the handlers do not say themselves.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Encore",
+        description = "Jobs, templates and live channels of an Encore node. Errors are RFC 9457 \
+            problem details (application/problem+json). When the node has a token, every /v1 \
+            request needs `Authorization: Bearer TOKEN`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "jobs", description = "VOD transcodes: submit, watch, cancel, retry"),
+        (name = "templates", description = "Named sets of job options"),
+        (name = "channels", description = "Live channels"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of `/v1`, generated from the handlers and their types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    v1().split_for_parts().1
+}
+
+fn v1() -> OpenApiRouter<Api> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
+        "/v1",
+        OpenApiRouter::new()
+            .merge(jobs::routes())
+            .merge(templates::routes())
+            .merge(channels::routes()),
+    )
+}
+
+/// `/v1`, `/openapi.json` and `/readyz` (`/healthz` is the origin's, and the API listener's
+/// own when apart).
 pub fn router(api: Api) -> Router {
-    let v1 = Router::new()
-        .merge(jobs::routes())
-        .merge(templates::routes())
-        .merge(channels::routes())
-        .fallback(|| async { Problem::not_found("no such resource") })
+    let (v1, doc) = v1().split_for_parts();
+    let doc = Arc::new(doc.to_json().expect("the OpenAPI document serializes"));
+    let v1 = v1
+        .route(
+            "/v1/{*rest}",
+            any(|| async { Problem::not_found("no such resource") }),
+        )
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
         })
-        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(middleware::from_fn(as_problem))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    Router::new()
-        .nest("/v1", v1)
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
+    v1.merge(metrics)
         .route("/readyz", get(ready))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+            }),
+        )
         .with_state(api)
+}
+
+/// Errors made outside the handlers (a body too large, a path that is not UTF-8) become
+/// problem details too.
+async fn as_problem(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).trim().to_string();
+    let mut problem = Problem::new(status, if detail.is_empty() { status.to_string() } else { detail })
+        .into_response();
+    if let Some(r) = retry_after {
+        problem.headers_mut().insert(header::RETRY_AFTER, r);
+    }
+    problem
 }
 
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
@@ -79,6 +165,12 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
 fn same_secret(given: &str, expected: &str) -> bool {
     let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Prometheus text (behind the token, when one is set).
+async fn metrics(State(api): State<Api>) -> Response {
+    let text = crate::telemetry::render(&api.service).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Ready: the store answers and the node knows its capacity.

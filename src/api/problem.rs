@@ -9,14 +9,17 @@ use serde::Serialize;
 use crate::jobs::options::{BodyError, FieldError};
 use crate::jobs::StoreError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub title: String,
     #[serde(serialize_with = "status_code")]
+    #[schema(value_type = u16)]
     pub status: StatusCode,
     pub detail: String,
+    /// For 422: each wrong field, by JSON pointer into the request body.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     #[serde(skip)]

@@ -5,39 +5,41 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use serde::Serialize;
 
 use super::{Api, Problem};
 use crate::jobs::options::{FieldError, Options};
 
-pub fn routes() -> Router<Api> {
-    Router::new().route("/templates", get(list)).route(
-        "/templates/{name}",
-        get(show).put(put).post(put).delete(remove),
-    )
+pub fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, put, create, remove))
 }
 
-#[derive(Serialize)]
-struct Template {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Template {
     name: String,
     #[serde(flatten)]
     options: Options,
 }
 
-#[derive(Serialize)]
-struct TemplateList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TemplateList {
     templates: Vec<Template>,
 }
 
-fn valid_name(name: &str) -> Result<(), Problem> {
-    let ok = !name.is_empty()
+pub(super) fn is_template_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn valid_name(name: &str) -> Result<(), Problem> {
+    if is_template_name(name) {
         Ok(())
     } else {
         Err(Problem::invalid(vec![FieldError::new(
@@ -47,6 +49,12 @@ fn valid_name(name: &str) -> Result<(), Problem> {
     }
 }
 
+#[utoipa::path(get, operation_id = "list_templates", path = "/templates", tag = "templates",
+    responses(
+        (status = 200, description = "Every template", body = TemplateList),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn list(State(api): State<Api>) -> Result<Json<TemplateList>, Problem> {
     let templates = api
         .service
@@ -62,7 +70,18 @@ async fn list(State(api): State<Api>) -> Result<Json<TemplateList>, Problem> {
     Ok(Json(TemplateList { templates }))
 }
 
+#[utoipa::path(get, operation_id = "show_template", path = "/templates/{name}", tag = "templates",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The template", body = Template),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Template>, Problem> {
+    if !is_template_name(&name) {
+        return Err(Problem::not_found(format!("no template {name:?}")));
+    }
     match api.service.store.template(&name).await? {
         Some(text) => Ok(Json(Template {
             name,
@@ -73,6 +92,17 @@ async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<T
 }
 
 /// Creates (201) or replaces (200) a template.
+#[utoipa::path(put, operation_id = "put_template", path = "/templates/{name}", tag = "templates",
+    params(("name" = String, Path)),
+    request_body = Options,
+    responses(
+        (status = 200, description = "Replaced", body = Template),
+        (status = 201, description = "Created", body = Template),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn put(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> Result<Response, Problem> {
     valid_name(&name)?;
     let options = Options::parse_template(&body)?;
@@ -82,8 +112,32 @@ async fn put(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> R
     Ok((status, Json(Template { name, options })).into_response())
 }
 
+/// As PUT.
+#[utoipa::path(post, operation_id = "post_template", path = "/templates/{name}", tag = "templates",
+    params(("name" = String, Path)),
+    request_body = Options,
+    responses(
+        (status = 200, description = "Replaced", body = Template),
+        (status = 201, description = "Created", body = Template),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create(api: State<Api>, name: Path<String>, body: Bytes) -> Result<Response, Problem> {
+    put(api, name, body).await
+}
+
+#[utoipa::path(delete, operation_id = "delete_template", path = "/templates/{name}", tag = "templates",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn remove(State(api): State<Api>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
-    if api.service.store.delete_template(&name).await? {
+    if is_template_name(&name) && api.service.store.delete_template(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found(format!("no template {name:?}")))

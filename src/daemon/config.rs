@@ -14,6 +14,9 @@
 //! dvr_window = 300
 //! deinterlace = "auto"              # interlaced inputs: auto, field (one picture per field) or off
 //! ```
+//!
+//! The job API's keys (`database_url`, `api_listen`, `input_roots`, `capacity`, `webhook_secret`,
+//! …) are documented on [`Config`] and in the README.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -72,6 +72,7 @@ async fn run(config: Config) -> Result<(), String> {
         ));
     }
 
+    crate::telemetry::handle();
     let service = start_jobs(&config, &vod_root).await?;
     let origin = Origin::new(OriginConfig {
         vod_root: Some(vod_root),
@@ -143,6 +144,7 @@ fn serve_on(
     router: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = router.route_layer(axum::middleware::from_fn(crate::telemetry::track_requests));
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

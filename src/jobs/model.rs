@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::ingest;
 use crate::pipeline;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Queued,
@@ -55,7 +55,7 @@ impl State {
 }
 
 /// Why a job failed, with a code that stays the same across releases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     pub code: String,
     pub message: String,
@@ -111,7 +111,7 @@ impl JobError {
 }
 
 /// The stage a running job is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Probing,
@@ -121,7 +121,7 @@ pub enum Phase {
 }
 
 /// Where a running job is; sent at most twice a second.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,

@@ -18,7 +18,7 @@ use crate::media::{ladder::parse_bitrate, Ladder, RungSpec, VideoCodec};
 use crate::pipeline;
 
 /// One problem with a request: where (RFC 6901 pointer into the body) and what.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub pointer: String,
     pub detail: String,
@@ -47,7 +47,7 @@ impl From<Vec<FieldError>> for BodyError {
 }
 
 /// The transcode options a job or a template may set; every one optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Options {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ladder: Option<LadderField>,
@@ -79,7 +79,7 @@ const OPTION_FIELDS: [&str; 8] = [
 ];
 
 /// A ladder as `"1080:6000k,720:3000k"` or as an array of rungs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum LadderField {
     Spec(String),
@@ -87,7 +87,7 @@ pub enum LadderField {
 }
 
 /// A bitrate as a number of bits per second or a string such as `"128k"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Bitrate {
     Bits(u64),
@@ -95,7 +95,7 @@ pub enum Bitrate {
 }
 
 /// `POST /v1/jobs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRequest {
     pub input: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,9 @@ pub struct JobRequest {
     pub options: Options,
     #[serde(default)]
     pub priority: i64,
+    /// Free JSON, returned as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookRequest>,
@@ -112,7 +114,7 @@ pub struct JobRequest {
 
 const JOB_FIELDS: [&str; 5] = ["input", "template", "priority", "metadata", "webhook"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     pub url: String,
@@ -209,8 +211,8 @@ impl JobRequest {
         if let Some(hook) = &request.webhook {
             check_webhook(hook, &mut errors);
         }
-        if request.input.trim().is_empty() {
-            errors.push(FieldError::new("/input", "input must not be empty"));
+        if request.input.trim().is_empty() || request.input.contains('\0') {
+            errors.push(FieldError::new("/input", "input must not be empty (nor hold NUL)"));
         }
         if errors.is_empty() {
             Ok(request)
@@ -222,7 +224,7 @@ impl JobRequest {
 
 fn check_webhook(hook: &WebhookRequest, errors: &mut Vec<FieldError>) {
     let scheme_ok = hook.url.starts_with("http://") || hook.url.starts_with("https://");
-    if !scheme_ok || url_host(&hook.url).is_none() {
+    if !scheme_ok || url_host(&hook.url).is_none() || hook.url.contains(char::is_control) {
         errors.push(FieldError::new(
             "/webhook/url",
             "the webhook URL must be http:// or https:// with a host",
@@ -349,7 +351,7 @@ impl Bitrate {
 }
 
 /// The options a job runs with, fixed at submission.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resolved {
     /// The rungs asked for; absent = the codec's default ladder.
     pub ladder: Option<Vec<RungSpec>>,

@@ -66,7 +66,7 @@ pub struct Service {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub state: State,
@@ -78,6 +78,7 @@ pub struct JobView {
     pub template: Option<String>,
     pub options: Resolved,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookRequest>,
@@ -95,14 +96,16 @@ pub struct JobView {
     pub attempts: Vec<Attempt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
+    /// What `encore transcode --json` prints, once succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback: Option<Playback>,
     pub webhook_deliveries: Vec<Delivery>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Playback {
     pub hls: String,
     pub dash: String,
@@ -342,6 +345,7 @@ impl Service {
                 }
             })
         });
+        let started = std::time::Instant::now();
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let result = loop {
             tokio::select! {
@@ -349,6 +353,7 @@ impl Service {
                 _ = tick.tick() => {
                     let next = latest.lock().ok().and_then(|mut p| p.take());
                     if let Some(p) = next {
+                        metrics::gauge!("encore_job_speed_ratio", "job" => job.id.clone()).set(p.speed);
                         if let Err(e) = self.progressed(&job.id, &p).await {
                             tracing::warn!(job = %job.id, "progress: {e}");
                         }
@@ -366,6 +371,12 @@ impl Service {
                 tracing::warn!(job = %job.id, "failed: {}", e.message);
             }
         }
+        let label = match &outcome {
+            Ok(_) => "succeeded".to_string(),
+            Err(e) => e.code.clone(),
+        };
+        metrics::histogram!("encore_job_duration_seconds", "outcome" => label)
+            .record(started.elapsed().as_secs_f64());
         let finished = self
             .store
             .finish(&job, &self.settings.node, outcome.as_ref(), Some(RETRY_AFTER_MS))

@@ -79,7 +79,7 @@ pub enum Inserted {
     Conflict(String),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub number: i64,
     pub node: String,
@@ -97,7 +97,7 @@ pub struct Event {
     pub data: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: String,
     #[serde(skip)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::VideoCodec;
 
 /// A rung as requested: a height (and optionally a width) and a target bitrate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RungSpec {
     /// Output height in pixels (even).

@@ -1,0 +1,86 @@
+//! `/metrics` in the Prometheus text format: HTTP requests by route and status with a latency
+//! histogram, jobs by state and the queue (read from the store at scrape time, so a fleet's
+//! nodes agree), job durations, the real-time ratio of running work, and capacity.
+//!
+//! One recorder per process (the `metrics` facade, which the job service also records to:
+//! `encore_job_duration_seconds{outcome}`, `encore_job_speed_ratio{job}`); every name starts
+//! with `encore_`.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+use crate::jobs::Service;
+
+/// Request latency buckets, seconds: a segment from memory takes well under a millisecond, a
+/// held live-edge request up to a segment duration.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+/// Job duration buckets, seconds.
+const JOB_BUCKETS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder (once per process).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("encore_http_request_duration_seconds".into()),
+                &LATENCY_BUCKETS,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("encore_job_duration_seconds".into()), &JOB_BUCKETS)
+            })
+            .expect("bucket lists are not empty")
+            // A finished job's speed gauge goes away on its own.
+            .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(60)))
+            .install_recorder()
+            .expect("the only recorder in the process")
+    })
+}
+
+/// Counts and times every routed request, labelled with its route template (not the URL:
+/// channel and job names stay out of the label values).
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("encore_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("encore_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The text of `/metrics`: the gauges read now, then everything recorded.
+pub async fn render(service: &Service) -> String {
+    let handle = handle();
+    match service.store.count_by_state().await {
+        Ok(counts) => {
+            for (state, n) in counts {
+                metrics::gauge!("encore_jobs", "state" => state.as_str()).set(n as f64);
+                if state == crate::jobs::State::Queued {
+                    metrics::gauge!("encore_queue_length").set(n as f64);
+                }
+            }
+            metrics::gauge!("encore_store_up").set(1.0);
+        }
+        Err(_) => metrics::gauge!("encore_store_up").set(0.0),
+    }
+    metrics::gauge!("encore_capacity_units").set(service.settings.capacity);
+    metrics::gauge!("encore_capacity_used_units").set(service.used_milli() as f64 / 1000.0);
+    handle.run_upkeep();
+    handle.render()
+}
