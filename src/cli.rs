@@ -351,7 +351,7 @@ pub struct JobsArgs {
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Queue a transcode; prints its id (with --wait, follows it to the end).
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// The newest jobs first.
     List {
         /// Only jobs in this state: queued, running, succeeded, failed or cancelled.
@@ -437,7 +437,9 @@ impl SubmitArgs {
             ("metadata", self.metadata.clone()),
             (
                 "webhook",
-                self.webhook.clone().map(|url| serde_json::json!({ "url": url })),
+                self.webhook
+                    .clone()
+                    .map(|url| serde_json::json!({ "url": url })),
             ),
         ];
         let mut body = serde_json::Map::new();
@@ -613,7 +615,10 @@ pub mod human {
 
     /// `encore jobs list`.
     pub fn jobs_table(page: &Value) -> String {
-        let jobs = page["jobs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let jobs = page["jobs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if jobs.is_empty() {
             return "no jobs\n".into();
         }
@@ -715,8 +720,15 @@ pub mod human {
         }
         if job["error"].is_object() {
             let e = &job["error"];
-            let retry = if e["retryable"] == true { " (retryable)" } else { "" };
-            rows.push(("error", format!("{}: {}{retry}", text(&e["code"]), text(&e["message"]))));
+            let retry = if e["retryable"] == true {
+                " (retryable)"
+            } else {
+                ""
+            };
+            rows.push((
+                "error",
+                format!("{}: {}{retry}", text(&e["code"]), text(&e["message"])),
+            ));
         }
         if let Some(line) = summary_line(&job["summary"]) {
             rows.push(("summary", line));
@@ -748,7 +760,10 @@ pub mod human {
 
     /// `encore channels list`.
     pub fn channels_table(list: &Value) -> String {
-        let channels = list["channels"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let channels = list["channels"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if channels.is_empty() {
             return "no channels\n".into();
         }
@@ -794,8 +809,14 @@ pub mod human {
         fn progress_says_what_is_known() {
             let p = json!({"phase": "transcoding", "percent": 42.04, "fps": 120.0, "speed": 4.0,
                 "eta_s": 75.0, "frames": 10, "state": "running"});
-            assert_eq!(super::progress(&p), "transcoding 42.0%, 120.0 fps, 4.00x, ETA 1m15s");
-            assert_eq!(super::progress(&json!({"phase": "probing", "fps": 0.0})), "probing");
+            assert_eq!(
+                super::progress(&p),
+                "transcoding 42.0%, 120.0 fps, 4.00x, ETA 1m15s"
+            );
+            assert_eq!(
+                super::progress(&json!({"phase": "probing", "fps": 0.0})),
+                "probing"
+            );
         }
 
         #[test]

@@ -165,8 +165,9 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Exit 2 for what the server refused as the request's fault (4xx), 1 for everything else.
-fn refused(client: &Client) -> impl Fn(ClientError) -> Failure + '_ {
+/// The error's line (with a hint for a missing token) and its exit code: 2 for what the server
+/// refused as the request's fault (4xx), 1 for everything else.
+fn client_failure(client: &Client) -> impl Fn(ClientError) -> Failure + '_ {
     move |e| {
         let status = e.status();
         let mut message = e.to_string();
@@ -191,7 +192,7 @@ fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> Resu
 
 fn jobs(args: &JobsArgs) -> Result<(), Failure> {
     let client = args.client.client().map_err(|e| (2, e))?;
-    let fail = refused(&client);
+    let fail = client_failure(&client);
     let json = args.client.json;
     match &args.command {
         JobsCommand::Submit(submit) => submit_job(&client, submit, json),
@@ -204,13 +205,17 @@ fn jobs(args: &JobsArgs) -> Result<(), Failure> {
             let job = client.cancel(id).map_err(fail)?;
             print(json, &job, |job| match job["state"].as_str() {
                 None => format!("{id} removed (it had finished; its output is deleted)\n"),
-                Some("running") => format!("{id} running, cancel requested (it stops within 2 s)\n"),
+                Some("running") => {
+                    format!("{id} running, cancel requested (it stops within 2 s)\n")
+                }
                 Some(state) => format!("{id} {state}\n"),
             })
         }
         JobsCommand::Retry { id } => {
             let job = client.retry(id).map_err(fail)?;
-            print(json, &job, |job| format!("{id} {}\n", job["state"].as_str().unwrap_or("?")))
+            print(json, &job, |job| {
+                format!("{id} {}\n", job["state"].as_str().unwrap_or("?"))
+            })
         }
     }
 }
@@ -218,7 +223,7 @@ fn jobs(args: &JobsArgs) -> Result<(), Failure> {
 fn submit_job(client: &Client, args: &SubmitArgs, json: bool) -> Result<(), Failure> {
     let job = client
         .submit(&args.body(), args.idempotency_key.as_deref())
-        .map_err(refused(client))?;
+        .map_err(client_failure(client))?;
     let id = job["id"].as_str().unwrap_or_default().to_string();
     if !args.wait {
         return print(json, &job, |_| format!("{id}\n"));
@@ -236,7 +241,9 @@ fn submit_job(client: &Client, args: &SubmitArgs, json: bool) -> Result<(), Fail
     }
     let error = &job["error"];
     Err(match (error["code"].as_str(), error["message"].as_str()) {
-        (Some(code), Some(message)) => (1, format!("job {id} {state}: {code}: {message}")),
+        (Some(code), Some(message)) if code != state => {
+            (1, format!("job {id} {state}: {code}: {message}"))
+        }
         _ => (1, format!("job {id} {state}")),
     })
 }
@@ -267,15 +274,19 @@ fn follow(client: &Client, id: &str) -> Result<Value, Failure> {
     };
     let result = client.follow(id, &mut on_event);
     bar.finish_and_clear();
-    result.map_err(refused(client))
+    result.map_err(client_failure(client))
 }
 
 fn channels(args: &ChannelsArgs) -> Result<(), Failure> {
     let client = args.client.client().map_err(|e| (2, e))?;
-    let fail = refused(&client);
+    let fail = client_failure(&client);
     let json = args.client.json;
     match &args.command {
-        ChannelsCommand::List => print(json, &client.channels().map_err(fail)?, human::channels_table),
+        ChannelsCommand::List => print(
+            json,
+            &client.channels().map_err(fail)?,
+            human::channels_table,
+        ),
         ChannelsCommand::Add(add) => {
             let channel = client.add_channel(&add.body()).map_err(fail)?;
             print(json, &channel, human::channel)

@@ -499,7 +499,26 @@ fn api_channels_play_persist_and_end(pg: bool) {
     let shown = node.get("/v1/channels/api1");
     assert_eq!(shown.status, 200, "{}", shown.text);
     wait_playable(&node, &master);
-    assert_eq!(node.get("/v1/channels/api1").json["state"], "on_air");
+    let shown = node.get("/v1/channels/api1").json;
+    assert_eq!(shown["state"], "on_air", "{shown}");
+    let ratio = shown["renditions"][0]["realtime_ratio"].as_f64();
+    assert!(ratio.is_some_and(|r| r > 0.0), "{shown}");
+
+    // A feed that never comes: the channel is on the air with the slate, and says so.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let quiet = json!({"name": "quiet", "input": format!("udp://127.0.0.1:{port}"),
+        "format": "320x180@25", "ladder": "180:300k", "segment_duration": 1, "dvr_window": 30});
+    assert_eq!(node.post("/v1/channels", &quiet.to_string()).status, 201);
+    let start = Instant::now();
+    loop {
+        let state = node.get("/v1/channels/quiet").json["state"].clone();
+        if state == "on_slate" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "quiet channel is {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(node.call("DELETE", "/v1/channels/quiet", None, &[]).status, 204);
 
     let removed = node.call("DELETE", "/v1/channels/api1", None, &[]);
     assert_eq!(removed.status, 204, "{}", removed.text);

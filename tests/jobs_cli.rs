@@ -3,11 +3,11 @@
 //! job id and playback URLs, tables and `--json`, the server's field errors with exit code 2,
 //! tokens, and the message when no daemon is there.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
 #[path = "common/postgres.rs"]
 mod postgres;
-#[path = "common/api.rs"]
-mod api;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -98,13 +98,24 @@ fn jobs_and_channels_from_the_command_line() {
         src.file_name().unwrap().to_string_lossy()
     );
 
-    let done = cli(&node, &["jobs", "submit", &input, "--ladder", "360:800k", "--wait"]);
+    let done = cli(
+        &node,
+        &["jobs", "submit", &input, "--ladder", "360:800k", "--wait"],
+    );
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     let id = done.stdout.lines().next().unwrap().trim().to_string();
     let hls = format!("{}/vod/{id}/master.m3u8", node.base);
-    assert!(done.stdout.contains(&format!("HLS:  {hls}")), "{}", done.stdout);
+    assert!(
+        done.stdout.contains(&format!("HLS:  {hls}")),
+        "{}",
+        done.stdout
+    );
     assert!(done.stdout.contains("succeeded"), "{}", done.stdout);
-    assert!(done.stderr.contains(&format!("job {id} succeeded")), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(&format!("job {id} succeeded")),
+        "{}",
+        done.stderr
+    );
 
     let listed = cli(&node, &["jobs", "list", "--json"]);
     assert_eq!(listed.code, Some(0), "{}", listed.stderr);
@@ -118,12 +129,19 @@ fn jobs_and_channels_from_the_command_line() {
     assert_eq!(job["state"], "succeeded");
     let table = cli(&node, &["jobs", "list", "--state", "succeeded"]);
     assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
-    assert!(table.stdout.lines().any(|l| l.starts_with(&id) && l.contains("succeeded")));
+    assert!(table
+        .stdout
+        .lines()
+        .any(|l| l.starts_with(&id) && l.contains("succeeded")));
 
     let shown = cli(&node, &["jobs", "show", &id]);
     assert_eq!(shown.code, Some(0), "{}", shown.stderr);
     for expected in [id.as_str(), "succeeded", "360:800k", &input, &hls] {
-        assert!(shown.stdout.contains(expected), "{expected} in\n{}", shown.stdout);
+        assert!(
+            shown.stdout.contains(expected),
+            "{expected} in\n{}",
+            shown.stdout
+        );
     }
 
     // The server's field errors, by pointer; a 4xx exits 2.
@@ -144,7 +162,10 @@ fn jobs_and_channels_from_the_command_line() {
     assert_eq!(failed.code, Some(1));
     let job: Value = serde_json::from_str(&failed.stdout).unwrap();
     assert_eq!(job["state"], "failed");
-    let expected = format!("encore: error: job {} failed: not_media: ", text(&job["id"]));
+    let expected = format!(
+        "encore: error: job {} failed: not_media: ",
+        text(&job["id"])
+    );
     assert!(failed.stderr.contains(&expected), "{}", failed.stderr);
 
     let busy = cli(&node, &["jobs", "retry", &id]);
@@ -203,8 +224,16 @@ fn tokens_are_required_and_sent() {
     );
     let denied = cli(&node, &["jobs", "list"]);
     assert_eq!(denied.code, Some(2));
-    assert!(denied.stderr.contains("401 Unauthorized"), "{}", denied.stderr);
-    assert!(denied.stderr.contains("ENCORE_API_TOKEN"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("401 Unauthorized"),
+        "{}",
+        denied.stderr
+    );
+    assert!(
+        denied.stderr.contains("ENCORE_API_TOKEN"),
+        "{}",
+        denied.stderr
+    );
 
     let from_env = run(encore()
         .args(["jobs", "list", "--server", &node.base])
@@ -215,7 +244,14 @@ fn tokens_are_required_and_sent() {
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
     let from_file = run(encore()
-        .args(["channels", "list", "--json", "--server", &node.base, "--token-file"])
+        .args([
+            "channels",
+            "list",
+            "--json",
+            "--server",
+            &node.base,
+            "--token-file",
+        ])
         .arg(&file));
     assert_eq!(from_file.code, Some(0), "{}", from_file.stderr);
     std::fs::write(&file, "wrong-token-0123456789").unwrap();
@@ -240,5 +276,9 @@ fn no_daemon_is_a_clear_error() {
     assert_eq!(out.code, Some(1));
     let expected = format!("encore: error: cannot reach the Encore server at {server}: ");
     assert!(out.stderr.starts_with(&expected), "{}", out.stderr);
-    assert!(out.stderr.contains("is `encore serve` running?"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is `encore serve` running?"),
+        "{}",
+        out.stderr
+    );
 }

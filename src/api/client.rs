@@ -20,7 +20,7 @@ const MAX_RECONNECTS: u32 = 30;
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No connection at all (refused, no route, DNS, TLS).
+    /// No connection at all (refused, no route, no such host).
     #[error("cannot reach the Encore server at {url}: {reason} (is `encore serve` running?)")]
     Unreachable { url: String, reason: String },
     /// The server answered with an error: its RFC 9457 problem, or what it sent instead.
@@ -174,6 +174,12 @@ impl Client {
         } else {
             format!("http://{server}")
         };
+        if !base.starts_with("http://") {
+            // reqwest is built without TLS features.
+            return Err(ClientError::Transport(format!(
+                "{base}: only http:// servers can be reached (this build has no TLS)"
+            )));
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
@@ -181,10 +187,6 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Transport(format!("cannot make an HTTP client: {e}")))?;
         Ok(Client { base, token, http })
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     pub fn has_token(&self) -> bool {
@@ -244,7 +246,11 @@ impl Client {
     }
 
     /// `POST /v1/jobs`: the job as created (or as first created, for a repeated key).
-    pub fn submit(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Value, ClientError> {
+    pub fn submit(
+        &self,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let mut r = self.request(Method::POST, "/jobs").json(body);
         if let Some(key) = idempotency_key {
             r = r.header("idempotency-key", key);
@@ -294,7 +300,11 @@ impl Client {
     /// Reads job `id`'s events, each to `on_event(kind, data)`, until the job reaches a final
     /// state; returns the job as that last state event showed it. A dropped connection is
     /// opened again with `Last-Event-ID`, so no event is seen twice or missed.
-    pub fn follow(&self, id: &str, on_event: &mut dyn FnMut(&str, &Value)) -> Result<Value, ClientError> {
+    pub fn follow(
+        &self,
+        id: &str,
+        on_event: &mut dyn FnMut(&str, &Value),
+    ) -> Result<Value, ClientError> {
         let mut last_id: Option<String> = None;
         let mut failures = 0;
         loop {
@@ -456,7 +466,8 @@ mod tests {
                 while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
                     head.push(byte[0]);
                 }
-                tx.send(String::from_utf8_lossy(&head).to_lowercase()).unwrap();
+                tx.send(String::from_utf8_lossy(&head).to_lowercase())
+                    .unwrap();
                 conn.write_all(reply.as_bytes()).unwrap();
             }
         });
@@ -495,8 +506,16 @@ mod tests {
             ]
         );
         let heads: Vec<String> = heads.iter().collect();
-        assert!(heads[0].starts_with("get /v1/jobs/j1/events "), "{}", heads[0]);
-        assert!(heads[0].contains("authorization: bearer t0k3n"), "{}", heads[0]);
+        assert!(
+            heads[0].starts_with("get /v1/jobs/j1/events "),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[0].contains("authorization: bearer t0k3n"),
+            "{}",
+            heads[0]
+        );
         assert!(!heads[0].contains("last-event-id"), "{}", heads[0]);
         assert!(heads[1].starts_with("get /v1/jobs/j1 "), "{}", heads[1]);
         assert!(heads[2].contains("last-event-id: 2\r\n"), "{}", heads[2]);

@@ -109,8 +109,13 @@ impl Channels {
         let state = match &e.channel {
             None => "stopped",
             Some(c) if c.is_finished() => "stopped",
-            Some(_) if self.origin.channel_has_segments(name) => "on_air",
-            Some(_) => "starting",
+            Some(c) if !self.origin.channel_has_segments(name) => "starting",
+            Some(c) if c.status.on_slate.load(std::sync::atomic::Ordering::Relaxed) => "on_slate",
+            Some(_) => "on_air",
+        };
+        let speeds: Vec<(String, Option<f64>)> = match &e.channel {
+            Some(c) => c.status.rungs.iter().map(|(id, s)| (id.clone(), s.ratio())).collect(),
+            None => e.renditions.iter().map(|id| (id.clone(), None)).collect(),
         };
         ChannelInfo {
             name: name.to_string(),
@@ -120,12 +125,11 @@ impl Channels {
             spec: serde_json::to_value(&e.spec).unwrap_or_default(),
             hls: format!("{}/live/{name}/master.m3u8", self.base),
             dash: format!("{}/live/{name}/manifest.mpd", self.base),
-            renditions: e
-                .renditions
-                .iter()
-                .map(|id| crate::api::RenditionInfo {
-                    id: id.clone(),
-                    realtime_ratio: None,
+            renditions: speeds
+                .into_iter()
+                .map(|(id, ratio)| crate::api::RenditionInfo {
+                    id,
+                    realtime_ratio: ratio.map(|r| (r * 100.0).round() / 100.0),
                 })
                 .collect(),
         }

@@ -155,6 +155,26 @@ impl VideoTrackResult {
     }
 }
 
+/// How fast a rung works: media time encoded per second of its own work (scaling and
+/// encoding), over its last segment. Above 1 it keeps up with real time.
+#[derive(Debug, Default)]
+pub struct RungSpeed {
+    ratio_bits: std::sync::atomic::AtomicU64,
+}
+
+impl RungSpeed {
+    /// The last measurement; None before the first segment.
+    pub fn ratio(&self) -> Option<f64> {
+        let bits = self.ratio_bits.load(std::sync::atomic::Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    fn set(&self, ratio: f64) {
+        self.ratio_bits
+            .store(ratio.max(f64::MIN_POSITIVE).to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Scales, encodes and packages one rung on its own thread.
 pub struct RungWorker {
     pub rung: Rung,
@@ -167,6 +187,8 @@ pub struct RungWorker {
     pub live: bool,
     /// Media time zero in Unix-epoch seconds (live; 0 for VOD), see [`TrackOutput::with_time_origin`].
     pub time_origin_seconds: u64,
+    /// Where the rung reports its speed (live channels show it).
+    pub speed: Option<Arc<RungSpeed>>,
 }
 
 impl RungWorker {
@@ -205,7 +227,11 @@ impl RungWorker {
             *slate_pts = slate_pts.split_off(&end);
             cmaf::SegmentFlags { slate, last }
         };
+        let (mut busy, mut busy_frames) = (Duration::ZERO, 0u64);
+        let frames_per_report =
+            (self.segment_duration.as_secs_f64() * self.timescale as f64 / self.frame_ticks as f64).max(1.0) as u64;
         for msg in frames {
+            let work_started = std::time::Instant::now();
             let mut frame = scaler
                 .scale(&msg.frame)
                 .map_err(|e| encode::Error::Encode {
@@ -226,6 +252,15 @@ impl RungWorker {
                 }) {
                     let flags = flags_for(&segment, &mut slate_pts, false);
                     output.write(segment, flags)?;
+                }
+            }
+            if let Some(speed) = &self.speed {
+                busy += work_started.elapsed();
+                busy_frames += 1;
+                if busy_frames == frames_per_report {
+                    let media = busy_frames as f64 * self.frame_ticks as f64 / self.timescale as f64;
+                    speed.set(media / busy.as_secs_f64().max(1e-6));
+                    (busy, busy_frames) = (Duration::ZERO, 0);
                 }
             }
         }

@@ -61,7 +61,12 @@ impl Node {
         Node::start_with_env(dir, backend, extra, &[])
     }
 
-    pub fn start_with_env(dir: &Path, backend: &Backend, extra: &str, env: &[(&str, &str)]) -> Node {
+    pub fn start_with_env(
+        dir: &Path,
+        backend: &Backend,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let data = dir.join("data");
         let config = dir.join("encore.toml");
         std::fs::write(
@@ -73,8 +78,14 @@ impl Node {
             ),
         )
         .unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let token = env.iter().find(|(k, _)| k == "ENCORE_API_TOKEN").map(|(_, v)| v.clone());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let token = env
+            .iter()
+            .find(|(k, _)| k == "ENCORE_API_TOKEN")
+            .map(|(_, v)| v.clone());
         let mut node = Node {
             child: None,
             base: String::new(),
@@ -111,7 +122,10 @@ impl Node {
             }
         });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("the daemon printed its address").unwrap();
+        let first = lines
+            .next()
+            .expect("the daemon printed its address")
+            .unwrap();
         self.base = first
             .strip_prefix("encore: serving on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
@@ -161,13 +175,21 @@ impl Node {
     }
 
     /// Sends a request; returns the status, headers and body (JSON when it is JSON).
-    pub fn call(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut r = self.request(method.parse().unwrap(), path);
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
         if let Some(b) = body {
-            r = r.header("content-type", "application/json").body(b.to_string());
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let response = r.send().unwrap();
         let status = response.status().as_u16();
@@ -178,7 +200,12 @@ impl Node {
             .collect();
         let text = response.text().unwrap();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -282,7 +309,10 @@ fn read_head(conn: &mut TcpStream) -> Option<(String, HashMap<String, String>, V
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0u8; length];
     conn.read_exact(&mut body).ok()?;
     Some((request_line, headers, body))
@@ -290,7 +320,11 @@ fn read_head(conn: &mut TcpStream) -> Option<(String, HashMap<String, String>, V
 
 fn serve_file(mut conn: TcpStream, dir: &Path) {
     while let Some((request_line, headers, _)) = read_head(&mut conn) {
-        let path = request_line.split(' ').nth(1).unwrap_or("/").trim_start_matches('/');
+        let path = request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or("/")
+            .trim_start_matches('/');
         let Ok(bytes) = std::fs::read(dir.join(path)) else {
             let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
             continue;
@@ -302,7 +336,9 @@ fn serve_file(mut conn: TcpStream, dir: &Path) {
             .and_then(|r| r.split_once('-'))
             .and_then(|(a, b)| {
                 let start: usize = a.parse().ok()?;
-                let end = b.parse::<usize>().map_or(total.saturating_sub(1), |e| e.min(total - 1));
+                let end = b
+                    .parse::<usize>()
+                    .map_or(total.saturating_sub(1), |e| e.min(total - 1));
                 (start < total && start <= end).then_some((start, end))
             });
         let head = match range {
@@ -353,7 +389,11 @@ impl WebhookReceiver {
                             *left = left.saturating_sub(1);
                             fail
                         };
-                        let status = if fail { "500 Internal Server Error" } else { "200 OK" };
+                        let status = if fail {
+                            "500 Internal Server Error"
+                        } else {
+                            "200 OK"
+                        };
                         if !fail {
                             sink.lock().unwrap().push(Hook {
                                 headers,
@@ -377,8 +417,16 @@ impl WebhookReceiver {
 }
 
 /// Reads a job's Server-Sent Events until the stream ends: (id, event, data) each.
-pub fn read_events(node: &Node, id: &str, last_event_id: Option<&str>, within: Duration) -> Vec<(String, String, Value)> {
-    let client = reqwest::blocking::Client::builder().timeout(within).build().unwrap();
+pub fn read_events(
+    node: &Node,
+    id: &str,
+    last_event_id: Option<&str>,
+    within: Duration,
+) -> Vec<(String, String, Value)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(within)
+        .build()
+        .unwrap();
     let mut r = client.get(format!("{}/v1/jobs/{id}/events", node.base));
     if let Some(t) = &node.token {
         r = r.bearer_auth(t);
@@ -398,7 +446,11 @@ pub fn read_events(node: &Node, id: &str, last_event_id: Option<&str>, within: D
         let Ok(line) = line else { break };
         if line.is_empty() {
             if !data.is_empty() {
-                events.push((event_id.clone(), kind.clone(), serde_json::from_str(&data).unwrap()));
+                events.push((
+                    event_id.clone(),
+                    kind.clone(),
+                    serde_json::from_str(&data).unwrap(),
+                ));
             }
             data.clear();
             kind.clear();

@@ -41,6 +41,7 @@ pub(super) struct VideoClock {
     pub(super) slate: Arc<ff::frame::Video>,
     pub(super) loss_timeout: Duration,
     pub(super) channel: String,
+    pub(super) status: Arc<super::ChannelStatus>,
 }
 
 impl VideoClock {
@@ -86,6 +87,7 @@ impl VideoClock {
                     tracing::info!(channel = %self.channel, "input restored");
                 }
                 lost = slate;
+                self.status.on_slate.store(slate, Ordering::Relaxed);
             }
             let segment = segment_of(k);
             let force = previous_segment != Some(segment);

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 use ffmpeg_next as ff;
 
-use super::track::{RungFrame, RungWorker};
+use super::track::{RungFrame, RungSpeed, RungWorker};
 use super::Error;
 use crate::encode::{self, Kind};
 use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
@@ -101,11 +101,21 @@ pub struct ChannelConfig {
     pub utc_timing_url: String,
 }
 
+/// What a running channel sends: the slate or its input, and each rung's speed.
+#[derive(Debug)]
+pub struct ChannelStatus {
+    pub on_slate: AtomicBool,
+    /// Rendition id and its speed, top rung first.
+    pub rungs: Vec<(String, Arc<RungSpeed>)>,
+}
+
 /// A running channel. Dropping it does not stop it: call `stop` and `join`.
 pub struct Channel {
     pub name: String,
     /// Video rendition ids, top rung first.
     pub renditions: Vec<String>,
+    /// What the channel is sending, for its record in the API.
+    pub status: Arc<ChannelStatus>,
     watchdog: Arc<Watchdog>,
     stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -188,6 +198,13 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let start_seconds = first_segment as f64 * seconds;
     let mut threads = Vec::new();
 
+    let status = Arc::new(ChannelStatus {
+        on_slate: AtomicBool::new(true),
+        rungs: rungs
+            .iter()
+            .map(|r| (r.id(&rungs), Arc::new(RungSpeed::default())))
+            .collect(),
+    });
     let mut rung_senders = Vec::new();
     for (i, (rung, encoder)) in rungs.iter().zip(encoders).enumerate() {
         let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
@@ -201,6 +218,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             segment_duration: config.segment_duration,
             live: true,
             time_origin_seconds: MEDIA_EPOCH_SECONDS,
+            speed: Some(status.rungs[i].1.clone()),
         };
         let sink = Box::new(EventSink::new(i, events_tx.clone()));
         let name = config.name.clone();
@@ -238,6 +256,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         slate,
         loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
         channel: config.name.clone(),
+        status: status.clone(),
     };
     threads.push(spawn(format!("{}-clock", config.name), move || {
         video.run(rung_senders)
@@ -268,6 +287,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     Ok(Channel {
         name: config.name,
         renditions: rungs.iter().map(|r| r.id(&rungs)).collect(),
+        status,
         watchdog,
         stopping,
         threads,

@@ -204,6 +204,7 @@ fn spawn_rungs(
             segment_duration: job.segment_duration,
             live: false,
             time_origin_seconds: 0,
+            speed: None,
         };
         let sink = Box::new(DirSink {
             dir: staging.join(rung.id(rungs)),
