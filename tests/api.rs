@@ -319,6 +319,20 @@ fn jobs_survive_restarts_and_kill_9(pg: bool) {
     // Still succeeded after a clean restart: nothing runs twice.
     node.restart();
     assert_eq!(node.job(&queued[0])["attempts"].as_array().unwrap().len(), 1);
+
+    // SIGTERM: the running job goes back to the queue at once, its lost attempt not counted.
+    let stopped = submit(&node, &long, "720:3000k,480:1200k");
+    wait_running_with_frames(&node, &stopped);
+    node.stop();
+    node.restart();
+    let job = node.wait_for(&stopped, &["succeeded"], Duration::from_secs(240));
+    let outcomes: Vec<&str> = job["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["node_stopped", "succeeded"], "{job}");
 }
 
 fn idempotency_keys_return_the_first_job(pg: bool) {
@@ -368,6 +382,7 @@ fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
         (json!({"input": "a.mp4", "priority": 99}), "/priority"),
         (json!({"input": "a.mp4", "colour": "red"}), "/colour"),
         (json!({"input": "a.mp4", "webhook": {"url": "http://x/"}}), "/webhook"),
+        (json!({"input": "a.mp4", "webhook": {"url": "http://169.254.169.254/x"}}), "/webhook/url"),
         (json!({"input": "/etc/passwd"}), "/input"),
         (json!({"input": "../a.mp4"}), "/input"),
         (json!({"input": "file:///etc/passwd"}), "/input"),

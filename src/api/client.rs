@@ -166,7 +166,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `server` (`http://host:port`; `host:port` means http).
+    /// A client of the server at `server` (`http(s)://host:port`; `host:port` means http).
     pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
         let server = server.trim().trim_end_matches('/');
         let base = if server.contains("://") {
@@ -174,10 +174,9 @@ impl Client {
         } else {
             format!("http://{server}")
         };
-        if !base.starts_with("http://") {
-            // reqwest is built without TLS features.
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::Transport(format!(
-                "{base}: only http:// servers can be reached (this build has no TLS)"
+                "{base}: the server address is http://HOST:PORT or https://HOST"
             )));
         }
         let http = reqwest::blocking::Client::builder()

@@ -88,6 +88,11 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
         .await
         .map_err(|e| errors.push(e))
         .ok();
+    if let Some(hook) = &request.webhook {
+        if let Err(e) = service.settings.inputs.check_url(&hook.url, "/webhook/url").await {
+            errors.push(e);
+        }
+    }
     if request.webhook.is_some() && service.settings.webhook_secret.is_none() {
         errors.push(FieldError::new(
             "/webhook",

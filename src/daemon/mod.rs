@@ -131,6 +131,7 @@ async fn run(config: Config) -> Result<(), String> {
 
     shutdown_signal().await;
     tracing::info!("stopping: closing the current segments");
+    service.stop().await;
     channels.stop_all(STOP_GRACE).await;
     let _ = stop_tx.send(true);
     for server in servers {

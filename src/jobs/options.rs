@@ -430,25 +430,8 @@ impl InputPolicy {
     /// Checks `input` (pointer `/input`); returns the location the pipeline opens.
     pub async fn check(&self, input: &str) -> Result<String, FieldError> {
         let bad = |detail: String| FieldError::new("/input", detail);
-        if let Some((scheme, _)) = input.split_once("://") {
-            if scheme != "http" && scheme != "https" {
-                return Err(bad(format!(
-                    "the scheme {scheme:?} is not allowed (http, https, or a path inside an input root)"
-                )));
-            }
-            let (host, port) = url_host(input).ok_or_else(|| bad("the URL has no host".into()))?;
-            let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
-            let addresses = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?;
-            for address in addresses {
-                let ip = address.ip();
-                if ip.is_unspecified() || (is_link_local(ip) && !self.allow_link_local) {
-                    return Err(bad(format!(
-                        "{host} is {ip}, a link-local or unspecified address (allow_link_local_inputs in the configuration allows it)"
-                    )));
-                }
-            }
+        if input.contains("://") {
+            self.check_url(input, "/input").await?;
             return Ok(input.to_string());
         }
         if input.contains(':') && !input.starts_with('/') {
@@ -480,6 +463,34 @@ impl InputPolicy {
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
+    }
+}
+
+impl InputPolicy {
+    /// An http(s) URL whose host resolves to no link-local or unspecified address (also
+    /// for webhooks: a job must not make the node call its cloud's metadata service).
+    pub async fn check_url(&self, url: &str, pointer: &str) -> Result<(), FieldError> {
+        let bad = |detail: String| FieldError::new(pointer, detail);
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        if scheme != "http" && scheme != "https" {
+            return Err(bad(format!(
+                "the scheme {scheme:?} is not allowed (http, https, or a path inside an input root)"
+            )));
+        }
+        let (host, port) = url_host(url).ok_or_else(|| bad("the URL has no host".into()))?;
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let addresses = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?;
+        for address in addresses {
+            let ip = address.ip();
+            if ip.is_unspecified() || (is_link_local(ip) && !self.allow_link_local) {
+                return Err(bad(format!(
+                    "{host} is {ip}, a link-local or unspecified address (allow_link_local_inputs in the configuration allows it)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Service {
     pub public_base: Mutex<String>,
     running: Mutex<HashMap<String, Running>>,
     live_milli: AtomicI64,
+    /// The node is stopping: claim nothing more.
+    stopping: AtomicBool,
     /// The queue or the free capacity changed.
     wake: Notify,
     pub(super) webhook_wake: Notify,
@@ -119,6 +121,7 @@ impl Service {
             public_base: Mutex::new(String::new()),
             running: Mutex::new(HashMap::new()),
             live_milli: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
             wake: Notify::new(),
             webhook_wake: Notify::new(),
             events: broadcast::channel(1024).0,
@@ -266,7 +269,7 @@ impl Service {
             Err(e) => tracing::error!("cannot recover interrupted jobs: {e}"),
         }
         tokio::spawn(self.clone().lease_keeper());
-        loop {
+        while !self.stopping.load(Ordering::SeqCst) {
             let capacity = self.capacity_milli();
             let free = capacity - self.used_milli();
             let lease_until = now_ms() + LEASE_MS;
@@ -289,6 +292,25 @@ impl Service {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+        }
+    }
+
+    /// The daemon stops: claim nothing more, stop what runs here, and give it back to the
+    /// queue (another node, or this one after its restart, runs it again from the start).
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        for running in self.lock_running().values() {
+            running.cancel.store(true, Ordering::Relaxed);
+        }
+        match self.store.release_node(&self.settings.node).await {
+            Ok(released) => {
+                for id in released {
+                    tracing::info!(job = %id, "stopping: back in the queue");
+                    self.state_changed(&id).await;
+                }
+            }
+            Err(e) => tracing::error!("stopping: cannot give the running jobs back: {e}"),
         }
     }
 

@@ -495,6 +495,29 @@ impl Store {
         Ok(changed)
     }
 
+    /// `node` stops in good order: its running jobs go back to the queue at once, and the
+    /// attempt they lose does not count against them.
+    pub async fn release_node(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'queued', node = NULL, lease_until = NULL, progress = NULL,
+                max_attempts = max_attempts + 1, updated_at = $2, not_before = $2
+             WHERE node = $1 AND state = 'running'
+             RETURNING id, attempts",
+        )
+        .bind(node)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut released = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            self.end_attempt(&id, row.try_get("attempts")?, "node_stopped").await?;
+            released.push(id);
+        }
+        Ok(released)
+    }
+
     async fn end_attempt(&self, id: &str, number: i64, outcome: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE job_attempts SET ended_at = $3, outcome = $4
