@@ -3,11 +3,11 @@
 //! in the test, a webhook receiver checking signatures with its own HMAC, ffmpeg playing the
 //! outputs, and SIGKILL for crashes.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
 #[path = "common/postgres.rs"]
 mod postgres;
-#[path = "common/api.rs"]
-mod api;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -95,7 +95,9 @@ fn inputs() -> (PathBuf, FileServer) {
 fn verify_signature(hook: &api::Hook) {
     let id = &hook.headers["webhook-id"];
     let timestamp = &hook.headers["webhook-timestamp"];
-    let key = BASE64_STANDARD.decode(SECRET.strip_prefix("whsec_").unwrap()).unwrap();
+    let key = BASE64_STANDARD
+        .decode(SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(format!("{id}.{timestamp}.{}", hook.body).as_bytes());
     let expected = format!("v1,{}", BASE64_STANDARD.encode(mac.finalize().into_bytes()));
@@ -105,7 +107,10 @@ fn verify_signature(hook: &api::Hook) {
         "signature {given} is not {expected}"
     );
     let age = common_now() - timestamp.parse::<i64>().unwrap();
-    assert!((0..60).contains(&age), "webhook-timestamp {timestamp} is {age} s old");
+    assert!(
+        (0..60).contains(&age),
+        "webhook-timestamp {timestamp} is {age} s old"
+    );
 }
 
 fn common_now() -> i64 {
@@ -122,7 +127,11 @@ fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
     let (_, files) = inputs();
     // The receiver fails the first delivery: it must come again.
     let hooks = WebhookReceiver::start(1);
-    let node = Node::start(dir.path(), &backend, &format!("webhook_secret = \"{SECRET}\"\n"));
+    let node = Node::start(
+        dir.path(),
+        &backend,
+        &format!("webhook_secret = \"{SECRET}\"\n"),
+    );
     let body = json!({
         "input": format!("{}/{}", files.base, file_name(&src)),
         "ladder": "360:800k,240:400k",
@@ -169,7 +178,11 @@ fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
         assert!(ok && stderr.is_empty(), "ffmpeg on {url}: {stderr}");
     }
     let listed = node.get("/v1/jobs?limit=10");
-    assert!(listed.json["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id.as_str()));
+    assert!(listed.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["id"] == id.as_str()));
 
     // Three state changes, each signed; the failed first try was retried.
     let start = Instant::now();
@@ -188,14 +201,24 @@ fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
         .collect();
     let mut sorted = types.clone();
     sorted.sort();
-    assert_eq!(sorted, ["job.queued", "job.running", "job.succeeded"], "{types:?}");
+    assert_eq!(
+        sorted,
+        ["job.queued", "job.running", "job.succeeded"],
+        "{types:?}"
+    );
     let unique: HashSet<&String> = received.iter().map(|h| &h.headers["webhook-id"]).collect();
     assert_eq!(unique.len(), 3);
     let job = node.job(&id);
     let deliveries = job["webhook_deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 3);
-    assert!(deliveries.iter().all(|d| d["status"] == "delivered"), "{deliveries:?}");
-    assert!(deliveries.iter().any(|d| d["attempts"].as_i64() == Some(2)), "{deliveries:?}");
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "delivered"),
+        "{deliveries:?}"
+    );
+    assert!(
+        deliveries.iter().any(|d| d["attempts"].as_i64() == Some(2)),
+        "{deliveries:?}"
+    );
 
     // Telemetry sees the same.
     let metrics = node.get("/metrics");
@@ -207,7 +230,11 @@ fn http_job_succeeds_with_events_and_signed_webhooks(pg: bool) {
         "encore_http_requests_total{route=\"/v1/jobs\",method=\"POST\",status=\"201\"} 1",
         "encore_job_duration_seconds_count{outcome=\"succeeded\"} 1",
     ] {
-        assert!(metrics.text.contains(line), "no {line} in\n{}", metrics.text);
+        assert!(
+            metrics.text.contains(line),
+            "no {line} in\n{}",
+            metrics.text
+        );
     }
     let ready = node.get("/readyz");
     assert_eq!((ready.status, &ready.json["store"]), (200, &json!(true)));
@@ -221,8 +248,14 @@ fn wait_running_with_frames(node: &Node, id: &str) {
         if job["state"] == "running" && job["phase"] == "transcoding" {
             return;
         }
-        assert!(job["state"] == "queued" || job["state"] == "running", "{job}");
-        assert!(start.elapsed() < Duration::from_secs(60), "never ran: {job}");
+        assert!(
+            job["state"] == "queued" || job["state"] == "running",
+            "{job}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never ran: {job}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -264,7 +297,11 @@ fn cancel_stops_a_running_job_within_two_seconds(pg: bool) {
         .collect();
     assert!(entries.is_empty(), "left under vod/: {entries:?}");
     // A finished job's DELETE removes its record.
-    assert_eq!(node.call("DELETE", &format!("/v1/jobs/{id}"), None, &[]).status, 204);
+    assert_eq!(
+        node.call("DELETE", &format!("/v1/jobs/{id}"), None, &[])
+            .status,
+        204
+    );
     assert_eq!(node.get(&format!("/v1/jobs/{id}")).status, 404);
 }
 
@@ -283,7 +320,9 @@ fn jobs_survive_restarts_and_kill_9(pg: bool) {
         )
     };
     let killed = submit(&node, &long, "720:3000k,480:1200k");
-    let queued: Vec<String> = (0..2).map(|_| submit(&node, &short, "720:3000k,480:1200k")).collect();
+    let queued: Vec<String> = (0..2)
+        .map(|_| submit(&node, &short, "720:3000k,480:1200k"))
+        .collect();
     wait_running_with_frames(&node, &killed);
     for id in &queued {
         assert_eq!(node.job(id)["state"], "queued");
@@ -318,7 +357,10 @@ fn jobs_survive_restarts_and_kill_9(pg: bool) {
     assert_eq!(entries, expected);
     // Still succeeded after a clean restart: nothing runs twice.
     node.restart();
-    assert_eq!(node.job(&queued[0])["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        node.job(&queued[0])["attempts"].as_array().unwrap().len(),
+        1
+    );
 
     // SIGTERM: the running job goes back to the queue at once, its lost attempt not counted.
     let stopped = submit(&node, &long, "720:3000k,480:1200k");
@@ -341,14 +383,18 @@ fn idempotency_keys_return_the_first_job(pg: bool) {
     let src = source(640, 360, 4);
     let (_, files) = inputs();
     let node = Node::start(dir.path(), &backend, "");
-    let body = json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "360:800k"}).to_string();
+    let body =
+        json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "360:800k"})
+            .to_string();
     let key = [("idempotency-key", "order-42")];
     let first = node.call("POST", "/v1/jobs", Some(&body), &key);
     assert_eq!(first.status, 201, "{}", first.text);
     let again = node.call("POST", "/v1/jobs", Some(&body), &key);
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json["id"], first.json["id"]);
-    let other = json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "240:400k"}).to_string();
+    let other =
+        json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "240:400k"})
+            .to_string();
     let conflict = node.call("POST", "/v1/jobs", Some(&other), &key);
     assert_eq!(conflict.status, 409, "{}", conflict.text);
     assert_eq!(conflict.headers["content-type"], "application/problem+json");
@@ -371,22 +417,43 @@ fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
     );
     let malformed = node.post("/v1/jobs", "{\"input\": ");
     assert_eq!(malformed.status, 400, "{}", malformed.text);
-    assert_eq!(malformed.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        malformed.headers["content-type"],
+        "application/problem+json"
+    );
     assert_eq!(malformed.json["status"], 400);
     let cases = [
         (json!({"input": "a.mp4", "codec": "vp9"}), "/codec"),
         (json!({"input": "a.mp4", "ladder": "720:abc"}), "/ladder"),
-        (json!({"input": "a.mp4", "ladder": [{"height": 720, "bitrate": 0}]}), "/ladder"),
-        (json!({"input": "a.mp4", "audio_bitrate": "9M"}), "/audio_bitrate"),
-        (json!({"input": "a.mp4", "segment_duration": 30}), "/segment_duration"),
+        (
+            json!({"input": "a.mp4", "ladder": [{"height": 720, "bitrate": 0}]}),
+            "/ladder",
+        ),
+        (
+            json!({"input": "a.mp4", "audio_bitrate": "9M"}),
+            "/audio_bitrate",
+        ),
+        (
+            json!({"input": "a.mp4", "segment_duration": 30}),
+            "/segment_duration",
+        ),
         (json!({"input": "a.mp4", "priority": 99}), "/priority"),
         (json!({"input": "a.mp4", "colour": "red"}), "/colour"),
-        (json!({"input": "a.mp4", "webhook": {"url": "http://x/"}}), "/webhook"),
-        (json!({"input": "a.mp4", "webhook": {"url": "http://169.254.169.254/x"}}), "/webhook/url"),
+        (
+            json!({"input": "a.mp4", "webhook": {"url": "http://x/"}}),
+            "/webhook",
+        ),
+        (
+            json!({"input": "a.mp4", "webhook": {"url": "http://169.254.169.254/x"}}),
+            "/webhook/url",
+        ),
         (json!({"input": "/etc/passwd"}), "/input"),
         (json!({"input": "../a.mp4"}), "/input"),
         (json!({"input": "file:///etc/passwd"}), "/input"),
-        (json!({"input": "http://169.254.169.254/latest/meta-data"}), "/input"),
+        (
+            json!({"input": "http://169.254.169.254/latest/meta-data"}),
+            "/input",
+        ),
         (json!({"input": "a.mp4", "template": "nope"}), "/template"),
         (json!({"input": 5}), "/input"),
     ];
@@ -420,7 +487,15 @@ fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
         assert_eq!(reply.headers()["www-authenticate"], "Bearer");
     }
     assert_eq!(node.get("/v1/jobs").status, 200);
-    assert_eq!(client.get(format!("{}/healthz", node.base)).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", node.base))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 
     // The API on every address with no token: refused, saying why.
     let out = common::encore()
@@ -503,10 +578,17 @@ fn api_channels_play_persist_and_end(pg: bool) {
     let master = format!("{}/live/api1/master.m3u8", node.base);
     wait_playable(&node, &master);
     let listed = node.get("/v1/channels");
-    assert!(listed.json["channels"].as_array().unwrap().iter().any(|c| c["name"] == "api1"));
+    assert!(listed.json["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "api1"));
     let dup = node.post("/v1/channels", &body.to_string());
     assert_eq!(dup.status, 409, "{}", dup.text);
-    let bad = node.post("/v1/channels", &json!({"name": "x", "input": "test", "colour": 1}).to_string());
+    let bad = node.post(
+        "/v1/channels",
+        &json!({"name": "x", "input": "test", "colour": 1}).to_string(),
+    );
     assert_eq!(bad.status, 422, "{}", bad.text);
 
     node.restart();
@@ -520,7 +602,11 @@ fn api_channels_play_persist_and_end(pg: bool) {
     assert!(ratio.is_some_and(|r| r > 0.0), "{shown}");
 
     // A feed that never comes: the channel is on the air with the slate, and says so.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let quiet = json!({"name": "quiet", "input": format!("udp://127.0.0.1:{port}"),
         "format": "320x180@25", "ladder": "180:300k", "segment_duration": 1, "dvr_window": 30});
     assert_eq!(node.post("/v1/channels", &quiet.to_string()).status, 201);
@@ -530,10 +616,16 @@ fn api_channels_play_persist_and_end(pg: bool) {
         if state == "on_slate" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "quiet channel is {state}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "quiet channel is {state}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(node.call("DELETE", "/v1/channels/quiet", None, &[]).status, 204);
+    assert_eq!(
+        node.call("DELETE", "/v1/channels/quiet", None, &[]).status,
+        204
+    );
 
     let removed = node.call("DELETE", "/v1/channels/api1", None, &[]);
     assert_eq!(removed.status, 204, "{}", removed.text);
@@ -552,7 +644,9 @@ fn wait_playable(node: &Node, url: &str) {
     let start = Instant::now();
     loop {
         let out = std::process::Command::new("timeout")
-            .args(["20", "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "3", "-f", "null", "-"])
+            .args([
+                "20", "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "3", "-f", "null", "-",
+            ])
             .output()
             .unwrap();
         if out.status.success() && out.stderr.is_empty() {

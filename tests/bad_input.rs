@@ -162,7 +162,7 @@ fn corrupt_packets_are_counted_and_the_output_stays_valid() {
     let mid = bytes.len() / 2;
     for (i, b) in bytes[mid..mid + 20_000].iter_mut().enumerate() {
         // Keep the TS sync bytes so the demuxer stays aligned; damage the payload.
-        if (mid + i) % 188 != 0 {
+        if !(mid + i).is_multiple_of(188) {
             *b = (i as u8).wrapping_mul(31) ^ 0x5a;
         }
     }

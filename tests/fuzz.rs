@@ -18,7 +18,7 @@ impl Rng {
         let seed = std::env::var("ENCORE_FUZZ_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_0f_e4c0_7e);
+            .unwrap_or(0x5eed_0fe4_c07e);
         println!("seed {seed} (ENCORE_FUZZ_SEED replays it)");
         Rng(seed | 1)
     }

@@ -3,11 +3,11 @@
 //! requests): no 5xx, no response outside its schema. Both tools come from PyPI into
 //! tests/openapi/.venv (`make test-deps`). Run on both stores.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
 #[path = "common/postgres.rs"]
 mod postgres;
-#[path = "common/api.rs"]
-mod api;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,7 +69,13 @@ fn check(pg: bool) {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--max-examples", "40", "--seed", "1"])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
-        .args(["--generation-database", "none", "--no-color", "--request-timeout", "20"])
+        .args([
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--request-timeout",
+            "20",
+        ])
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);

@@ -9,9 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Api, Problem};
 
@@ -45,7 +45,10 @@ pub struct RenditionInfo {
 pub trait ChannelControl: Send + Sync {
     fn list(&self) -> Vec<ChannelInfo>;
     /// Starts and persists a channel from a JSON body with the configuration's fields.
-    fn create(self: Arc<Self>, body: serde_json::Value) -> BoxFuture<'static, Result<ChannelInfo, Problem>>;
+    fn create(
+        self: Arc<Self>,
+        body: serde_json::Value,
+    ) -> BoxFuture<'static, Result<ChannelInfo, Problem>>;
     /// Stops an API channel (its playlists end with EXT-X-ENDLIST) and forgets it.
     fn remove(self: Arc<Self>, name: String) -> BoxFuture<'static, Result<(), Problem>>;
 }
@@ -79,7 +82,10 @@ async fn list(State(api): State<Api>) -> Json<ChannelList> {
         (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<ChannelInfo>, Problem> {
+async fn show(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<ChannelInfo>, Problem> {
     api.channels
         .list()
         .into_iter()
@@ -104,7 +110,12 @@ async fn create(State(api): State<Api>, body: Bytes) -> Result<Response, Problem
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
     let info = api.channels.clone().create(value).await?;
     let location = format!("/v1/channels/{}", info.name);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(info)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(info),
+    )
+        .into_response())
 }
 
 /// Ends an API channel: its playlists get EXT-X-ENDLIST; it does not come back.

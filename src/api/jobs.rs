@@ -11,10 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Api, Problem};
 use crate::jobs::options::{FieldError, Options};
@@ -49,7 +49,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
         (status = 429, description = "Too many queued jobs (see Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+async fn submit(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -67,7 +71,10 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
     let base = match &request.template {
         None => Options::default(),
         Some(name) if !super::templates::is_template_name(name) => {
-            return Err(Problem::invalid(vec![FieldError::new("/template", format!("no template named {name:?}"))]))
+            return Err(Problem::invalid(vec![FieldError::new(
+                "/template",
+                format!("no template named {name:?}"),
+            )]))
         }
         Some(name) => match service.store.template(name).await? {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
@@ -80,7 +87,11 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
         },
     };
     let mut errors = Vec::new();
-    let resolved = request.options.resolve_over(&base).map_err(|e| errors.extend(e)).ok();
+    let resolved = request
+        .options
+        .resolve_over(&base)
+        .map_err(|e| errors.extend(e))
+        .ok();
     let input = service
         .settings
         .inputs
@@ -89,7 +100,12 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
         .map_err(|e| errors.push(e))
         .ok();
     if let Some(hook) = &request.webhook {
-        if let Err(e) = service.settings.inputs.check_url(&hook.url, "/webhook/url").await {
+        if let Err(e) = service
+            .settings
+            .inputs
+            .check_url(&hook.url, "/webhook/url")
+            .await
+        {
             errors.push(e);
         }
     }
@@ -138,9 +154,16 @@ async fn submit(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resu
             service.queued();
             let view = service.view(row).await?;
             let location = format!("/v1/jobs/{id}");
-            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(view),
+            )
+                .into_response())
         }
-        Inserted::Existing(row) => Ok((StatusCode::OK, Json(service.view(row).await?)).into_response()),
+        Inserted::Existing(row) => {
+            Ok((StatusCode::OK, Json(service.view(row).await?)).into_response())
+        }
         Inserted::Conflict(id) => Err(Problem::conflict(format!(
             "this Idempotency-Key was used for job {id} with another body"
         ))),
@@ -178,11 +201,17 @@ pub(super) struct Page {
         (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Page>, Problem> {
+async fn list(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Page>, Problem> {
     let mut errors = Vec::new();
     for key in query.keys() {
         if !["state", "limit", "cursor"].contains(&key.as_str()) {
-            errors.push(FieldError::new("", format!("unknown query parameter {key:?}")));
+            errors.push(FieldError::new(
+                "",
+                format!("unknown query parameter {key:?}"),
+            ));
         }
     }
     let state = match query.get("state") {
@@ -199,7 +228,10 @@ async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String
         None => 50,
         Some(Ok(l)) if (1..=MAX_PAGE).contains(&l) => l,
         Some(_) => {
-            errors.push(FieldError::new("", format!("limit must be 1 to {MAX_PAGE}")));
+            errors.push(FieldError::new(
+                "",
+                format!("limit must be 1 to {MAX_PAGE}"),
+            ));
             50
         }
     };
@@ -208,7 +240,10 @@ async fn list(State(api): State<Api>, Query(query): Query<HashMap<String, String
     }
     let cursor = query.get("cursor").filter(|c| !c.is_empty());
     if cursor.is_some_and(|c| !is_job_id(c)) {
-        return Err(Problem::invalid(vec![FieldError::new("", "cursor: not a next_cursor this API gave")]));
+        return Err(Problem::invalid(vec![FieldError::new(
+            "",
+            "cursor: not a next_cursor this API gave",
+        )]));
     }
     let rows = api
         .service
@@ -263,7 +298,9 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Respon
     match service.store.cancel(&id).await? {
         Cancel::Cancelled => {
             service.state_changed(&id).await;
-            show(State(api.clone()), Path(id)).await.map(IntoResponse::into_response)
+            show(State(api.clone()), Path(id))
+                .await
+                .map(IntoResponse::into_response)
         }
         Cancel::Requested => {
             service.stop_local(&id);
@@ -299,10 +336,16 @@ async fn retry(State(api): State<Api>, Path(id): Path<String>) -> Result<Respons
     if !is_job_id(&id) {
         return Err(Problem::not_found(format!("no job {id}")));
     }
-    if service.store.retry(&id, service.settings.max_attempts).await? {
+    if service
+        .store
+        .retry(&id, service.settings.max_attempts)
+        .await?
+    {
         service.state_changed(&id).await;
         service.queued();
-        return show(State(api.clone()), Path(id)).await.map(IntoResponse::into_response);
+        return show(State(api.clone()), Path(id))
+            .await
+            .map(IntoResponse::into_response);
     }
     match service.store.job(&id).await? {
         Some(job) => Err(Problem::conflict(format!(
@@ -336,7 +379,11 @@ struct Cursor {
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn events(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+async fn events(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
     if !is_job_id(&id) || api.service.store.job(&id).await?.is_none() {
         return Err(Problem::not_found(format!("no job {id}")));
     }
@@ -367,7 +414,10 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<SseEvent, Infallibl
                 if e.kind == "state" && is_final_state(&e.data) {
                     c.ended = true;
                 }
-                let event = SseEvent::default().id(e.id.to_string()).event(e.kind).data(e.data);
+                let event = SseEvent::default()
+                    .id(e.id.to_string())
+                    .event(e.kind)
+                    .data(e.data);
                 return Some((Ok(event), c));
             }
             if c.ended {
@@ -397,6 +447,10 @@ fn event_stream(cursor: Cursor) -> impl Stream<Item = Result<SseEvent, Infallibl
 fn is_final_state(data: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(data)
         .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).and_then(JobState::parse))
+        .and_then(|v| {
+            v.get("state")
+                .and_then(|s| s.as_str())
+                .and_then(JobState::parse)
+        })
         .is_some_and(JobState::is_final)
 }

@@ -15,9 +15,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
+use sha2::{Digest, Sha256};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
-use sha2::{Digest, Sha256};
 
 pub use channels::{ChannelControl, ChannelInfo, RenditionInfo};
 pub use problem::Problem;
@@ -93,7 +93,10 @@ pub fn router(api: Api) -> Router {
             any(|| async { Problem::not_found("no such resource") }),
         )
         .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this resource",
+            )
         })
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(middleware::from_fn(as_problem))
@@ -107,7 +110,12 @@ pub fn router(api: Api) -> Router {
             "/openapi.json",
             get(move || {
                 let doc = doc.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
             }),
         )
         .with_state(api)
@@ -126,10 +134,19 @@ async fn as_problem(request: Request, next: Next) -> Response {
         return response;
     }
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
     let detail = String::from_utf8_lossy(&body).trim().to_string();
-    let mut problem = Problem::new(status, if detail.is_empty() { status.to_string() } else { detail })
-        .into_response();
+    let mut problem = Problem::new(
+        status,
+        if detail.is_empty() {
+            status.to_string()
+        } else {
+            detail
+        },
+    )
+    .into_response();
     if let Some(r) = retry_after {
         problem.headers_mut().insert(header::RETRY_AFTER, r);
     }
@@ -154,17 +171,24 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
             "a valid bearer token is required (Authorization: Bearer …)",
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static value"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("static value"),
+        );
         response
     }
 }
 
 /// Compares digests, so the time taken says nothing about the token (nor its length).
 fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Prometheus text (behind the token, when one is set).

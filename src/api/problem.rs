@@ -84,7 +84,11 @@ impl From<BodyError> for Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         tracing::error!("store: {e}");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the job store is unavailable").with_retry_after(5)
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job store is unavailable",
+        )
+        .with_retry_after(5)
     }
 }
 

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Api, Problem};
 use crate::jobs::options::{FieldError, Options};
@@ -103,12 +103,20 @@ async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<T
         (status = 422, description = "Wrong values, each named by JSON pointer", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn put(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> Result<Response, Problem> {
+async fn put(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
     valid_name(&name)?;
     let options = Options::parse_template(&body)?;
     let text = serde_json::to_string(&options).expect("plain data serializes");
     let created = api.service.store.put_template(&name, &text).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(Template { name, options })).into_response())
 }
 

@@ -36,7 +36,12 @@ pub struct Channels {
 }
 
 impl Channels {
-    pub fn new(origin: Origin, service: Arc<Service>, input_roots: Vec<PathBuf>, base: String) -> Channels {
+    pub fn new(
+        origin: Origin,
+        service: Arc<Service>,
+        input_roots: Vec<PathBuf>,
+        base: String,
+    ) -> Channels {
         Channels {
             origin,
             service,
@@ -114,7 +119,12 @@ impl Channels {
             Some(_) => "on_air",
         };
         let speeds: Vec<(String, Option<f64>)> = match &e.channel {
-            Some(c) => c.status.rungs.iter().map(|(id, s)| (id.clone(), s.ratio())).collect(),
+            Some(c) => c
+                .status
+                .rungs
+                .iter()
+                .map(|(id, s)| (id.clone(), s.ratio()))
+                .collect(),
             None => e.renditions.iter().map(|id| (id.clone(), None)).collect(),
         };
         ChannelInfo {
@@ -140,18 +150,27 @@ impl Channels {
     fn check_api_spec(&self, spec: &ChannelSpec) -> Result<(), Problem> {
         let mut errors = Vec::new();
         if let Some(path) = spec.input.strip_prefix("loop:") {
-            let inside = std::path::Path::new(path).canonicalize().ok().is_some_and(|real| {
-                self.input_roots
-                    .iter()
-                    .filter_map(|r| r.canonicalize().ok())
-                    .any(|root| real.starts_with(root))
-            });
+            let inside = std::path::Path::new(path)
+                .canonicalize()
+                .ok()
+                .is_some_and(|real| {
+                    self.input_roots
+                        .iter()
+                        .filter_map(|r| r.canonicalize().ok())
+                        .any(|root| real.starts_with(root))
+                });
             if !inside {
-                errors.push(FieldError::new("/input", "loop: files must be inside an input root"));
+                errors.push(FieldError::new(
+                    "/input",
+                    "loop: files must be inside an input root",
+                ));
             }
         }
         if spec.ladder.as_deref().is_some_and(|l| !l.contains(':')) {
-            errors.push(FieldError::new("/ladder", "a ladder is HEIGHT:BITRATE,… (files are for the configuration)"));
+            errors.push(FieldError::new(
+                "/ladder",
+                "a ladder is HEIGHT:BITRATE,… (files are for the configuration)",
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -210,7 +229,10 @@ impl ChannelControl for Channels {
         self.lock().iter().map(|(n, e)| self.info(n, e)).collect()
     }
 
-    fn create(self: Arc<Self>, body: serde_json::Value) -> BoxFuture<'static, Result<ChannelInfo, Problem>> {
+    fn create(
+        self: Arc<Self>,
+        body: serde_json::Value,
+    ) -> BoxFuture<'static, Result<ChannelInfo, Problem>> {
         async move {
             let spec = parse_spec(body)?;
             self.check_api_spec(&spec)?;

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-
 use crate::encode::Kind;
 use crate::ingest::live::LiveSource;
 use crate::media::{ladder::parse_bitrate, Ladder, Rational, VideoCodec};
@@ -211,7 +210,7 @@ impl ChannelSpec {
                 ),
             ));
         }
-        if !(self.dvr_window >= 3.0 * self.segment_duration) {
+        if self.dvr_window.is_nan() || self.dvr_window < 3.0 * self.segment_duration {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
         }
         if self.dvr_window > MAX_DVR_WINDOW_SECONDS {

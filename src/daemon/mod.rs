@@ -13,10 +13,10 @@ use bytes::Bytes;
 
 pub use config::{ChannelSpec, Config};
 
-use channels::Channels;
 use crate::jobs::{InputPolicy, Service, Settings, Store};
 use crate::origin::{ChannelPublisher, Origin, OriginConfig};
 use crate::pipeline::live::Publisher;
+use channels::Channels;
 
 impl Publisher for ChannelPublisher {
     fn init(&self, rendition: &str, bytes: Vec<u8>) {
@@ -89,7 +89,10 @@ async fn run(config: Config) -> Result<(), String> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    *service.public_base.lock().unwrap_or_else(|e| e.into_inner()) = base.clone();
+    *service
+        .public_base
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = base.clone();
     println!("encore: serving on http://{addr}");
 
     let channels = Arc::new(Channels::new(
@@ -114,7 +117,11 @@ async fn run(config: Config) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     match &config.api_listen {
-        None => servers.push(serve_on(listener, origin.router().merge(api), stop_rx.clone())),
+        None => servers.push(serve_on(
+            listener,
+            origin.router().merge(api),
+            stop_rx.clone(),
+        )),
         Some(api_listen) => {
             let api_listener = tokio::net::TcpListener::bind(api_listen)
                 .await
@@ -167,9 +174,11 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
     let capacity = match config.capacity {
         Some(c) if c > 0.0 && c.is_finite() => c,
         Some(c) => return Err(format!("capacity {c}: must be above zero")),
-        None => crate::jobs::node_capacity(&tokio::task::spawn_blocking(crate::hw::probe)
-            .await
-            .map_err(|e| e.to_string())?),
+        None => crate::jobs::node_capacity(
+            &tokio::task::spawn_blocking(crate::hw::probe)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
     };
     let webhook_secret = config
         .webhook_secret
@@ -256,7 +265,10 @@ fn api_token(config: &Config) -> Result<Option<Arc<str>>, String> {
 fn is_loopback(addr: &str) -> bool {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn host_name() -> String {

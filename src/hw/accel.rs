@@ -192,8 +192,8 @@ pub fn shared_cuda() -> Result<HwDevice, Error> {
 
 /// The process's VA-API device on `node`, opened once.
 pub fn shared_vaapi(node: &Path) -> Result<HwDevice, Error> {
-    static DEVICES: OnceLock<std::sync::Mutex<Vec<(std::path::PathBuf, Result<HwDevice, Error>)>>> =
-        OnceLock::new();
+    type Opened = Vec<(std::path::PathBuf, Result<HwDevice, Error>)>;
+    static DEVICES: OnceLock<std::sync::Mutex<Opened>> = OnceLock::new();
     let devices = DEVICES.get_or_init(Default::default);
     let mut devices = devices.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, d)) = devices.iter().find(|(p, _)| p == node) {

@@ -223,7 +223,7 @@ where
                     let damaged = unsafe {
                         let f = frame.as_ptr();
                         (*f).decode_error_flags != 0
-                            || ((*f).flags & ff::ffi::AV_FRAME_FLAG_CORRUPT as i32) != 0
+                            || ((*f).flags & ff::ffi::AV_FRAME_FLAG_CORRUPT) != 0
                     };
                     if damaged {
                         self.errors += 1;

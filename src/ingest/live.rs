@@ -151,7 +151,6 @@ pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error>
         path: "slate".into(),
         reason: e.to_string(),
     })?;
-    drop(stream);
     let mut packet = ff::Packet::empty();
     while super::read_packet(&mut source.input, &mut packet).is_ok() {
         if packet.stream() != index {

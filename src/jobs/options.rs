@@ -159,9 +159,12 @@ const PRESETS: [&str; 19] = [
 const BACKENDS: [&str; 5] = ["auto", "hardware", "software", "nvenc", "vaapi"];
 
 /// Parses a JSON body into `T`, allowing exactly `fields` at the top level.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], fields: &[&str]) -> Result<T, BodyError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| BodyError::Malformed(format!("malformed JSON: {e}")))?;
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    fields: &[&str],
+) -> Result<T, BodyError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BodyError::Malformed(format!("malformed JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(vec![FieldError::new("", "the body must be a JSON object")].into());
     };
@@ -205,14 +208,20 @@ impl JobRequest {
         }
         if let Some(m) = &request.metadata {
             if serde_json::to_vec(m).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
-                errors.push(FieldError::new("/metadata", "metadata is larger than 16 KiB"));
+                errors.push(FieldError::new(
+                    "/metadata",
+                    "metadata is larger than 16 KiB",
+                ));
             }
         }
         if let Some(hook) = &request.webhook {
             check_webhook(hook, &mut errors);
         }
         if request.input.trim().is_empty() || request.input.contains('\0') {
-            errors.push(FieldError::new("/input", "input must not be empty (nor hold NUL)"));
+            errors.push(FieldError::new(
+                "/input",
+                "input must not be empty (nor hold NUL)",
+            ));
         }
         if errors.is_empty() {
             Ok(request)
@@ -234,7 +243,10 @@ fn check_webhook(hook: &WebhookRequest, errors: &mut Vec<FieldError>) {
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {
             errors.push(FieldError::new(
                 &format!("/webhook/events/{i}"),
-                format!("unknown event {event:?} (known: {})", WEBHOOK_EVENTS.join(", ")),
+                format!(
+                    "unknown event {event:?} (known: {})",
+                    WEBHOOK_EVENTS.join(", ")
+                ),
             ));
         }
     }
@@ -267,7 +279,10 @@ impl Options {
                 }
             },
         };
-        let segment_duration = self.segment_duration.or(base.segment_duration).unwrap_or(2.0);
+        let segment_duration = self
+            .segment_duration
+            .or(base.segment_duration)
+            .unwrap_or(2.0);
         if !(1.0..=10.0).contains(&segment_duration) {
             errors.push(FieldError::new(
                 "/segment_duration",
@@ -281,7 +296,8 @@ impl Options {
                 format!("unknown preset {preset:?} (x264 names ultrafast … veryslow, fastest … slowest, or p1 … p7)"),
             ));
         }
-        let rate_control = pick(&self.rate_control, &base.rate_control).unwrap_or_else(|| "capped".into());
+        let rate_control =
+            pick(&self.rate_control, &base.rate_control).unwrap_or_else(|| "capped".into());
         if let Err(e) = rate_control.parse::<RateControl>() {
             errors.push(FieldError::new("/rate_control", e));
         }
@@ -289,7 +305,10 @@ impl Options {
         if !BACKENDS.contains(&backend.as_str()) {
             errors.push(FieldError::new(
                 "/backend",
-                format!("unknown backend {backend:?} (expected {})", BACKENDS.join(", ")),
+                format!(
+                    "unknown backend {backend:?} (expected {})",
+                    BACKENDS.join(", ")
+                ),
             ));
         }
         let audio_bitrate = match self.audio_bitrate.as_ref().or(base.audio_bitrate.as_ref()) {
@@ -305,7 +324,8 @@ impl Options {
                 format!("{audio_bitrate} b/s is outside 32k to 512k"),
             ));
         }
-        let deinterlace = pick(&self.deinterlace, &base.deinterlace).unwrap_or_else(|| "auto".into());
+        let deinterlace =
+            pick(&self.deinterlace, &base.deinterlace).unwrap_or_else(|| "auto".into());
         if let Err(e) = deinterlace.parse::<deinterlace::Mode>() {
             errors.push(FieldError::new("/deinterlace", e));
         }
@@ -447,7 +467,11 @@ impl InputPolicy {
             ));
         }
         for root in &self.roots {
-            let candidate = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+            let candidate = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                root.join(path)
+            };
             let (Ok(real), Ok(root)) = (candidate.canonicalize(), root.canonicalize()) else {
                 continue;
             };
@@ -551,15 +575,22 @@ mod tests {
     #[test]
     fn problems_name_their_field() {
         assert_eq!(invalid(r#"{"input":"a","colour":1}"#)[0].pointer, "/colour");
-        assert_eq!(invalid(r#"{"input":"a","priority":99}"#)[0].pointer, "/priority");
-        assert_eq!(invalid(r#"{"input":"a","priority":"x"}"#)[0].pointer, "/priority");
+        assert_eq!(
+            invalid(r#"{"input":"a","priority":99}"#)[0].pointer,
+            "/priority"
+        );
+        assert_eq!(
+            invalid(r#"{"input":"a","priority":"x"}"#)[0].pointer,
+            "/priority"
+        );
         assert_eq!(
             invalid(r#"{"input":"a","webhook":{"url":"ftp://x"}}"#)[0].pointer,
             "/webhook/url"
         );
         assert_eq!(
-            invalid(r#"{"input":"a","webhook":{"url":"http://x","events":["job.queued","nope"]}}"#)[0]
-                .pointer,
+            invalid(r#"{"input":"a","webhook":{"url":"http://x","events":["job.queued","nope"]}}"#)
+                [0]
+            .pointer,
             "/webhook/events/1"
         );
         assert_eq!(invalid(r#"{"priority":1}"#)[0].pointer, "");
@@ -595,14 +626,19 @@ mod tests {
 
     #[test]
     fn the_default_ladder_costs_one_unit() {
-        let r = Options::default().resolve_over(&Options::default()).unwrap();
+        let r = Options::default()
+            .resolve_over(&Options::default())
+            .unwrap();
         assert!((r.cost() - 1.0).abs() < 0.01, "{}", r.cost());
     }
 
     #[test]
     fn hosts_are_found_in_urls() {
         assert_eq!(url_host("http://a.b:81/x"), Some(("a.b".into(), Some(81))));
-        assert_eq!(url_host("https://u:p@[fe80::1]/x"), Some(("fe80::1".into(), None)));
+        assert_eq!(
+            url_host("https://u:p@[fe80::1]/x"),
+            Some(("fe80::1".into(), None))
+        );
         assert_eq!(url_host("http:///x"), None);
     }
 
@@ -615,7 +651,10 @@ mod tests {
             allow_link_local: false,
         };
         assert!(policy.check("a.mp4").await.is_ok());
-        assert!(policy.check(&dir.path().join("a.mp4").to_string_lossy()).await.is_ok());
+        assert!(policy
+            .check(&dir.path().join("a.mp4").to_string_lossy())
+            .await
+            .is_ok());
         for bad in [
             "../a.mp4",
             "/etc/passwd",

@@ -178,7 +178,11 @@ impl Service {
         let webhook_deliveries = self.store.deliveries(&row.id).await?;
         let progress = row.progress.clone().filter(|_| row.state == State::Running);
         let playback = (row.state == State::Succeeded).then(|| {
-            let base = self.public_base.lock().map(|b| b.clone()).unwrap_or_default();
+            let base = self
+                .public_base
+                .lock()
+                .map(|b| b.clone())
+                .unwrap_or_default();
             Playback {
                 hls: format!("{base}/vod/{}/master.m3u8", row.id),
                 dash: format!("{base}/vod/{}/manifest.mpd", row.id),
@@ -229,11 +233,7 @@ impl Service {
         self.store.append_event(id, "state", &data).await?;
         let _ = self.events.send(id.to_string());
         let event = format!("job.{}", state.as_str());
-        if let Some(hook) = hook.filter(|h| {
-            h.events
-                .as_ref()
-                .is_none_or(|e| e.contains(&event))
-        }) {
+        if let Some(hook) = hook.filter(|h| h.events.as_ref().is_none_or(|e| e.contains(&event))) {
             debug_assert!(WEBHOOK_EVENTS.contains(&event.as_str()));
             let payload = format!(
                 r#"{{"type":"{event}","timestamp":"{}","data":{data}}}"#,
@@ -252,7 +252,9 @@ impl Service {
         self.store.set_progress(id, progress).await?;
         let mut data = serde_json::to_value(progress).expect("plain data serializes");
         data["state"] = "running".into();
-        self.store.append_event(id, "progress", &data.to_string()).await?;
+        self.store
+            .append_event(id, "progress", &data.to_string())
+            .await?;
         let _ = self.events.send(id.to_string());
         Ok(())
     }
@@ -273,7 +275,11 @@ impl Service {
             let capacity = self.capacity_milli();
             let free = capacity - self.used_milli();
             let lease_until = now_ms() + LEASE_MS;
-            match self.store.claim_next(&self.settings.node, free, capacity, lease_until).await {
+            match self
+                .store
+                .claim_next(&self.settings.node, free, capacity, lease_until)
+                .await
+            {
                 Ok(Some(job)) => {
                     self.lock_running().insert(
                         job.id.clone(),
@@ -319,7 +325,11 @@ impl Service {
     async fn lease_keeper(self: Arc<Self>) {
         loop {
             tokio::time::sleep(LEASE_RENEW).await;
-            match self.store.renew_leases(&self.settings.node, now_ms() + LEASE_MS).await {
+            match self
+                .store
+                .renew_leases(&self.settings.node, now_ms() + LEASE_MS)
+                .await
+            {
                 Ok(cancels) => {
                     for id in cancels {
                         self.stop_local(&id);
@@ -347,10 +357,13 @@ impl Service {
             .map(|r| r.cancel.clone())
             .unwrap_or_default();
         let _ = self
-            .progressed(&job.id, &Progress {
-                phase: Some(Phase::Probing),
-                ..Progress::default()
-            })
+            .progressed(
+                &job.id,
+                &Progress {
+                    phase: Some(Phase::Probing),
+                    ..Progress::default()
+                },
+            )
             .await;
         let mut pipeline_job = job
             .options
@@ -386,7 +399,11 @@ impl Service {
         let outcome = match result {
             Ok(Ok(summary)) => Ok(serde_json::to_value(&summary).expect("plain data serializes")),
             Ok(Err(e)) => Err(JobError::from_pipeline(&e)),
-            Err(panic) => Err(JobError::new("internal", format!("the job's thread failed: {panic}"), false)),
+            Err(panic) => Err(JobError::new(
+                "internal",
+                format!("the job's thread failed: {panic}"),
+                false,
+            )),
         };
         if let Err(e) = &outcome {
             if e.code != "cancelled" {
@@ -401,7 +418,12 @@ impl Service {
             .record(started.elapsed().as_secs_f64());
         let finished = self
             .store
-            .finish(&job, &self.settings.node, outcome.as_ref(), Some(RETRY_AFTER_MS))
+            .finish(
+                &job,
+                &self.settings.node,
+                outcome.as_ref(),
+                Some(RETRY_AFTER_MS),
+            )
             .await;
         self.lock_running().remove(&job.id);
         self.wake.notify_one();

@@ -349,10 +349,12 @@ impl Store {
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(JobRow::from_row).transpose()
     }
 
@@ -435,7 +437,11 @@ impl Store {
     }
 
     /// Renews the leases of `node`'s running jobs; returns those asked to cancel.
-    pub async fn renew_leases(&self, node: &str, lease_until: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn renew_leases(
+        &self,
+        node: &str,
+        lease_until: i64,
+    ) -> Result<Vec<String>, StoreError> {
         sqlx::query("UPDATE jobs SET lease_until = $2 WHERE node = $1 AND state = 'running'")
             .bind(node)
             .bind(lease_until)
@@ -455,7 +461,10 @@ impl Store {
     /// Running jobs whose node is gone: `node`'s own (it restarted) and any whose lease ran
     /// out. Each goes back to the queue, or fails as `interrupted` after its last attempt.
     /// Returns the jobs changed and their new state.
-    pub async fn recover_interrupted(&self, node: &str) -> Result<Vec<(String, State)>, StoreError> {
+    pub async fn recover_interrupted(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(String, State)>, StoreError> {
         let now = now_ms();
         let rows = sqlx::query(
             "SELECT id, attempts, max_attempts FROM jobs
@@ -473,7 +482,10 @@ impl Store {
             let (state, error) = if attempts < max {
                 (State::Queued, None)
             } else {
-                (State::Failed, Some(to_json(&JobError::interrupted(attempts))))
+                (
+                    State::Failed,
+                    Some(to_json(&JobError::interrupted(attempts))),
+                )
             };
             let done = sqlx::query(
                 "UPDATE jobs SET state = $2, error = $3, node = NULL, lease_until = NULL,
@@ -512,7 +524,8 @@ impl Store {
         let mut released = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
-            self.end_attempt(&id, row.try_get("attempts")?, "node_stopped").await?;
+            self.end_attempt(&id, row.try_get("attempts")?, "node_stopped")
+                .await?;
             released.push(id);
         }
         Ok(released)
@@ -533,12 +546,14 @@ impl Store {
     }
 
     pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET progress = $2, updated_at = $3 WHERE id = $1 AND state = 'running'")
-            .bind(id)
-            .bind(to_json(progress))
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET progress = $2, updated_at = $3 WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(to_json(progress))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -641,10 +656,12 @@ impl Store {
         .await?;
         if done.rows_affected() == 1 {
             for table in ["job_attempts", "job_events", "webhook_deliveries"] {
-                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE job_id = $1")))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE job_id = $1"
+                )))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -665,7 +682,9 @@ impl Store {
                     number: r.try_get("number")?,
                     node: r.try_get("node")?,
                     started_at: super::model::rfc3339(r.try_get("started_at")?),
-                    ended_at: r.try_get::<Option<i64>, _>("ended_at")?.map(super::model::rfc3339),
+                    ended_at: r
+                        .try_get::<Option<i64>, _>("ended_at")?
+                        .map(super::model::rfc3339),
                     outcome: r.try_get("outcome")?,
                 })
             })
@@ -673,7 +692,12 @@ impl Store {
     }
 
     /// Records an event of a job; returns its id (increasing, the SSE `id:`).
-    pub async fn append_event(&self, job_id: &str, kind: &str, data: &str) -> Result<i64, StoreError> {
+    pub async fn append_event(
+        &self,
+        job_id: &str,
+        kind: &str,
+        data: &str,
+    ) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -709,12 +733,13 @@ impl Store {
 
     pub async fn put_template(&self, name: &str, options: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        let updated = sqlx::query("UPDATE templates SET options = $2, updated_at = $3 WHERE name = $1")
-            .bind(name)
-            .bind(options)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let updated =
+            sqlx::query("UPDATE templates SET options = $2, updated_at = $3 WHERE name = $1")
+                .bind(name)
+                .bind(options)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
         if updated.rows_affected() == 1 {
             return Ok(false);
         }
@@ -812,7 +837,8 @@ impl Store {
         Ok(())
     }
 
-    const DELIVERY_COLUMNS: &'static str = "id, job_id, event, url, payload, created_at, attempts, \
+    const DELIVERY_COLUMNS: &'static str =
+        "id, job_id, event, url, payload, created_at, attempts, \
         status, last_status, last_error, delivered_at";
 
     fn delivery(r: &AnyRow) -> Result<Delivery, StoreError> {
@@ -827,7 +853,9 @@ impl Store {
             status: r.try_get("status")?,
             last_status: r.try_get("last_status")?,
             last_error: r.try_get("last_error")?,
-            delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(super::model::rfc3339),
+            delivered_at: r
+                .try_get::<Option<i64>, _>("delivered_at")?
+                .map(super::model::rfc3339),
         })
     }
 

@@ -74,13 +74,20 @@ async fn deliver(service: &Service, client: &reqwest::Client, d: super::store::D
         .header("user-agent", concat!("encore/", env!("CARGO_PKG_VERSION")))
         .header("webhook-id", &d.id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", sign(secret, &d.id, timestamp, &d.payload))
+        .header(
+            "webhook-signature",
+            sign(secret, &d.id, timestamp, &d.payload),
+        )
         .body(d.payload.clone())
         .send()
         .await;
     let (delivered, status, error) = match answer {
         Ok(r) if r.status().is_success() => (true, Some(r.status().as_u16() as i64), None),
-        Ok(r) => (false, Some(r.status().as_u16() as i64), Some(format!("HTTP {}", r.status()))),
+        Ok(r) => (
+            false,
+            Some(r.status().as_u16() as i64),
+            Some(format!("HTTP {}", r.status())),
+        ),
         Err(e) => (false, None, Some(e.to_string())),
     };
     let tries = d.attempts + 1;

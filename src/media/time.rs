@@ -25,7 +25,7 @@ impl Rational {
     /// preferably 90 kHz: frame durations are whole ticks (docs/timing.md, "Timescales").
     pub fn video_timescale(self) -> u32 {
         let frame_ticks_90k = 90_000u64 * self.den as u64;
-        if self.num > 0 && frame_ticks_90k % self.num as u64 == 0 {
+        if self.num > 0 && frame_ticks_90k.is_multiple_of(self.num as u64) {
             90_000
         } else {
             // num frames per den seconds: a timescale of num ticks gives den ticks per frame.

@@ -354,7 +354,7 @@ impl ChannelPublisher {
             Some((f, n)) => (Some(f), n),
             None => (None, path),
         };
-        if !is_manifest || !valid_name(file) || !folder.map_or(true, valid_name) {
+        if !is_manifest || !valid_name(file) || !folder.is_none_or(valid_name) {
             tracing::warn!(channel = %ch.name, path, "manifest with an invalid path ignored");
             return;
         }

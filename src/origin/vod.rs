@@ -42,8 +42,11 @@ const CACHE_BUDGET: usize = 64 << 20;
 /// Small VOD files (below [`MAP_THRESHOLD`]) recently served, by path.
 #[derive(Default)]
 pub(crate) struct VodCache {
-    entries: Mutex<(HashMap<PathBuf, (Arc<Object>, Instant)>, usize)>,
+    /// Each file with when it was last served, and the bytes held in all.
+    entries: Mutex<(HashMap<PathBuf, Served>, usize)>,
 }
+
+type Served = (Arc<Object>, Instant);
 
 impl VodCache {
     fn fresh(&self, path: &PathBuf) -> Option<Arc<Object>> {

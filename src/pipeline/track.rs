@@ -170,8 +170,10 @@ impl RungSpeed {
     }
 
     fn set(&self, ratio: f64) {
-        self.ratio_bits
-            .store(ratio.max(f64::MIN_POSITIVE).to_bits(), std::sync::atomic::Ordering::Relaxed);
+        self.ratio_bits.store(
+            ratio.max(f64::MIN_POSITIVE).to_bits(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 
@@ -228,8 +230,9 @@ impl RungWorker {
             cmaf::SegmentFlags { slate, last }
         };
         let (mut busy, mut busy_frames) = (Duration::ZERO, 0u64);
-        let frames_per_report =
-            (self.segment_duration.as_secs_f64() * self.timescale as f64 / self.frame_ticks as f64).max(1.0) as u64;
+        let frames_per_report = (self.segment_duration.as_secs_f64() * self.timescale as f64
+            / self.frame_ticks as f64)
+            .max(1.0) as u64;
         for msg in frames {
             let work_started = std::time::Instant::now();
             let mut frame = scaler
@@ -258,7 +261,8 @@ impl RungWorker {
                 busy += work_started.elapsed();
                 busy_frames += 1;
                 if busy_frames == frames_per_report {
-                    let media = busy_frames as f64 * self.frame_ticks as f64 / self.timescale as f64;
+                    let media =
+                        busy_frames as f64 * self.frame_ticks as f64 / self.timescale as f64;
                     speed.set(media / busy.as_secs_f64().max(1e-6));
                     (busy, busy_frames) = (Duration::ZERO, 0);
                 }

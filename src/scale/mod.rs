@@ -434,7 +434,7 @@ impl KernelParams {
     /// Dynamic shared memory per block: the largest tile plus halo, 16-bit samples
     /// (`encore_ls_smem_bytes` in kernels/host_harness.cc).
     pub fn smem_bytes(&self) -> u32 {
-        let halo = |s: u32, d: u32| s.div_ceil(d) - u32::from(s % d == 0);
+        let halo = |s: u32, d: u32| s.div_ceil(d) - u32::from(s.is_multiple_of(d));
         (0..2u32)
             .map(|plane| {
                 let (sw, sh) = if plane == 1 {

@@ -23,7 +23,9 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 /// Job duration buckets, seconds.
-const JOB_BUCKETS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0];
+const JOB_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -36,7 +38,10 @@ pub fn handle() -> &'static PrometheusHandle {
                 &LATENCY_BUCKETS,
             )
             .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full("encore_job_duration_seconds".into()), &JOB_BUCKETS)
+                b.set_buckets_for_metric(
+                    Matcher::Full("encore_job_duration_seconds".into()),
+                    &JOB_BUCKETS,
+                )
             })
             .expect("bucket lists are not empty")
             // A finished job's speed gauge goes away on its own.

@@ -144,7 +144,7 @@ fn video_set(out: &mut String, p: &Presentation, video: &[&Rendition]) {
             let faster = |m: Rational| {
                 frame_rate.num as u64 * m.den as u64 > m.num as u64 * frame_rate.den as u64
             };
-            if max_rate.map_or(true, faster) {
+            if max_rate.is_none_or(faster) {
                 max_rate = Some(frame_rate);
             }
         }

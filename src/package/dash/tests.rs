@@ -87,10 +87,10 @@ fn check_template(p: &Presentation, r: &Rendition, t: &dash_mpd::SegmentTemplate
             let mut listed = Vec::new();
             let mut next = 0u64;
             for s in &timeline.segments {
-                let mut start = s.t.map(|t| t as u64).unwrap_or(next);
+                let mut start = s.t.unwrap_or(next);
                 for _ in 0..=s.r.unwrap_or(0) {
-                    listed.push((start, s.d as u64));
-                    start += s.d as u64;
+                    listed.push((start, s.d));
+                    start += s.d;
                 }
                 next = start;
             }

@@ -125,7 +125,10 @@ pub fn run(
     };
     let mut last_report = Instant::now();
     let mut packet = ff::Packet::empty();
-    while !decode.broadcast.stopped && !job.cancelled() && demux.next(&mut source.input, &mut packet) {
+    while !decode.broadcast.stopped
+        && !job.cancelled()
+        && demux.next(&mut source.input, &mut packet)
+    {
         if packet.stream() == source.video.index {
             decode.packet(&packet);
         } else {
