@@ -18,8 +18,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use api::{read_events, Backend, FileServer, Node, WebhookReceiver};
-use common::{ffmpeg_decode_all, fixture, tempdir};
+use api::{read_events, source, Backend, FileServer, Node, WebhookReceiver};
+use common::{ffmpeg_decode_all, tempdir};
 
 /// Each scenario, once per store.
 macro_rules! on_both_stores {
@@ -48,38 +48,6 @@ on_both_stores!(
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// `ffmpeg -f lavfi -i testsrc2=size=WxH:rate=25 -f lavfi -i sine -t SECONDS -c:v libx264
-/// -preset ultrafast -g 50 -pix_fmt yuv420p -c:a aac -movflags +faststart`
-fn source(width: u32, height: u32, seconds: u32) -> PathBuf {
-    fixture(
-        &format!("api-{width}x{height}-{seconds}s.mp4"),
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={width}x{height}:rate=25"),
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ],
-    )
-}
 
 fn file_name(path: &std::path::Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
@@ -265,7 +233,12 @@ fn cancel_stops_a_running_job_within_two_seconds(pg: bool) {
     let dir = tempdir();
     let src = source(1280, 720, 60);
     let (_, files) = inputs();
-    let node = Node::start(dir.path(), &backend, "");
+    // Room for the one job, and a queue of one.
+    let node = Node::start(
+        dir.path(),
+        &backend,
+        "capacity = 0.05\nmax_queued_jobs = 1\n",
+    );
     let id = node.submit(
         &json!({
             "input": format!("{}/{}", files.base, file_name(&src)),
@@ -275,6 +248,18 @@ fn cancel_stops_a_running_job_within_two_seconds(pg: bool) {
         .to_string(),
     );
     wait_running_with_frames(&node, &id);
+    let small =
+        json!({"input": format!("{}/{}", files.base, file_name(&src)), "ladder": "360:800k"});
+    let waiting = node.submit(&small.to_string());
+    let refused = node.post("/v1/jobs", &small.to_string());
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.headers["retry-after"], "30");
+    assert_eq!(refused.headers["content-type"], "application/problem+json");
+    let dropped = node.call("DELETE", &format!("/v1/jobs/{waiting}"), None, &[]);
+    assert_eq!(
+        (dropped.status, dropped.json["state"].as_str()),
+        (200, Some("cancelled"))
+    );
     assert!(node.thread_names().iter().any(|t| t.starts_with("rung-")));
     let asked = Instant::now();
     let reply = node.call("DELETE", &format!("/v1/jobs/{id}"), None, &[]);
@@ -401,6 +386,54 @@ fn idempotency_keys_return_the_first_job(pg: bool) {
     assert_eq!(conflict.json["status"], 409);
     let all = node.get("/v1/jobs");
     assert_eq!(all.json["jobs"].as_array().unwrap().len(), 1);
+
+    // Templates: a job names one and overrides fields; it keeps what it was resolved with.
+    let template = r#"{"codec": "hevc", "segment_duration": 4, "ladder": "360:500k"}"#;
+    let put = node.call("PUT", "/v1/templates/web-hd", Some(template), &[]);
+    assert_eq!(put.status, 201, "{}", put.text);
+    let input = format!("{}/{}", files.base, file_name(&src));
+    let id = node
+        .submit(&json!({"input": input, "template": "web-hd", "segment_duration": 6}).to_string());
+    let job = node.job(&id);
+    assert_eq!(job["template"], "web-hd");
+    assert_eq!(job["options"]["codec"], "hevc");
+    assert_eq!(job["options"]["segment_duration"], 6.0);
+    assert_eq!(job["options"]["ladder"][0]["height"], 360);
+    let replaced = node.call(
+        "PUT",
+        "/v1/templates/web-hd",
+        Some(r#"{"codec": "avc"}"#),
+        &[],
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    assert_eq!(node.job(&id)["options"]["codec"], "hevc");
+    assert_eq!(node.get("/v1/templates/web-hd").json["codec"], "avc");
+    assert_eq!(
+        node.get("/v1/templates").json["templates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad = node.call("PUT", "/v1/templates/x", Some(r#"{"codec": "vp9"}"#), &[]);
+    assert_eq!(
+        (bad.status, bad.json["errors"][0]["pointer"].as_str()),
+        (422, Some("/codec"))
+    );
+    assert_eq!(
+        node.call("DELETE", "/v1/templates/web-hd", None, &[])
+            .status,
+        204
+    );
+    assert_eq!(node.get("/v1/templates/web-hd").status, 404);
+    let job = node.wait_for(&id, &["succeeded"], Duration::from_secs(120));
+    assert!(
+        job["summary"]["renditions"][0]["codecs"]
+            .as_str()
+            .unwrap()
+            .starts_with("hvc1"),
+        "{job}"
+    );
 }
 
 fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
@@ -469,6 +502,15 @@ fn bad_requests_name_the_field_and_tokens_are_required(pg: bool) {
             .collect();
         assert!(pointers.contains(&pointer), "{body}: {pointers:?}");
     }
+    // Bodies are bounded.
+    let huge = json!({"input": "a.mp4", "metadata": {"x": "a".repeat(300 * 1024)}}).to_string();
+    let too_large = node.post("/v1/jobs", &huge);
+    assert_eq!(too_large.status, 413, "{}", too_large.text);
+    assert_eq!(
+        too_large.headers["content-type"],
+        "application/problem+json"
+    );
+
     // A path inside the root is accepted (and fails as not media).
     let id = node.submit(r#"{"input": "a.mp4"}"#);
     let job = node.wait_for(&id, &["failed"], Duration::from_secs(30));
@@ -554,7 +596,8 @@ fn twenty_jobs_share_capacity_for_two_in_priority_order(pg: bool) {
     }
     // The eighteen started by priority, then age.
     let mut queued: Vec<&(String, String, i64, String)> = spans[2..].iter().collect();
-    queued.sort_by(|a, b| a.0.cmp(&b.0));
+    // (Two claims in the same millisecond show the same start: order those by priority.)
+    queued.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(a.3.cmp(&b.3)));
     for w in queued.windows(2) {
         let ordered = w[0].2 > w[1].2 || (w[0].2 == w[1].2 && w[0].3 <= w[1].3);
         assert!(ordered, "started out of priority order: {queued:?}");

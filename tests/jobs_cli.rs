@@ -9,46 +9,12 @@ mod common;
 #[path = "common/postgres.rs"]
 mod postgres;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-use api::{Backend, FileServer, Node};
-use common::{fixture, tempdir};
-
-/// `ffmpeg -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine -t 4 -c:v libx264
-/// -preset ultrafast -g 50 -pix_fmt yuv420p -c:a aac -movflags +faststart` (tests/api.rs's
-/// recipe and name, so either test's copy serves both).
-fn source() -> PathBuf {
-    fixture(
-        "api-640x360-4s.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ],
-    )
-}
+use api::{source, Backend, FileServer, Node};
+use common::tempdir;
 
 /// The CLI with none of the caller's client settings.
 fn encore() -> Command {
@@ -89,7 +55,7 @@ fn cli(node: &Node, args: &[&str]) -> Run {
 #[test]
 fn jobs_and_channels_from_the_command_line() {
     let dir = tempdir();
-    let src = source();
+    let src = source(640, 360, 4);
     let files = FileServer::start(&common::fixtures_dir());
     let node = Node::start(dir.path(), &Backend::Sqlite, "");
     let input = format!(

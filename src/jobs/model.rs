@@ -110,13 +110,14 @@ impl JobError {
     }
 }
 
-/// The stage a running job is in.
+/// The stage a running job is in: opening and probing its input, transcoding (each segment
+/// is packaged as CMAF the moment it is encoded, so packaging is part of it), publishing
+/// (manifests written, the output renamed into place).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Probing,
     Transcoding,
-    Packaging,
     Publishing,
 }
 
@@ -150,7 +151,10 @@ impl Progress {
             .filter(|_| fps > 0.0)
             .map(|t| t.saturating_sub(p.frames) as f64 / fps);
         Progress {
-            phase: Some(Phase::Transcoding),
+            phase: Some(match p.stage {
+                pipeline::Stage::Transcoding => Phase::Transcoding,
+                pipeline::Stage::Publishing => Phase::Publishing,
+            }),
             percent: percent.map(|v| (v * 10.0).round() / 10.0),
             frames: p.frames,
             fps: (fps * 10.0).round() / 10.0,

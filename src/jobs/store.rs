@@ -215,6 +215,26 @@ fn opt_json<T: DeserializeOwned>(text: Option<String>) -> Result<Option<T>, Stor
     text.map(|t| json(&t)).transpose()
 }
 
+/// Closes attempt `number` of job `id`, in the transaction that changes the job's state.
+async fn end_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    number: i64,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE job_attempts SET ended_at = $3, outcome = $4
+         WHERE job_id = $1 AND number = $2 AND ended_at IS NULL",
+    )
+    .bind(id)
+    .bind(number)
+    .bind(now_ms())
+    .bind(outcome)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes")
 }
@@ -407,6 +427,8 @@ impl Store {
             Dialect::Sqlite => "",
         };
         let now = now_ms();
+        // The claim and its attempt record commit together: a reader never sees one alone.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', node = $1, lease_until = $2, updated_at = $3,
                 attempts = attempts + 1, progress = NULL, error = NULL
@@ -420,7 +442,7 @@ impl Store {
         .bind(now)
         .bind(free_milli)
         .bind(capacity_milli)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let job = JobRow::from_row(&row)?;
@@ -431,8 +453,9 @@ impl Store {
         .bind(job.attempts)
         .bind(node)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(Some(job))
     }
 
@@ -487,6 +510,7 @@ impl Store {
                     Some(to_json(&JobError::interrupted(attempts))),
                 )
             };
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET state = $2, error = $3, node = NULL, lease_until = NULL,
                     progress = NULL, updated_at = $4, not_before = $4
@@ -497,12 +521,13 @@ impl Store {
             .bind(error)
             .bind(now)
             .bind(node)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 1 {
-                self.end_attempt(&id, attempts, "interrupted").await?;
+                end_attempt(&mut tx, &id, attempts, "interrupted").await?;
                 changed.push((id, state));
             }
+            tx.commit().await?;
         }
         Ok(changed)
     }
@@ -511,6 +536,7 @@ impl Store {
     /// attempt they lose does not count against them.
     pub async fn release_node(&self, node: &str) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'queued', node = NULL, lease_until = NULL, progress = NULL,
                 max_attempts = max_attempts + 1, updated_at = $2, not_before = $2
@@ -519,30 +545,16 @@ impl Store {
         )
         .bind(node)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut released = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
-            self.end_attempt(&id, row.try_get("attempts")?, "node_stopped")
-                .await?;
+            end_attempt(&mut tx, &id, row.try_get("attempts")?, "node_stopped").await?;
             released.push(id);
         }
+        tx.commit().await?;
         Ok(released)
-    }
-
-    async fn end_attempt(&self, id: &str, number: i64, outcome: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE job_attempts SET ended_at = $3, outcome = $4
-             WHERE job_id = $1 AND number = $2 AND ended_at IS NULL",
-        )
-        .bind(id)
-        .bind(number)
-        .bind(now_ms())
-        .bind(outcome)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
@@ -578,6 +590,7 @@ impl Store {
             },
         };
         let not_before = now + retry_after_ms.unwrap_or(0);
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = $2, error = $3, summary = $4, progress = NULL, node = NULL,
                 lease_until = NULL, updated_at = $5, not_before = $6
@@ -590,14 +603,15 @@ impl Store {
         .bind(now)
         .bind(not_before)
         .bind(node)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         let outcome = match (&outcome, state) {
             (Ok(_), _) => "succeeded",
             (Err(_), State::Cancelled) => "cancelled",
             (Err(e), _) => e.code.as_str(),
         };
-        self.end_attempt(&job.id, job.attempts, outcome).await?;
+        end_attempt(&mut tx, &job.id, job.attempts, outcome).await?;
+        tx.commit().await?;
         Ok((done.rows_affected() == 1).then_some(state))
     }
 

@@ -11,7 +11,7 @@ pub mod segmenter;
 pub mod track;
 pub mod vod;
 
-pub use vod::{transcode, Job, Progress, Summary};
+pub use vod::{transcode, Job, Progress, Stage, Summary};
 
 use std::path::PathBuf;
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::encore;
+use crate::common::{encore, fixture};
 use crate::postgres::Postgres;
 
 /// Where a node keeps its jobs.
@@ -42,6 +42,38 @@ impl Backend {
             Backend::Postgres(pg) => format!("database_url = \"{}\"\n", pg.url),
         }
     }
+}
+
+/// `ffmpeg -f lavfi -i testsrc2=size=WxH:rate=25 -f lavfi -i sine -t SECONDS -c:v libx264
+/// -preset ultrafast -g 50 -pix_fmt yuv420p -c:a aac -movflags +faststart`
+pub fn source(width: u32, height: u32, seconds: u32) -> PathBuf {
+    fixture(
+        &format!("api-{width}x{height}-{seconds}s.mp4"),
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={width}x{height}:rate=25"),
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    )
 }
 
 pub struct Node {

@@ -87,9 +87,19 @@ impl Job {
     }
 }
 
+/// The stage a running job is in. CMAF packaging is not a stage of its own: each segment is
+/// packaged the moment its encoder completes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Transcoding,
+    /// Writing the manifests and renaming the output into place.
+    Publishing,
+}
+
 /// Progress reported while a job runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    pub stage: Stage,
     pub frames: u64,
     /// Expected output frames, when the source's duration is known.
     pub expected_frames: Option<u64>,
@@ -147,5 +157,12 @@ pub fn transcode(job: &Job, progress: &dyn Fn(&Progress)) -> Result<Summary, Err
     if job.cancelled() {
         return Err(Error::Cancelled);
     }
+    progress(&Progress {
+        stage: Stage::Publishing,
+        frames: ran.frames,
+        expected_frames: Some(ran.frames),
+        media_seconds: ran.media_seconds,
+        elapsed: started.elapsed(),
+    });
     publish::publish(job, ran, staging, started)
 }

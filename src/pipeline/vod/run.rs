@@ -117,6 +117,7 @@ pub fn run(
     let expected_frames = expected_seconds.map(|s| (s * fps.as_f64()).round() as u64);
     let report = |frames: u64| {
         progress(&Progress {
+            stage: super::Stage::Transcoding,
             frames,
             expected_frames,
             media_seconds: frames as f64 / fps.as_f64(),
