@@ -61,6 +61,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Requests served at once before the origin answers 503 with Retry-After.
     pub max_in_flight: usize,
+    /// Open HTTP connections at most; absent = sized from the open-files limit (which the
+    /// daemon raises to its hard limit at start).
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request head; also how long a keep-alive connection
+    /// may stay idle.
+    pub header_timeout: f64,
     pub channels: Vec<ChannelSpec>,
 }
 
@@ -82,6 +88,8 @@ impl Default for Config {
             node_name: None,
             public_url: None,
             max_in_flight: 4096,
+            max_connections: None,
+            header_timeout: 10.0,
             channels: Vec::new(),
         }
     }
@@ -263,6 +271,20 @@ fn parse_format(s: &str) -> Result<(u32, u32, Rational), String> {
 }
 
 impl Config {
+    /// The daemon-wide values (channels are checked by [`ChannelSpec::resolve`]).
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.5..=300.0).contains(&self.header_timeout) {
+            return Err(format!("header_timeout {} s: 0.5 to 300", self.header_timeout));
+        }
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1 (0 would refuse every request)".into());
+        }
+        Ok(())
+    }
+
     pub fn load(path: &std::path::Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -4,6 +4,7 @@
 
 mod channels;
 pub mod config;
+mod http;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub fn serve(config: Config) -> Result<(), String> {
 
 async fn run(config: Config) -> Result<(), String> {
     crate::ingest::init();
+    config.check()?;
     let vod_root = config.data_dir.join("vod");
     std::fs::create_dir_all(&vod_root)
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
@@ -114,12 +116,21 @@ async fn run(config: Config) -> Result<(), String> {
         channels: channels.clone(),
         token,
     });
+    let open_files = http::raise_open_files_limit();
+    let limits = http::Limits {
+        header_timeout: Duration::from_secs_f64(config.header_timeout),
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| http::default_max_connections(open_files)),
+    };
+    tracing::info!(open_files, max_connections = limits.max_connections, "HTTP limits");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     match &config.api_listen {
         None => servers.push(serve_on(
             listener,
             origin.router().merge(api),
+            limits,
             stop_rx.clone(),
         )),
         Some(api_listen) => {
@@ -128,9 +139,9 @@ async fn run(config: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
             let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
             println!("encore: API on http://{api_addr}/v1");
-            servers.push(serve_on(listener, origin.router(), stop_rx.clone()));
+            servers.push(serve_on(listener, origin.router(), limits, stop_rx.clone()));
             let api = api.route("/healthz", axum::routing::get(|| async { "ok\n" }));
-            servers.push(serve_on(api_listener, api, stop_rx.clone()));
+            servers.push(serve_on(api_listener, api, limits, stop_rx.clone()));
         }
     }
     use std::io::Write;
@@ -142,7 +153,7 @@ async fn run(config: Config) -> Result<(), String> {
     channels.stop_all(STOP_GRACE).await;
     let _ = stop_tx.send(true);
     for server in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     }
     Ok(())
 }
@@ -150,16 +161,11 @@ async fn run(config: Config) -> Result<(), String> {
 fn serve_on(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    limits: http::Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let router = router.route_layer(axum::middleware::from_fn(crate::telemetry::track_requests));
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    })
+    tokio::spawn(http::serve(listener, router, limits, stop))
 }
 
 /// The job store, the node's capacity, the scheduler and the webhook sender.
