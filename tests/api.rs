@@ -564,6 +564,9 @@ fn twenty_jobs_share_capacity_for_two_in_priority_order(pg: bool) {
     for _ in 0..2 {
         ids.push(node.submit(&json!({"input": url(&blocker), "ladder": "360:800k"}).to_string()));
     }
+    for id in &ids {
+        node.wait_for(id, &["running", "succeeded"], Duration::from_secs(60));
+    }
     // While those two run, eighteen more queue up with mixed priorities.
     let priorities: Vec<i64> = (0..18).map(|i| (i * 37 % 101) - 50).collect();
     for p in &priorities {
