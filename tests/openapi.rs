@@ -86,7 +86,7 @@ fn check(pg: bool) {
     );
     let generated = report
         .lines()
-        .find(|l| l.contains("generated"))
+        .find(|l| l.contains(" generated, "))
         .unwrap_or_default()
         .to_string();
     eprintln!("schemathesis: {generated}");
