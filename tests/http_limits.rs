@@ -73,11 +73,18 @@ fn connections_beyond_the_cap_wait_and_are_then_served() {
     ninth
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    ninth.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
     let mut buf = [0u8; 64];
-    assert!(ninth.read(&mut buf).is_err(), "served beyond max_connections");
+    assert!(
+        ninth.read(&mut buf).is_err(),
+        "served beyond max_connections"
+    );
     // ...and is served once the header timeout frees them.
-    ninth.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
     let mut reply = String::new();
     ninth.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");

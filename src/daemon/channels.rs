@@ -250,8 +250,11 @@ impl ChannelControl for Channels {
                 let _ = self.service.store.delete_channel(&name).await;
                 return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e));
             }
+            // A DELETE may have come in between: then there is nothing to show.
             let entries = self.lock();
-            let entry = entries.get(&name).expect("just started");
+            let entry = entries.get(&name).ok_or_else(|| {
+                Problem::conflict(format!("channel {name:?} was removed as it started"))
+            })?;
             Ok(self.info(&name, entry))
         }
         .boxed()

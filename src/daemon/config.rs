@@ -274,7 +274,10 @@ impl Config {
     /// The daemon-wide values (channels are checked by [`ChannelSpec::resolve`]).
     pub fn check(&self) -> Result<(), String> {
         if !(0.5..=300.0).contains(&self.header_timeout) {
-            return Err(format!("header_timeout {} s: 0.5 to 300", self.header_timeout));
+            return Err(format!(
+                "header_timeout {} s: 0.5 to 300",
+                self.header_timeout
+            ));
         }
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());

@@ -123,7 +123,11 @@ async fn run(config: Config) -> Result<(), String> {
             .max_connections
             .unwrap_or_else(|| http::default_max_connections(open_files)),
     };
-    tracing::info!(open_files, max_connections = limits.max_connections, "HTTP limits");
+    tracing::info!(
+        open_files,
+        max_connections = limits.max_connections,
+        "HTTP limits"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     match &config.api_listen {
