@@ -61,12 +61,17 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Requests served at once before the origin answers 503 with Retry-After.
     pub max_in_flight: usize,
+    /// Requests one client (an IP address, an IPv6 /64) may have in flight; absent = an eighth
+    /// of `max_in_flight`, at least 64. Raise it behind a CDN or proxy.
+    pub max_in_flight_per_client: Option<usize>,
     /// Open HTTP connections at most; absent = sized from the open-files limit (which the
     /// daemon raises to its hard limit at start).
     pub max_connections: Option<usize>,
     /// Seconds a client has to send a request head; also how long a keep-alive connection
     /// may stay idle.
     pub header_timeout: f64,
+    /// Seconds a response may wait for a client that takes no data before it is closed.
+    pub send_timeout: f64,
     pub channels: Vec<ChannelSpec>,
 }
 
@@ -88,8 +93,10 @@ impl Default for Config {
             node_name: None,
             public_url: None,
             max_in_flight: 4096,
+            max_in_flight_per_client: None,
             max_connections: None,
             header_timeout: 10.0,
+            send_timeout: 60.0,
             channels: Vec::new(),
         }
     }
@@ -278,6 +285,12 @@ impl Config {
                 "header_timeout {} s: 0.5 to 300",
                 self.header_timeout
             ));
+        }
+        if !(1.0..=3600.0).contains(&self.send_timeout) {
+            return Err(format!("send_timeout {} s: 1 to 3600", self.send_timeout));
+        }
+        if self.max_in_flight_per_client == Some(0) {
+            return Err("max_in_flight_per_client must be at least 1".into());
         }
         if self.max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());

@@ -5,17 +5,30 @@
 //! connection with a timer — a request head must arrive within `header_timeout`, which also
 //! closes a keep-alive connection idle that long — and at most `max_connections` are open at
 //! once: beyond that the listener stops accepting and new clients wait in the kernel's queue,
-//! as nginx's `worker_connections` does.
+//! as nginx's `worker_connections` does. A client that stops reading its response is dropped
+//! after `send_timeout` without progress (nginx's `send_timeout`), and the connection's write
+//! buffer is capped, so a slow client pins little memory and the origin counts its request
+//! until the body is nearly sent.
 
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Sleep;
+use tower::ServiceExt;
+
+use crate::origin::ClientAddr;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -23,7 +36,13 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
+    /// How long a response write may make no progress before the connection is closed.
+    pub send_timeout: Duration,
 }
+
+/// The most a connection buffers on its side of the socket (hyper's default is ~400 KiB):
+/// beyond it the response body is not read further until the client takes some.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// How long open connections get to finish their requests when the daemon stops.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -41,7 +60,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(WRITE_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -69,8 +89,8 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or the peer gave up: wait a little rather than spin.
                 tracing::warn!("accept: {e}");
@@ -82,9 +102,16 @@ pub async fn serve(
             warned_full = false;
         }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let client = ClientAddr(canonical(peer.ip()));
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(client);
+                req
+            },
+        ));
+        let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -94,6 +121,94 @@ pub async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// An IPv4 client on a dual-stack socket arrives as `::ffff:a.b.c.d`: count it as `a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A TCP stream whose writes fail with `TimedOut` once one has waited `timeout` for the
+/// client to take data (the timer restarts whenever a write makes progress).
+struct SendTimeout {
+    stream: TcpStream,
+    timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        SendTimeout {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's result through, arming the timer while it is pending.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data within send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (as nginx's `worker_rlimit_nofile`

@@ -79,6 +79,7 @@ async fn run(config: Config) -> Result<(), String> {
     let origin = Origin::new(OriginConfig {
         vod_root: Some(vod_root),
         max_in_flight: config.max_in_flight,
+        max_in_flight_per_client: config.max_in_flight_per_client,
         ..OriginConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -119,6 +120,7 @@ async fn run(config: Config) -> Result<(), String> {
     let open_files = http::raise_open_files_limit();
     let limits = http::Limits {
         header_timeout: Duration::from_secs_f64(config.header_timeout),
+        send_timeout: Duration::from_secs_f64(config.send_timeout),
         max_connections: config
             .max_connections
             .unwrap_or_else(|| http::default_max_connections(open_files)),

@@ -21,6 +21,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::admission::{CountedBody, InFlight};
 use super::object::{cache_control_value, Object};
 
 const EXPOSE: &str =
@@ -102,8 +103,9 @@ pub(crate) fn overloaded(retry_after: Duration) -> Response {
 
 /// Serves a stored object for `GET`/`HEAD` (axum strips the body of `HEAD` and keeps the
 /// length): 304 on a matching conditional request, 206/416 for a byte range, else 200.
-/// The body is a reference-counted view of the stored bytes: never a copy, never partial.
-pub(crate) fn serve(obj: &Object, req: &HeaderMap) -> Response {
+/// The body is a reference-counted view of the stored bytes: never a copy, never partial; it
+/// keeps the request counted (`guard`) until the connection has taken all of it.
+pub(crate) fn serve(obj: &Object, req: &HeaderMap, guard: InFlight) -> Response {
     if not_modified(obj, req) {
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NOT_MODIFIED;
@@ -134,7 +136,7 @@ pub(crate) fn serve(obj: &Object, req: &HeaderMap) -> Response {
         ),
     };
 
-    let mut res = Response::new(Body::from(body));
+    let mut res = Response::new(Body::new(CountedBody::new(body, guard)));
     *res.status_mut() = status;
     let h = res.headers_mut();
     add_cors(h);

@@ -6,11 +6,15 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::http::{not_found, serve};
 use super::object::known_content_type;
 use super::store::{parse_segment_name, Channel, Lookup};
-use super::{Origin, Priority};
+use super::{ClientAddr, Origin, Priority};
+
+/// The client's address, when the server set it.
+type Client = Option<Extension<ClientAddr>>;
 use crate::package::INIT_NAME;
 
 /// A 404 for a segment that will never come (or not before the client gives up).
@@ -20,16 +24,18 @@ const GONE_MAX_AGE: u64 = 1;
 pub(crate) async fn top(
     State(origin): State<Origin>,
     Path((channel, file)): Path<(String, String)>,
+    client: Client,
     req: HeaderMap,
 ) -> Response {
+    let client = client.map(|Extension(c)| c);
     let Some(ch) = origin.channel(&channel) else {
         return not_found(1);
     };
     let Some(obj) = ch.manifest(&file) else {
         return not_found(1);
     };
-    match origin.admit(Priority::Essential) {
-        Ok(_guard) => serve(&obj, &req),
+    match origin.admit(Priority::Essential, client) {
+        Ok(guard) => serve(&obj, &req, guard),
         Err(refused) => refused.into_response(),
     }
 }
@@ -38,13 +44,15 @@ pub(crate) async fn top(
 pub(crate) async fn rendition(
     State(origin): State<Origin>,
     Path((channel, rendition, file)): Path<(String, String, String)>,
+    client: Client,
     req: HeaderMap,
 ) -> Response {
+    let client = client.map(|Extension(c)| c);
     let Some(ch) = origin.channel(&channel) else {
         return not_found(1);
     };
     if let Some(number) = parse_segment_name(&file) {
-        return segment(&origin, &ch, &rendition, number, &req).await;
+        return segment(&origin, &ch, &rendition, number, client, &req).await;
     }
     let obj = if file == INIT_NAME {
         ch.init(&rendition)
@@ -59,8 +67,8 @@ pub(crate) async fn rendition(
     let Some(obj) = obj else {
         return not_found(1);
     };
-    match origin.admit(Priority::Essential) {
-        Ok(_guard) => serve(&obj, &req),
+    match origin.admit(Priority::Essential, client) {
+        Ok(guard) => serve(&obj, &req, guard),
         Err(refused) => refused.into_response(),
     }
 }
@@ -70,6 +78,7 @@ async fn segment(
     ch: &Arc<Channel>,
     rendition: &str,
     number: u64,
+    client: Option<ClientAddr>,
     req: &HeaderMap,
 ) -> Response {
     let timing = ch.timing;
@@ -78,8 +87,8 @@ async fn segment(
 
     match ch.segment(rendition, number) {
         Lookup::Found(obj) => {
-            return match origin.admit(priority) {
-                Ok(_guard) => serve(&obj, req),
+            return match origin.admit(priority, client) {
+                Ok(guard) => serve(&obj, req, guard),
                 Err(refused) => refused.into_response(),
             }
         }
@@ -108,7 +117,7 @@ async fn segment(
     }
 
     // Held: due within one D, or late. Counted as in flight while it waits.
-    let _guard = match origin.admit(priority) {
+    let guard = match origin.admit(priority, client) {
         Ok(g) => g,
         Err(refused) => return refused.into_response(),
     };
@@ -116,7 +125,7 @@ async fn segment(
     let mut changed = ch.subscribe();
     loop {
         match ch.segment(rendition, number) {
-            Lookup::Found(obj) => return serve(&obj, req),
+            Lookup::Found(obj) => return serve(&obj, req, guard),
             Lookup::Evicted | Lookup::UnknownRendition => return not_found(GONE_MAX_AGE),
             Lookup::Missing => {}
         }

@@ -47,13 +47,15 @@
 //! headers players read exposed, and `OPTIONS` preflights answered; no `Vary: Origin`.
 //!
 //! # Overload
-//! Requests being served (held requests included) are counted. Above a threshold the origin
+//! Requests being served (held requests included) are counted until their body is handed to the
+//! connection; one client's share is capped first ([`ClientAddr`], `admission.rs`). Above a threshold the origin
 //! answers 503 with `Retry-After` and `max-age=1`. Thresholds by priority: DVR segments (older
 //! than the clock's live edge by more than `live_edge_segments`) and VOD media are refused first
 //! (`low_priority_max_in_flight`); live-edge segments of a declared ladder are refused top rung
 //! first, between the two thresholds ([`ChannelPublisher::set_rendition_order`]); manifests,
 //! init segments and undeclared renditions (audio) last (`max_in_flight`).
 
+mod admission;
 mod clock;
 mod http;
 mod live;
@@ -66,7 +68,6 @@ mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -75,7 +76,10 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
+pub use admission::ClientAddr;
 pub use clock::iso8601_millis;
+
+use admission::{Admission, InFlight, Priority, Refused};
 pub use store::{ChannelPublisher, ChannelTiming};
 
 use store::{Channel, Tagger};
@@ -90,6 +94,10 @@ pub struct OriginConfig {
     /// Requests in flight above which DVR segments and VOD media get 503; `None`: half of
     /// `max_in_flight`. Never above `max_in_flight`.
     pub low_priority_max_in_flight: Option<usize>,
+    /// Requests one client (an IP address, an IPv6 /64) may have in flight; `None`: an eighth
+    /// of `max_in_flight`, at least 64. Behind a CDN or a proxy every request comes from a few
+    /// addresses: raise it there.
+    pub max_in_flight_per_client: Option<usize>,
     /// Segments this close to the clock's live edge count as live, older ones as DVR.
     pub live_edge_segments: u64,
     /// `Retry-After` on a 503 (whole seconds, at least 1).
@@ -106,6 +114,7 @@ impl Default for OriginConfig {
             vod_root: None,
             max_in_flight: 4096,
             low_priority_max_in_flight: None,
+            max_in_flight_per_client: None,
             live_edge_segments: 3,
             retry_after: Duration::from_secs(2),
             vod_manifest_max_age: Duration::from_secs(300),
@@ -124,10 +133,7 @@ struct Inner {
     cfg: OriginConfig,
     channels: RwLock<HashMap<String, Arc<Channel>>>,
     tagger: Arc<Tagger>,
-    in_flight: AtomicUsize,
-    shed: AtomicU64,
-    low_limit: usize,
-    retry_after: Duration,
+    admission: Arc<Admission>,
     vod_cache: vod::VodCache,
 }
 
@@ -140,54 +146,20 @@ impl std::fmt::Debug for Origin {
     }
 }
 
-/// How important a request is when the origin must refuse some.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Priority {
-    /// Manifests, init segments, live-edge segments of undeclared renditions: refused last.
-    Essential,
-    /// A live-edge segment of rung `rank` (0 = top) in a ladder of `count`.
-    Rung { rank: usize, count: usize },
-    /// DVR segments, VOD media: refused first.
-    Low,
-}
-
-/// One counted request; the count drops when this does.
-pub(crate) struct InFlight(Arc<Inner>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A request refused for load; answered 503 with `Retry-After`.
-#[derive(Debug)]
-pub(crate) struct Refused {
-    retry_after: Duration,
-}
-
-impl axum::response::IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        http::overloaded(self.retry_after)
-    }
-}
-
 impl Origin {
     pub fn new(cfg: OriginConfig) -> Origin {
-        let low_limit = cfg
-            .low_priority_max_in_flight
-            .unwrap_or(cfg.max_in_flight / 2)
-            .min(cfg.max_in_flight);
-        let retry_after = cfg.retry_after.max(Duration::from_secs(1));
+        let admission = Arc::new(Admission::new(
+            cfg.max_in_flight,
+            cfg.low_priority_max_in_flight,
+            cfg.max_in_flight_per_client,
+            cfg.retry_after,
+        ));
         Origin {
             inner: Arc::new(Inner {
                 cfg,
                 channels: RwLock::new(HashMap::new()),
                 tagger: Arc::new(Tagger::new()),
-                in_flight: AtomicUsize::new(0),
-                shed: AtomicU64::new(0),
-                low_limit,
-                retry_after,
+                admission,
                 vod_cache: vod::VodCache::default(),
             }),
         }
@@ -281,12 +253,12 @@ impl Origin {
 
     /// Requests being served right now (held requests included).
     pub fn in_flight(&self) -> usize {
-        self.inner.in_flight.load(Ordering::Acquire)
+        self.inner.admission.in_flight()
     }
 
     /// Requests refused with 503 since start.
     pub fn shed_count(&self) -> u64 {
-        self.inner.shed.load(Ordering::Relaxed)
+        self.inner.admission.shed_count()
     }
 
     pub(crate) fn channel(&self, name: &str) -> Option<Arc<Channel>> {
@@ -298,30 +270,13 @@ impl Origin {
             .cloned()
     }
 
-    /// Counts a request in, or refuses it with 503 when the origin is over the threshold for
-    /// its priority.
-    pub(crate) fn admit(&self, priority: Priority) -> Result<InFlight, Refused> {
-        let inner = &self.inner;
-        let max = inner.cfg.max_in_flight;
-        let low = inner.low_limit;
-        let limit = match priority {
-            Priority::Essential => max,
-            Priority::Low => low,
-            Priority::Rung { rank, count } => {
-                let count = count.max(1);
-                low + (max - low) * (rank.min(count - 1) + 1) / count
-            }
-        };
-        let n = inner.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        let guard = InFlight(inner.clone());
-        if n > limit {
-            drop(guard);
-            inner.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused {
-                retry_after: inner.retry_after,
-            });
-        }
-        Ok(guard)
+    /// Counts a request in, or refuses it with 503 (the rules are in [`admission`]).
+    pub(crate) fn admit(
+        &self,
+        priority: Priority,
+        client: Option<ClientAddr>,
+    ) -> Result<InFlight, Refused> {
+        self.inner.admission.admit(priority, client)
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use memmap2::Mmap;
 
@@ -24,7 +25,7 @@ use super::http::{not_found, serve, text};
 use super::object::Object;
 use super::object::{cache_control_value, known_content_type, M3U8, MPD};
 use super::store::valid_name;
-use super::{Origin, Priority};
+use super::{ClientAddr, Origin, Priority};
 
 /// Below this size a file is read into memory: cheaper than mapping and unmapping it.
 const MAP_THRESHOLD: u64 = 256 * 1024;
@@ -76,26 +77,36 @@ impl VodCache {
 pub(crate) async fn top(
     State(origin): State<Origin>,
     Path((name, file)): Path<(String, String)>,
+    client: Option<Extension<ClientAddr>>,
     req: HeaderMap,
 ) -> Response {
-    get(&origin, &[name.as_str(), file.as_str()], &req).await
+    let client = client.map(|Extension(c)| c);
+    get(&origin, &[name.as_str(), file.as_str()], client, &req).await
 }
 
 /// `/vod/{name}/{rendition}/{file}`.
 pub(crate) async fn rendition(
     State(origin): State<Origin>,
     Path((name, rendition, file)): Path<(String, String, String)>,
+    client: Option<Extension<ClientAddr>>,
     req: HeaderMap,
 ) -> Response {
+    let client = client.map(|Extension(c)| c);
     get(
         &origin,
         &[name.as_str(), rendition.as_str(), file.as_str()],
+        client,
         &req,
     )
     .await
 }
 
-async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
+async fn get(
+    origin: &Origin,
+    parts: &[&str],
+    client: Option<ClientAddr>,
+    req: &HeaderMap,
+) -> Response {
     let Some(root) = origin.config().vod_root.clone() else {
         return not_found(MISSING_MAX_AGE);
     };
@@ -124,7 +135,7 @@ async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
     } else {
         Priority::Low
     };
-    let _guard = match origin.admit(priority) {
+    let guard = match origin.admit(priority, client) {
         Ok(g) => g,
         Err(refused) => return refused.into_response(),
     };
@@ -132,7 +143,7 @@ async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
     let mut path: PathBuf = root;
     path.extend(parts);
     if let Some(obj) = origin.vod_cache().fresh(&path) {
-        return serve(&obj, req);
+        return serve(&obj, req, guard);
     }
     let content_type = HeaderValue::from_static(content_type);
     let key = path.clone();
@@ -143,7 +154,7 @@ async fn get(origin: &Origin, parts: &[&str], req: &HeaderMap) -> Response {
             if (obj.body.len() as u64) < MAP_THRESHOLD {
                 origin.vod_cache().insert(key, obj.clone());
             }
-            serve(&obj, req)
+            serve(&obj, req, guard)
         }
         Ok(Err(e))
             if matches!(

@@ -82,18 +82,18 @@ fn top_rungs_are_shed_before_bottom_rungs() {
     let rung = |rank| Priority::Rung { rank, count: 4 };
     // Limits: low 4; rungs 0..3 → 5, 6, 7, 8; essential 8.
     let mut held: Vec<_> = (0..4)
-        .map(|_| origin.admit(Priority::Essential).unwrap())
+        .map(|_| origin.admit(Priority::Essential, None).unwrap())
         .collect();
-    assert!(origin.admit(Priority::Low).is_err());
-    held.push(origin.admit(rung(0)).unwrap()); // 5th
-    assert!(origin.admit(rung(0)).is_err());
-    held.push(origin.admit(rung(1)).unwrap()); // 6th
-    assert!(origin.admit(rung(1)).is_err());
-    held.push(origin.admit(rung(3)).unwrap()); // 7th
-    assert!(origin.admit(rung(2)).is_err());
-    held.push(origin.admit(Priority::Essential).unwrap()); // 8th
-    assert!(origin.admit(rung(3)).is_err());
-    assert!(origin.admit(Priority::Essential).is_err());
+    assert!(origin.admit(Priority::Low, None).is_err());
+    held.push(origin.admit(rung(0), None).unwrap()); // 5th
+    assert!(origin.admit(rung(0), None).is_err());
+    held.push(origin.admit(rung(1), None).unwrap()); // 6th
+    assert!(origin.admit(rung(1), None).is_err());
+    held.push(origin.admit(rung(3), None).unwrap()); // 7th
+    assert!(origin.admit(rung(2), None).is_err());
+    held.push(origin.admit(Priority::Essential, None).unwrap()); // 8th
+    assert!(origin.admit(rung(3), None).is_err());
+    assert!(origin.admit(Priority::Essential, None).is_err());
     assert_eq!(origin.in_flight(), 8);
     drop(held);
     assert_eq!(origin.in_flight(), 0);
@@ -147,4 +147,45 @@ async fn declared_ladder_sheds_top_rung_over_http() {
     for h in pending {
         assert_eq!(h.await.unwrap().status(), StatusCode::OK);
     }
+}
+
+/// A download counts until the connection has taken its body: a client that stops reading a
+/// large segment still weighs on the origin (it did not: the count dropped before the body
+/// was sent, so slow downloads never triggered shedding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_download_counts_until_its_body_is_sent() {
+    let origin = Origin::new(OriginConfig::default());
+    let base = start(&origin).await;
+    let p = live_channel(
+        &origin,
+        "ch",
+        timing(
+            100,
+            1_500,
+            Duration::from_secs(2),
+            Duration::from_secs(3600),
+        ),
+    );
+    // More than the socket buffers and the connection's own can hold.
+    let size = 48 << 20;
+    p.publish_segment("720p", 99, body(5, size));
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /live/ch/720p/99.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The client reads nothing: the request stays counted.
+    wait_in_flight(&origin, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(origin.in_flight(), 1);
+    // Once the client has read it all, it no longer counts.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while received < size {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {received} bytes");
+        received += n;
+    }
+    wait_in_flight(&origin, 0).await;
 }
