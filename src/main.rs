@@ -11,15 +11,24 @@ use encore::cli::{SubmitArgs, TranscodeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+/// `encore serve`: 2 when it could not start, 1 when it did not stop cleanly.
+fn serve(args: &encore::cli::ServeArgs) -> Result<(), (u8, String)> {
+    use encore::daemon::Exit;
+    let config = args.config().map_err(|e| (2, e))?;
+    let again = args.clone();
+    match encore::daemon::serve(config, Box::new(move || again.config())) {
+        Ok(()) => Ok(()),
+        Err(Exit::Refused(e)) => Err((2, e)),
+        Err(Exit::Unclean(e)) => Err((1, e)),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match &cli.command {
         Command::Transcode(args) => transcode(args),
-        Command::Serve(args) => args
-            .config()
-            .and_then(encore::daemon::serve)
-            .map_err(|e| (2, e)),
+        Command::Serve(args) => serve(args),
         Command::Probe { json } => probe(*json),
         Command::Bench(args) => bench(args),
         Command::Selftest { gpu } => match encore::selftest::run(*gpu) {

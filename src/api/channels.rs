@@ -22,8 +22,11 @@ pub struct ChannelInfo {
     /// `config` (the configuration file's, read-only) or `api`.
     #[schema(value_type = String)]
     pub source: &'static str,
-    /// starting, on_air, on_slate or stopped.
+    /// starting, on_air, on_slate, stopped, or failed (a configuration's channel that could
+    /// not start; `error` says why).
     pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub input: String,
     /// The channel's fields, as given (defaults filled in).
     #[schema(value_type = Object)]

@@ -22,6 +22,8 @@ struct Entry {
     spec: ChannelSpec,
     from_config: bool,
     channel: Option<Channel>,
+    /// Why a configuration's channel is not running (it failed to start).
+    error: Option<String>,
     renditions: Vec<String>,
     cost_milli: i64,
 }
@@ -83,6 +85,7 @@ impl Channels {
                         spec,
                         from_config,
                         channel: Some(channel),
+                        error: None,
                         renditions,
                         cost_milli,
                     },
@@ -91,7 +94,22 @@ impl Channels {
             }
             Err(e) => {
                 self.origin.remove_channel(&name);
-                Err(format!("channel {name:?}: {e}"))
+                let message = format!("channel {name:?}: {e}");
+                if from_config {
+                    // Shown as failed, and tried again by the next SIGHUP.
+                    self.lock().insert(
+                        name,
+                        Entry {
+                            renditions: Vec::new(),
+                            spec,
+                            from_config,
+                            channel: None,
+                            error: Some(e.to_string()),
+                            cost_milli: 0,
+                        },
+                    );
+                }
+                Err(message)
             }
         }
     }
@@ -100,18 +118,79 @@ impl Channels {
         self.lock().contains_key(name)
     }
 
-    /// Stops every channel (closing segments, ending playlists), waiting at most `grace`.
-    pub async fn stop_all(&self, grace: Duration) {
+    /// Stops every channel (closing segments, ending playlists), waiting at most `grace`;
+    /// returns the names of those that did not stop in time.
+    pub async fn stop_all(&self, grace: Duration) -> Vec<String> {
         let running: Vec<(String, Channel)> = self
             .lock()
             .iter_mut()
             .filter_map(|(n, e)| e.channel.take().map(|c| (n.clone(), c)))
             .collect();
-        stop(running, grace).await;
+        stop(running, grace).await
+    }
+
+    /// Applies the configuration file's channels anew (SIGHUP): new ones start, removed ones
+    /// stop, changed ones (and those that had failed) restart, unchanged ones are untouched.
+    /// API channels are left alone.
+    pub async fn reload(&self, specs: Vec<ChannelSpec>) {
+        if let Err(e) = check_specs(&specs) {
+            tracing::error!("SIGHUP: configuration not reloaded: {e}");
+            return;
+        }
+        let mut wanted: BTreeMap<String, ChannelSpec> =
+            specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let (mut stopping, mut released, mut unchanged) = (Vec::new(), 0, 0);
+        {
+            let mut entries = self.lock();
+            let ours: Vec<String> = entries
+                .iter()
+                .filter(|(_, e)| e.from_config)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in ours {
+                let entry = &entries[&name];
+                let running = entry.channel.as_ref().is_some_and(|c| !c.is_finished());
+                if running && wanted.get(&name) == Some(&entry.spec) {
+                    wanted.remove(&name);
+                    unchanged += 1;
+                    continue;
+                }
+                let entry = entries.remove(&name).expect("listed above");
+                released += entry.cost_milli;
+                if let Some(channel) = entry.channel {
+                    stopping.push((name, channel));
+                }
+            }
+            wanted.retain(|name, _| {
+                let taken = entries.contains_key(name);
+                if taken {
+                    tracing::error!(channel = %name, "SIGHUP: an API channel has this name; not started");
+                }
+                !taken
+            });
+        }
+        let stopped = stopping.len();
+        for name in stop(stopping, super::STOP_GRACE).await {
+            tracing::warn!(channel = %name, "SIGHUP: the old channel did not stop in time");
+        }
+        self.service.release_live(released);
+        let starting = wanted.len();
+        for (name, spec) in wanted {
+            if let Err(e) = self.start(spec, true).await {
+                tracing::error!(channel = %name, "SIGHUP: did not start: {e}");
+            }
+        }
+        tracing::info!(
+            started = starting,
+            stopped,
+            unchanged,
+            "SIGHUP: configuration's channels reloaded"
+        );
     }
 
     fn info(&self, name: &str, e: &Entry) -> ChannelInfo {
         let state = match &e.channel {
+            None if e.error.is_some() => "failed",
             None => "stopped",
             Some(c) if c.is_finished() => "stopped",
             Some(c) if !self.origin.channel_has_segments(name) => "starting",
@@ -131,8 +210,9 @@ impl Channels {
             name: name.to_string(),
             source: if e.from_config { "config" } else { "api" },
             state: state.into(),
+            error: e.error.clone(),
             input: e.spec.input.clone(),
-            spec: serde_json::to_value(&e.spec).unwrap_or_default(),
+            spec: shown_spec(&e.spec),
             hls: format!("{}/live/{name}/master.m3u8", self.base),
             dash: format!("{}/live/{name}/manifest.mpd", self.base),
             renditions: speeds
@@ -180,6 +260,15 @@ impl Channels {
     }
 }
 
+/// A channel's fields as the API shows them: the SRT passphrase is a secret.
+fn shown_spec(spec: &ChannelSpec) -> serde_json::Value {
+    let mut value = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(p) = value.get_mut("passphrase") {
+        *p = serde_json::Value::from("***");
+    }
+    value
+}
+
 /// A channel's capacity units: its ladder at its frame rate.
 fn channel_cost(config: &ChannelConfig) -> f64 {
     let ladder = config
@@ -194,7 +283,20 @@ fn channel_cost(config: &ChannelConfig) -> f64 {
     ladder_cost(&rungs, config.frame_rate.as_f64(), config.codec)
 }
 
-async fn stop(channels: Vec<(String, Channel)>, grace: Duration) {
+/// Names unique and every channel valid, as at start.
+pub(super) fn check_specs(specs: &[ChannelSpec]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for spec in specs {
+        spec.resolve()?;
+        if !names.insert(spec.name.as_str()) {
+            return Err(format!("channel {:?} is configured twice", spec.name));
+        }
+    }
+    Ok(())
+}
+
+/// Stops `channels`, waiting at most `grace`; returns those that did not stop in time.
+async fn stop(channels: Vec<(String, Channel)>, grace: Duration) -> Vec<String> {
     for (_, c) in &channels {
         c.stop();
     }
@@ -202,13 +304,16 @@ async fn stop(channels: Vec<(String, Channel)>, grace: Duration) {
     while channels.iter().any(|(_, c)| !c.is_finished()) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut late = Vec::new();
     for (name, c) in channels {
         if c.is_finished() {
             c.join();
         } else {
             tracing::warn!(channel = %name, "did not stop in time");
+            late.push(name);
         }
     }
+    late
 }
 
 fn parse_spec(body: serde_json::Value) -> Result<ChannelSpec, Problem> {

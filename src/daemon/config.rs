@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::encode::Kind;
-use crate::ingest::live::LiveSource;
+use crate::ingest::live::{InputGuard, LiveSource};
 use crate::media::{ladder::parse_bitrate, Ladder, Rational, VideoCodec};
 use crate::pipeline::live::ChannelConfig;
 
@@ -103,7 +103,7 @@ impl Default for Config {
 }
 
 /// One live channel as written in the configuration (or posted to `/v1/channels`).
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     pub name: String,
@@ -134,6 +134,12 @@ pub struct ChannelSpec {
     /// for sport: give the channel twice the input's frame rate) or "off".
     #[serde(default = "default_deinterlace")]
     pub deinterlace: String,
+    /// SRT inputs: the passphrase senders must use (10 to 79 characters). Never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// UDP inputs: the only source addresses accepted; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sources: Vec<String>,
 }
 
 /// The longest DVR window: a day of segments, held in memory.
@@ -180,6 +186,8 @@ impl ChannelSpec {
             dvr_window: default_dvr(),
             audio_bitrate: default_audio(),
             deinterlace: default_deinterlace(),
+            passphrase: None,
+            allowed_sources: Vec::new(),
         }
     }
 
@@ -237,9 +245,11 @@ impl ChannelSpec {
                 ),
             ));
         }
+        let input_guard = self.input_guard(&input).map_err(|e| at(e.0, e.1))?;
         Ok(ChannelConfig {
             name: self.name.clone(),
             input,
+            input_guard,
             width,
             height,
             frame_rate: fps,
@@ -268,6 +278,50 @@ impl ChannelSpec {
             },
             deinterlace: self.deinterlace.parse().map_err(|e| at("deinterlace", e))?,
             utc_timing_url: "/time".into(),
+        })
+    }
+}
+
+impl ChannelSpec {
+    /// The input's guard: the passphrase for SRT, the allowed sources for UDP, and a receive
+    /// buffer sized from the ladder (the input's rate is not known before it arrives).
+    fn input_guard(&self, input: &LiveSource) -> Result<InputGuard, (&'static str, String)> {
+        let url = match input {
+            LiveSource::Url(u) => u.as_str(),
+            _ => "",
+        };
+        if let Some(p) = &self.passphrase {
+            if !url.starts_with("srt://") {
+                return Err(("passphrase", "only SRT inputs take a passphrase".into()));
+            }
+            if !(10..=79).contains(&p.len()) {
+                return Err(("passphrase", "SRT passphrases are 10 to 79 characters".into()));
+            }
+        }
+        if !self.allowed_sources.is_empty() && !url.starts_with("udp://") {
+            return Err(("allowed_sources", "only UDP inputs take allowed sources".into()));
+        }
+        let allowed_sources = self
+            .allowed_sources
+            .iter()
+            .map(|a| {
+                a.parse::<std::net::IpAddr>()
+                    .map_err(|_| ("allowed_sources", format!("{a:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Two seconds of a feed at up to four times the top rung, at least the default.
+        let top = self
+            .ladder
+            .as_deref()
+            .and_then(|l| Ladder::from_arg(l).ok())
+            .and_then(|l| l.rungs.iter().map(|r| r.bitrate).max())
+            .unwrap_or(0);
+        let udp_fifo_bytes =
+            (2 * 4 * top as usize / 8).max(crate::ingest::live::DEFAULT_UDP_FIFO_BYTES);
+        Ok(InputGuard {
+            passphrase: self.passphrase.clone(),
+            allowed_sources,
+            udp_fifo_bytes,
         })
     }
 }

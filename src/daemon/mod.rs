@@ -5,6 +5,7 @@
 mod channels;
 pub mod config;
 mod http;
+mod signals;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,38 +41,52 @@ impl Publisher for ChannelPublisher {
 /// How long a stop may take before the daemon exits anyway.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn serve(config: Config) -> Result<(), String> {
+/// Reads the configuration again, for SIGHUP.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Why the daemon ended other than by an orderly stop.
+#[derive(Debug)]
+pub enum Exit {
+    /// It could not start (configuration, address, store): nothing ran.
+    Refused(String),
+    /// It ran, but did not stop cleanly (a channel did not finish in time).
+    Unclean(String),
+}
+
+impl From<String> for Exit {
+    fn from(message: String) -> Exit {
+        Exit::Refused(message)
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration's channels
+/// through `reload`.
+pub fn serve(config: Config, reload: Reload) -> Result<(), Exit> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("encore-http")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, reload))
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
+    let mut signals = signals::Signals::install()?;
     crate::ingest::init();
     config.check()?;
     let vod_root = config.data_dir.join("vod");
     std::fs::create_dir_all(&vod_root)
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     remove_partial_outputs(&vod_root);
-    let mut names = std::collections::HashSet::new();
-    for c in &config.channels {
-        c.resolve()?;
-        if !names.insert(c.name.clone()) {
-            return Err(format!("channel {:?} is configured twice", c.name));
-        }
-    }
+    channels::check_specs(&config.channels)?;
     let token = api_token(&config)?;
     let api_addr = config.api_listen.as_deref().unwrap_or(&config.listen);
     if token.is_none() && !config.insecure_no_auth && !is_loopback(api_addr) {
-        return Err(format!(
+        return Err(Exit::Refused(format!(
             "refusing to serve the /v1 API on {api_addr} without a token: set ENCORE_API_TOKEN \
              or --api-token-file, move the API to a loopback address with --api-listen, or \
              pass --insecure-no-auth"
-        ));
+        )));
     }
 
     crate::telemetry::handle();
@@ -106,7 +121,11 @@ async fn run(config: Config) -> Result<(), String> {
     ));
     for spec in config.channels.iter().cloned() {
         let name = spec.name.clone();
-        channels.start(spec, true).await?;
+        // One channel that cannot start (its encoder, its device) does not stop the others.
+        if let Err(e) = channels.start(spec, true).await {
+            tracing::error!(channel = %name, "did not start: {e}");
+            continue;
+        }
         println!("{name} HLS:  http://{addr}/live/{name}/master.m3u8");
         println!("{name} DASH: http://{addr}/live/{name}/manifest.mpd");
     }
@@ -153,15 +172,29 @@ async fn run(config: Config) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    shutdown_signal().await;
+    while signals.next().await == signals::Request::Reload {
+        match reload() {
+            Ok(new) => channels.reload(new.channels).await,
+            Err(e) => tracing::error!("SIGHUP: configuration not reloaded: {e}"),
+        }
+    }
+    signals.exit_on_next_stop();
     tracing::info!("stopping: closing the current segments");
     service.stop().await;
-    channels.stop_all(STOP_GRACE).await;
+    let late = channels.stop_all(STOP_GRACE).await;
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     }
-    Ok(())
+    if late.is_empty() {
+        Ok(())
+    } else {
+        Err(Exit::Unclean(format!(
+            "channels did not stop within {} s: {}",
+            STOP_GRACE.as_secs(),
+            late.join(", ")
+        )))
+    }
 }
 
 fn serve_on(
@@ -299,23 +332,5 @@ fn redact(url: &str) -> String {
             None => url.to_string(),
         },
         _ => url.to_string(),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -90,6 +90,107 @@ impl LiveSource {
     }
 }
 
+/// Who may send a network input, and how much it may buffer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputGuard {
+    /// SRT: the passphrase a sender must use (the handshake fails without it).
+    pub passphrase: Option<String>,
+    /// UDP: the only source addresses whose packets are taken (empty: any).
+    pub allowed_sources: Vec<std::net::IpAddr>,
+    /// UDP: the receive FIFO in bytes (0: [`DEFAULT_UDP_FIFO_BYTES`]).
+    pub udp_fifo_bytes: usize,
+}
+
+/// A UDP receive FIFO for a feed of unknown rate: 2 s at 40 Mb/s.
+pub const DEFAULT_UDP_FIFO_BYTES: usize = 10_000_000;
+/// Bytes in one FIFO slot of libavformat's UDP reader (`fifo_size` counts MPEG-TS packets).
+const TS_PACKET: usize = 188;
+
+/// The containers a live contribution feed arrives in; nothing else is demuxed from a socket,
+/// so a playlist or a concat file sent to an input can never make the daemon open another URL.
+const LIVE_FORMATS: &str = "mpegts,flv,live_flv,matroska";
+/// The codecs a live feed may carry.
+const LIVE_VIDEO_CODECS: [ff::codec::Id; 3] = [
+    ff::codec::Id::H264,
+    ff::codec::Id::HEVC,
+    ff::codec::Id::MPEG2VIDEO,
+];
+const LIVE_AUDIO_CODECS: [ff::codec::Id; 5] = [
+    ff::codec::Id::AAC,
+    ff::codec::Id::MP2,
+    ff::codec::Id::AC3,
+    ff::codec::Id::EAC3,
+    ff::codec::Id::OPUS,
+];
+/// The largest live picture (4096x2304, either way round) and rate.
+pub const MAX_LIVE_PIXELS: u64 = 4096 * 2304;
+pub const MAX_LIVE_SIDE: u32 = 4096;
+pub const MAX_LIVE_FPS: f64 = 120.0;
+
+/// The protocols libavformat may use for a live URL: its own scheme and what that one needs.
+fn protocols_for(url: &str) -> &'static str {
+    let scheme = url.split("://").next().unwrap_or("");
+    match scheme {
+        "udp" => "udp",
+        "srt" => "srt",
+        "rtmp" => "rtmp,tcp",
+        "rtp" => "rtp,udp",
+        "tcp" => "tcp",
+        "rist" => "rist",
+        "https" => "https,http,tcp,tls",
+        _ => "http,tcp",
+    }
+}
+
+/// A picture a live channel takes: not larger than [`MAX_LIVE_PIXELS`] (sides at most
+/// [`MAX_LIVE_SIDE`]).
+pub fn picture_allowed(width: u32, height: u32) -> bool {
+    width <= MAX_LIVE_SIDE
+        && height <= MAX_LIVE_SIDE
+        && width as u64 * height as u64 <= MAX_LIVE_PIXELS
+}
+
+/// Refuses a network feed outside what a live channel takes: its codecs, its picture size and
+/// its frame rate.
+pub fn check_feed(source: &super::Source) -> Result<(), Error> {
+    let refuse = |reason: String| {
+        Err(Error::Open {
+            path: source.location.clone(),
+            reason: format!("refused: {reason}"),
+        })
+    };
+    let codec_of = |index: usize| {
+        source
+            .input
+            .stream(index)
+            .map(|s| s.parameters().id())
+            .unwrap_or(ff::codec::Id::None)
+    };
+    let video = codec_of(source.video.index);
+    if !LIVE_VIDEO_CODECS.contains(&video) {
+        return refuse(format!(
+            "video codec {video:?} (a live input takes H.264, HEVC or MPEG-2)"
+        ));
+    }
+    if let Some(audio) = &source.audio {
+        let codec = codec_of(audio.index);
+        if !LIVE_AUDIO_CODECS.contains(&codec) {
+            return refuse(format!(
+                "audio codec {codec:?} (a live input takes AAC, MP2, AC-3, E-AC-3 or Opus)"
+            ));
+        }
+    }
+    let (w, h) = (source.video.width, source.video.height);
+    if !picture_allowed(w, h) {
+        return refuse(format!("{w}x{h} pictures (at most 4096x2304)"));
+    }
+    let fps = source.video.frame_rate.as_f64();
+    if fps > MAX_LIVE_FPS {
+        return refuse(format!("{fps:.2} fps (at most {MAX_LIVE_FPS})"));
+    }
+    Ok(())
+}
+
 /// Stop flag and read deadline shared with libavformat's interrupt callback.
 #[derive(Debug, Default)]
 pub struct Watchdog {
@@ -168,7 +269,11 @@ pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error>
 const LIVE_ANALYZE_DURATION_US: u64 = 2_000_000;
 
 /// Opens a live source; `watchdog` can interrupt the open and every later read.
-pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Source, Error> {
+pub fn open(
+    source: &LiveSource,
+    guard: &InputGuard,
+    watchdog: Arc<Watchdog>,
+) -> Result<super::Source, Error> {
     let mut options = ff::Dictionary::new();
     match source {
         LiveSource::TestPattern { width, height, fps } => {
@@ -195,17 +300,35 @@ pub fn open(source: &LiveSource, watchdog: Arc<Watchdog>) -> Result<super::Sourc
             // it lost to slate) at every connect. Two seconds covers a 2 s GOP, enough to see
             // the parameter sets; the packets read meanwhile are still demuxed afterwards.
             options.set("analyzeduration", &LIVE_ANALYZE_DURATION_US.to_string());
+            options.set("protocol_whitelist", protocols_for(url));
+            if !url.starts_with("rtp://") {
+                options.set("format_whitelist", LIVE_FORMATS);
+            }
             if url.starts_with("rtmp://") {
                 // Encore receives the push: listen rather than connect.
                 options.set("listen", "1");
             }
-            if url.starts_with("srt://") && !url.contains("mode=") {
-                options.set("mode", "listener");
+            if url.starts_with("srt://") {
+                if !url.contains("mode=") {
+                    options.set("mode", "listener");
+                }
+                if let Some(passphrase) = &guard.passphrase {
+                    options.set("passphrase", passphrase);
+                }
             }
             if url.starts_with("udp://") {
-                // A generous socket buffer: a 20 Mb/s feed bursts.
-                options.set("fifo_size", "1000000");
+                // Room for bursts, sized in bytes (the option counts 188-byte packets).
+                let bytes = match guard.udp_fifo_bytes {
+                    0 => DEFAULT_UDP_FIFO_BYTES,
+                    n => n,
+                };
+                options.set("fifo_size", &(bytes / TS_PACKET).max(64).to_string());
                 options.set("overrun_nonfatal", "1");
+                if !guard.allowed_sources.is_empty() {
+                    let list: Vec<String> =
+                        guard.allowed_sources.iter().map(|ip| ip.to_string()).collect();
+                    options.set("sources", &list.join(","));
+                }
             }
             open_with_format(url, None, options, Some(watchdog))
         }
@@ -294,7 +417,7 @@ mod tests {
             height: 360,
             fps: Rational::new(30, 1),
         };
-        let mut input = open(&source, Arc::new(Watchdog::default())).unwrap();
+        let mut input = open(&source, &InputGuard::default(), Arc::new(Watchdog::default())).unwrap();
         let mut packet = ff::Packet::empty();
         for _ in 0..50 {
             crate::ingest::read_packet(&mut input.input, &mut packet).unwrap();

@@ -12,11 +12,12 @@ use super::Feed;
 use crate::encode::audio::Resampler;
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
 use crate::ingest::deinterlace::{Deinterlacer, FieldOrder};
-use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
+use crate::ingest::live::{self as live_input, InputGuard, LiveSource, Watchdog};
 
 /// Reads the input, forever: reconnects after failures, loops files, paces non-live inputs.
 pub(super) struct InputLoop {
     pub(super) source: LiveSource,
+    pub(super) guard: InputGuard,
     pub(super) deinterlace: crate::ingest::deinterlace::Mode,
     pub(super) feed: Arc<Feed>,
     pub(super) watchdog: Arc<Watchdog>,
@@ -66,7 +67,10 @@ impl InputLoop {
     }
 
     fn read_once(&self) -> Result<ReadEnd, Box<dyn std::error::Error>> {
-        let mut source = live_input::open(&self.source, self.watchdog.clone())?;
+        let mut source = live_input::open(&self.source, &self.guard, self.watchdog.clone())?;
+        if !matches!(self.source, LiveSource::TestPattern { .. }) {
+            live_input::check_feed(&source)?;
+        }
         tracing::info!(channel = %self.channel, input = %self.source.describe(), "input connected");
         let video_index = source.video.index;
         let audio_index = source.audio.as_ref().map(|a| a.index);
@@ -126,6 +130,15 @@ impl InputLoop {
                     if video.errors != errors || stale {
                         continue; // damaged or stale: keep the last good picture (or the slate)
                     }
+                    if !live_input::picture_allowed(frame.width(), frame.height()) {
+                        // The stream changed its picture size mid-way beyond the limit.
+                        return Err(format!(
+                            "refused: {}x{} pictures (at most 4096x2304)",
+                            frame.width(),
+                            frame.height()
+                        )
+                        .into());
+                    }
                     last_clean = Instant::now();
                     seen_clean = true;
                     deinterlacer.push(frame, &mut |frame| {
@@ -141,12 +154,7 @@ impl InputLoop {
                     decoder.send(&packet);
                     while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
                         match resampler.run(&frame) {
-                            Ok([l, r]) => {
-                                let mut ring =
-                                    self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
-                                ring[0].extend(l);
-                                ring[1].extend(r);
-                            }
+                            Ok([l, r]) => self.feed.push_audio(l, r),
                             // The channel goes on with silence; said once per connection.
                             Err(e) if !audio_refused => {
                                 tracing::warn!(channel = %self.channel, "input audio: {e}; sending silence");

@@ -51,7 +51,7 @@ use ffmpeg_next as ff;
 use super::track::{RungFrame, RungSpeed, RungWorker};
 use super::Error;
 use crate::encode::{self, Kind};
-use crate::ingest::live::{self as live_input, LiveSource, Watchdog};
+use crate::ingest::live::{self as live_input, InputGuard, LiveSource, Watchdog};
 use crate::media::{Ladder, Rational, VideoCodec};
 use crate::package::RenditionKind;
 
@@ -82,6 +82,8 @@ pub trait Publisher: Send + Sync + 'static {
 pub struct ChannelConfig {
     pub name: String,
     pub input: LiveSource,
+    /// Who may send a network input, and its receive buffer.
+    pub input_guard: InputGuard,
     /// Output picture size and rate; the ladder is planned from it and every input is scaled to it.
     pub width: u32,
     pub height: u32,
@@ -149,6 +151,34 @@ struct Feed {
     /// The input's picture interval in microseconds (0 until known): a slow input (1 fps)
     /// is not lost between two of its pictures.
     picture_interval_us: std::sync::atomic::AtomicU64,
+    /// Input samples dropped because the sound buffer was full (nobody was taking it).
+    audio_dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Sound the feed holds at most; the input drops the oldest beyond it, so a stalled audio
+/// clock never makes the input's buffer grow.
+const AUDIO_FEED_LIMIT: f64 = 2.0 * AUDIO_MAX_BUFFER;
+
+impl Feed {
+    /// Adds decoded input sound: non-finite samples become silence and the rest is clipped to
+    /// full scale (the AAC encoder takes NaN, infinities and huge values badly), and the
+    /// buffer is kept within [`AUDIO_FEED_LIMIT`].
+    fn push_audio(&self, left: Vec<f32>, right: Vec<f32>) {
+        let clean = |s: f32| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+        let limit = (AUDIO_FEED_LIMIT * encode::audio::SAMPLE_RATE as f64) as usize;
+        let mut ring = self.audio.lock().unwrap_or_else(|e| e.into_inner());
+        ring[0].extend(left.into_iter().map(clean));
+        ring[1].extend(right.into_iter().map(clean));
+        let excess = ring[0].len().max(ring[1].len()).saturating_sub(limit);
+        if excess > 0 {
+            for channel in ring.iter_mut() {
+                let n = excess.min(channel.len());
+                channel.drain(..n);
+            }
+            self.audio_dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
@@ -263,6 +293,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     })?);
     let input = InputLoop {
         source: config.input.clone(),
+        guard: config.input_guard.clone(),
         deinterlace: config.deinterlace,
         feed,
         watchdog: watchdog.clone(),
