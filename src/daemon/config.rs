@@ -295,11 +295,17 @@ impl ChannelSpec {
                 return Err(("passphrase", "only SRT inputs take a passphrase".into()));
             }
             if !(10..=79).contains(&p.len()) {
-                return Err(("passphrase", "SRT passphrases are 10 to 79 characters".into()));
+                return Err((
+                    "passphrase",
+                    "SRT passphrases are 10 to 79 characters".into(),
+                ));
             }
         }
         if !self.allowed_sources.is_empty() && !url.starts_with("udp://") {
-            return Err(("allowed_sources", "only UDP inputs take allowed sources".into()));
+            return Err((
+                "allowed_sources",
+                "only UDP inputs take allowed sources".into(),
+            ));
         }
         let allowed_sources = self
             .allowed_sources

@@ -19,8 +19,7 @@ pub struct Signals {
 
 impl Signals {
     pub fn install() -> Result<Signals, String> {
-        let install =
-            |kind, name| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));
+        let install = |kind, name| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));
         Ok(Signals {
             term: install(SignalKind::terminate(), "SIGTERM")?,
             int: install(SignalKind::interrupt(), "SIGINT")?,

@@ -325,8 +325,11 @@ pub fn open(
                 options.set("fifo_size", &(bytes / TS_PACKET).max(64).to_string());
                 options.set("overrun_nonfatal", "1");
                 if !guard.allowed_sources.is_empty() {
-                    let list: Vec<String> =
-                        guard.allowed_sources.iter().map(|ip| ip.to_string()).collect();
+                    let list: Vec<String> = guard
+                        .allowed_sources
+                        .iter()
+                        .map(|ip| ip.to_string())
+                        .collect();
                     options.set("sources", &list.join(","));
                 }
             }
@@ -417,7 +420,12 @@ mod tests {
             height: 360,
             fps: Rational::new(30, 1),
         };
-        let mut input = open(&source, &InputGuard::default(), Arc::new(Watchdog::default())).unwrap();
+        let mut input = open(
+            &source,
+            &InputGuard::default(),
+            Arc::new(Watchdog::default()),
+        )
+        .unwrap();
         let mut packet = ff::Packet::empty();
         for _ in 0..50 {
             crate::ingest::read_packet(&mut input.input, &mut packet).unwrap();

@@ -77,6 +77,20 @@ impl Daemon {
         }
     }
 
+    /// The configuration file the daemon was started with (rewrite it, then `signal("HUP")`).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("encore.toml")
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// The daemon's data folder (VOD outputs under `vod/` are served at `/vod/`).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")

@@ -164,7 +164,13 @@ impl Feed {
     /// full scale (the AAC encoder takes NaN, infinities and huge values badly), and the
     /// buffer is kept within [`AUDIO_FEED_LIMIT`].
     fn push_audio(&self, left: Vec<f32>, right: Vec<f32>) {
-        let clean = |s: f32| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+        let clean = |s: f32| {
+            if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        };
         let limit = (AUDIO_FEED_LIMIT * encode::audio::SAMPLE_RATE as f64) as usize;
         let mut ring = self.audio.lock().unwrap_or_else(|e| e.into_inner());
         ring[0].extend(left.into_iter().map(clean));
