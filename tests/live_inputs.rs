@@ -52,7 +52,12 @@ fn epoch_second() -> u64 {
 
 /// The daemon runs its channel with info logs, so a failing test shows what the input did.
 fn start(name: &str, input: &str) -> Daemon {
-    let d = Daemon::start_with(&channel(name, input), &["-v"]);
+    start_with(name, input, "")
+}
+
+/// As `start`, with more lines for the channel (`passphrase = …`).
+fn start_with(name: &str, input: &str, extra: &str) -> Daemon {
+    let d = Daemon::start_with(&format!("{}{extra}", channel(name, input)), &["-v"]);
     // The channel announces itself once it has a segment (slate: no input yet).
     d.wait_for(
         &format!("/live/{name}/master.m3u8"),
@@ -541,5 +546,227 @@ fn an_srt_caller_is_received() {
     });
     eprintln!("timeline: {t:?}");
     assert!(t.iter().any(|&(_, s)| s), "slate before the caller: {t:?}");
+    finish(d);
+}
+
+/// The daemon's resident memory, from /proc.
+fn rss_bytes(d: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// `ffmpeg -re` with these arguments to the end (it fails only on a bad command).
+fn ffmpeg_push(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-re"])
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ffmpeg CLI");
+    assert!(status.success(), "ffmpeg {args:?}: {status}");
+}
+
+#[test]
+fn feeds_a_live_channel_does_not_take_are_refused_and_it_stays_on_slate() {
+    let port = free_udp_port();
+    let d = start("r", &format!("udp://127.0.0.1:{port}"));
+    let url = format!("udp://127.0.0.1:{port}?pkt_size=1316");
+    let mut timeline = Timeline::new(&d, "r");
+    let rss_before = rss_bytes(&d);
+
+    // A playlist arriving on the socket, naming a URL this test listens on: never fetched.
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nhttp://{}/x.ts\n#EXT-X-ENDLIST\n",
+        trap.local_addr().unwrap()
+    );
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        sender
+            .send_to(playlist.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Pictures larger than 4096x2304 (H.264 in MPEG-TS, 4608x2592 at 5 fps):
+    //   ffmpeg -f lavfi -i testsrc2=size=4608x2592:rate=5 -t 4 -c:v libx264 -preset ultrafast -f mpegts
+    ffmpeg_push(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=4608x2592:rate=5",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "5",
+        "-f",
+        "mpegts",
+        &url,
+    ]);
+    // Bayer pictures as raw video, in NUT: neither the container nor the codec of a live feed.
+    ffmpeg_push(&[
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bayer_rggb8",
+        "-video_size",
+        "320x180",
+        "-framerate",
+        "15",
+        "-i",
+        "/dev/zero",
+        "-t",
+        "3",
+        "-c:v",
+        "rawvideo",
+        "-f",
+        "nut",
+        &url,
+    ]);
+    // MPEG-4 Part 2 in MPEG-TS: an allowed container, not a codec a live channel takes.
+    ffmpeg_push(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=15",
+        "-t",
+        "4",
+        "-c:v",
+        "mpeg4",
+        "-g",
+        "15",
+        "-f",
+        "mpegts",
+        &url,
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+
+    assert!(
+        trap.accept().is_err(),
+        "the daemon connected to the URL a playlist on its input named"
+    );
+    let t = timeline.read();
+    assert!(
+        t.iter().all(|&(_, slate)| slate),
+        "only slate went out: {t:?}"
+    );
+    let log = d.stderr_lines();
+    for says in [
+        "refused: 4608x2592",
+        "not an allowed live container",
+        "video codec",
+    ] {
+        assert!(
+            log.iter().any(|l| l.contains("WARN") && l.contains(says)),
+            "no WARN saying {says:?}"
+        );
+    }
+    let grown = rss_bytes(&d).saturating_sub(rss_before);
+    assert!(grown < 96 << 20, "RSS grew {} MB", grown >> 20);
+
+    // A good feed afterwards goes on air (the input may be waiting out a retry first).
+    let from = epoch_second();
+    let _good = Publisher(push(&url, "mpegts", H264, 15));
+    timeline.wait(
+        "real video after the refusals",
+        Duration::from_secs(15),
+        |t| real_from(t, from),
+    );
+    finish(d);
+}
+
+#[test]
+fn udp_packets_from_a_source_not_allowed_are_not_taken() {
+    let port = free_udp_port();
+    let d = start_with(
+        "a",
+        &format!("udp://127.0.0.1:{port}"),
+        "allowed_sources = [\"127.0.0.2\"]\n",
+    );
+    let mut timeline = Timeline::new(&d, "a");
+    // From 127.0.0.1: not taken.
+    push_to_end(
+        &format!("udp://127.0.0.1:{port}?pkt_size=1316&localaddr=127.0.0.1"),
+        "mpegts",
+        H264,
+        3,
+    );
+    let t = timeline.read();
+    assert!(
+        t.iter().all(|&(_, slate)| slate),
+        "a refused source went on air: {t:?}"
+    );
+    // From 127.0.0.2: on air.
+    let from = epoch_second();
+    push_to_end(
+        &format!("udp://127.0.0.1:{port}?pkt_size=1316&localaddr=127.0.0.2"),
+        "mpegts",
+        H264,
+        3,
+    );
+    timeline.wait(
+        "real video from the allowed source",
+        Duration::from_secs(10),
+        |t| real_from(t, from),
+    );
+    finish(d);
+}
+
+#[test]
+fn an_srt_sender_without_the_passphrase_is_refused() {
+    assert!(
+        ffmpeg_has_protocol("srt"),
+        "this ffmpeg has no srt protocol (Debian's has: packaging/install-deps.sh)"
+    );
+    let port = free_udp_port();
+    let secret = "correct-horse-battery";
+    let d = start_with(
+        "p",
+        &format!("srt://127.0.0.1:{port}"),
+        &format!("passphrase = \"{secret}\"\n"),
+    );
+    let mut timeline = Timeline::new(&d, "p");
+    // Without the passphrase the handshake fails: ffmpeg cannot connect.
+    let refused = wait_exit(
+        push(
+            &format!("srt://127.0.0.1:{port}?mode=caller"),
+            "mpegts",
+            H264,
+            3,
+        ),
+        30,
+    );
+    assert!(
+        !refused.success(),
+        "a caller without the passphrase was taken"
+    );
+    let t = timeline.read();
+    assert!(t.iter().all(|&(_, slate)| slate), "{t:?}");
+    // The API never shows the passphrase.
+    let shown = d.get("/v1/channels/p").text().unwrap();
+    assert!(!shown.contains(secret), "{shown}");
+    // With it, the sender is on air.
+    let from = epoch_second();
+    push_to_end(
+        &format!("srt://127.0.0.1:{port}?mode=caller&passphrase={secret}"),
+        "mpegts",
+        H264,
+        3,
+    );
+    timeline.wait(
+        "real video over SRT with the passphrase",
+        Duration::from_secs(10),
+        |t| real_from(t, from),
+    );
     finish(d);
 }

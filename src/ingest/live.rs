@@ -385,7 +385,14 @@ fn open_with_format(
         );
         ff::Dictionary::own(opts);
         if rc < 0 {
-            return Err(fail(ff::Error::from(rc).to_string()));
+            let error = ff::Error::from(rc);
+            // libavformat answers EINVAL when the whitelists refuse what arrived.
+            if rc == -libc::EINVAL && location.contains("://") {
+                return Err(fail(format!(
+                    "refused: not an allowed live container ({LIVE_FORMATS}) or protocol ({error})"
+                )));
+            }
+            return Err(fail(error.to_string()));
         }
         let rc = ff::ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
         if rc < 0 {
