@@ -111,3 +111,66 @@ fn a_channel_that_cannot_start_does_not_stop_the_daemon() {
     );
     assert!(d.terminate().success());
 }
+
+/// A rung whose encoder fails (injected: debug builds read `ENCORE_TEST_FAIL_RUNG`) is
+/// restarted at the next segment: every rung's segments stay aligned and numbered in
+/// sequence, the failing rung misses at most the segment in progress, and the channel shows
+/// one restart.
+#[test]
+fn a_failed_rung_restarts_at_the_next_segment() {
+    std::env::set_var("ENCORE_TEST_FAIL_RUNG", "90p:40");
+    let d = Daemon::start_with(
+        &channel("r", "").replace("180:300k", "180:300k,90:120k"),
+        &["-v"],
+    );
+    std::env::remove_var("ENCORE_TEST_FAIL_RUNG");
+    d.wait_for("/live/r/master.m3u8", Duration::from_secs(30));
+    wait_until("the failure and a restart", Duration::from_secs(20), || {
+        d.stderr_lines().iter().any(|l| l.contains("rung failed"))
+    });
+    // A few segments after the restart.
+    std::thread::sleep(Duration::from_secs(5));
+    let info: serde_json::Value = d.get("/v1/channels/r").json().unwrap();
+    assert_eq!(info["restarts"], 1, "{info}");
+    assert_eq!(info["state"], "on_air", "{info}");
+
+    let numbers = |rendition: &str| -> Vec<u64> {
+        d.media_playlist(&format!("/live/r/{rendition}/index.m3u8"))
+            .segments
+            .iter()
+            .filter(|s| !s.uri.is_empty() && s.uri.ends_with(".m4s"))
+            .map(|s| s.uri.trim_end_matches(".m4s").parse().unwrap())
+            .collect()
+    };
+    let top = numbers("180p");
+    let low = numbers("90p");
+    for w in top.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "the healthy rung is continuous: {top:?}");
+    }
+    // The failed rung lost at most the segment in progress, then went on in step.
+    let missing: Vec<&u64> = top.iter().filter(|n| !low.contains(n)).collect();
+    assert!(missing.len() <= 2, "90p misses {missing:?} of {top:?}");
+    let last = *top.last().unwrap();
+    assert!(
+        low.contains(&last) || low.contains(&(last - 1)),
+        "90p caught up: {low:?}"
+    );
+    // Its segments after the restart start where the top rung's do (same tfdt).
+    let n = *low.last().unwrap();
+    let tfdt = |rendition: &str| {
+        let bytes = d
+            .get(&format!("/live/r/{rendition}/{n}.m4s"))
+            .bytes()
+            .unwrap();
+        let dir = common::tempdir();
+        let path = dir.path().join("s.m4s");
+        std::fs::write(&path, bytes).unwrap();
+        common::read_segment(&path).tfdt
+    };
+    assert_eq!(
+        tfdt("90p"),
+        tfdt("180p"),
+        "segment {n} aligned across rungs"
+    );
+    assert!(d.terminate().success());
+}

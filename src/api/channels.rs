@@ -27,6 +27,8 @@ pub struct ChannelInfo {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Times a rung or the audio failed and was restarted since the channel started.
+    pub restarts: u64,
     pub input: String,
     /// The channel's fields, as given (defaults filled in).
     #[schema(value_type = Object)]

@@ -211,6 +211,7 @@ impl Channels {
             source: if e.from_config { "config" } else { "api" },
             state: state.into(),
             error: e.error.clone(),
+            restarts: e.channel.as_ref().map_or(0, |c| c.status.total_restarts()),
             input: e.spec.input.clone(),
             spec: shown_spec(&e.spec),
             hls: format!("{}/live/{name}/master.m3u8", self.base),

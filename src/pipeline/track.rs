@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 
 use super::segmenter::{Segment, Segmenter, Unit};
@@ -178,6 +177,7 @@ impl RungSpeed {
 }
 
 /// Scales, encodes and packages one rung on its own thread.
+#[derive(Clone)]
 pub struct RungWorker {
     pub rung: Rung,
     pub id: String,
@@ -194,11 +194,12 @@ pub struct RungWorker {
 }
 
 impl RungWorker {
-    /// Runs until `frames` closes; the last segment is flagged `lmsg` when `mark_last`.
+    /// Runs until `frames` ends (its queue closes); the last segment is flagged `lmsg` when
+    /// `mark_last`.
     pub fn run(
         self,
         mut encoder: Box<dyn Backend>,
-        frames: Receiver<RungFrame>,
+        frames: impl IntoIterator<Item = RungFrame>,
         sink: Box<dyn Sink>,
         mark_last: bool,
     ) -> Result<VideoTrackResult, Error> {

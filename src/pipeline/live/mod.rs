@@ -38,6 +38,9 @@ mod audio;
 mod clock;
 mod input;
 mod publish;
+mod supervise;
+
+pub use supervise::Restarts;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,6 +112,15 @@ pub struct ChannelStatus {
     pub on_slate: AtomicBool,
     /// Rendition id and its speed, top rung first.
     pub rungs: Vec<(String, Arc<RungSpeed>)>,
+    /// Restarts of each rung (same order) and of the audio, last.
+    pub restarts: Vec<Arc<Restarts>>,
+}
+
+impl ChannelStatus {
+    /// Restarts of every worker since the channel started.
+    pub fn total_restarts(&self) -> u64 {
+        self.restarts.iter().map(|r| r.count()).sum()
+    }
 }
 
 /// A running channel. Dropping it does not stop it: call `stop` and `join`.
@@ -222,7 +234,12 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let timescale = fps.video_timescale();
     let frame_ticks = fps.frame_ticks(timescale);
     let slate = Arc::new(live_input::slate_picture(config.width, config.height)?);
-    let encoders = open_encoders(&config, &rungs)?;
+    let encoder_configs = encoder_configs(&config, &rungs);
+    let encoders = encode::select_ladder(
+        &config.backend,
+        &encode::backend::candidates(),
+        &encoder_configs,
+    )?;
 
     let watchdog = Arc::new(Watchdog::default());
     let stopping = Arc::new(AtomicBool::new(false));
@@ -240,9 +257,14 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             .iter()
             .map(|r| (r.id(&rungs), Arc::new(RungSpeed::default())))
             .collect(),
+        restarts: (0..=rungs.len())
+            .map(|_| Arc::new(Restarts::default()))
+            .collect(),
     });
     let mut rung_senders = Vec::new();
-    for (i, (rung, encoder)) in rungs.iter().zip(encoders).enumerate() {
+    for (i, ((rung, encoder), encoder_config)) in
+        rungs.iter().zip(encoders).zip(encoder_configs).enumerate()
+    {
         let (tx, rx) = bounded::<RungFrame>(RUNG_QUEUE);
         rung_senders.push(tx);
         let worker = RungWorker {
@@ -256,15 +278,18 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             time_origin_seconds: MEDIA_EPOCH_SECONDS,
             speed: Some(status.rungs[i].1.clone()),
         };
-        let sink = Box::new(EventSink::new(i, events_tx.clone()));
-        let name = config.name.clone();
+        let supervised = supervise::SupervisedRung {
+            channel: config.name.clone(),
+            worker,
+            track: i,
+            events: events_tx.clone(),
+            encoder_config,
+            backend: config.backend.clone(),
+            restarts: status.restarts[i].clone(),
+        };
         threads.push(spawn(
             format!("{}-{}p", config.name, rung.height),
-            move || {
-                if let Err(e) = worker.run(encoder, rx, sink, true) {
-                    tracing::error!(channel = %name, "rung stopped: {e}");
-                }
-            },
+            move || supervised.run(encoder, rx),
         )?);
     }
     let audio = AudioClock {
@@ -273,12 +298,28 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         start_seconds,
         segment_duration: config.segment_duration,
         bitrate: config.audio_bitrate,
-        sink: Box::new(EventSink::new(tracks.len() - 1, events_tx)),
+        sink: Box::new(EventSink::new(tracks.len() - 1, events_tx.clone())),
     };
-    let name = config.name.clone();
+    let (name, audio_restarts) = (config.name.clone(), status.restarts[rungs.len()].clone());
+    let (audio_track, audio_events) = (tracks.len() - 1, events_tx);
+    let (audio_feed, audio_stopping) = (feed.clone(), stopping.clone());
+    let (config_segment_seconds, audio_bitrate) = (seconds, config.audio_bitrate);
     threads.push(spawn(format!("{}-audio", config.name), move || {
-        if let Err(e) = audio.run() {
-            tracing::error!(channel = %name, "audio stopped: {e}");
+        let mut audio = audio;
+        // Supervised like the rungs: a failed audio clock starts again at the next segment.
+        while let Err(e) = audio.run() {
+            audio_restarts.add(&name, "audio");
+            tracing::error!(channel = %name, "audio failed: {e}; restarting it at the next segment");
+            std::thread::sleep(Duration::from_millis(100));
+            let d = config_segment_seconds;
+            audio = AudioClock {
+                feed: audio_feed.clone(),
+                stopping: audio_stopping.clone(),
+                start_seconds: ((epoch_now() / d).floor() + 1.0) * d,
+                segment_duration: Duration::from_secs_f64(d),
+                bitrate: audio_bitrate,
+                sink: Box::new(EventSink::new(audio_track, audio_events.clone())),
+            };
         }
     })?);
     let video = VideoClock {
@@ -331,13 +372,9 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     })
 }
 
-/// An encoder for every rung (the whole ladder on one backend), low-latency.
-fn open_encoders(
-    config: &ChannelConfig,
-    rungs: &[crate::media::Rung],
-) -> Result<Vec<Box<dyn encode::Backend>>, Error> {
-    let fps = config.frame_rate;
-    let configs: Vec<encode::Config> = rungs
+/// Each rung's encoder settings (the whole ladder opens on one backend), low-latency.
+fn encoder_configs(config: &ChannelConfig, rungs: &[crate::media::Rung]) -> Vec<encode::Config> {
+    rungs
         .iter()
         .map(|rung| encode::Config {
             low_latency: true,
@@ -348,17 +385,12 @@ fn open_encoders(
             ..encode::Config::for_rung(
                 config.codec,
                 rung,
-                fps,
+                config.frame_rate,
                 config.segment_duration.as_secs_f64(),
                 &config.preset,
             )
         })
-        .collect();
-    Ok(encode::select_ladder(
-        &config.backend,
-        &encode::backend::candidates(),
-        &configs,
-    )?)
+        .collect()
 }
 
 /// The renditions as the publisher describes them: the rungs, top first, then audio.
