@@ -431,3 +431,30 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .spawn(f)
         .map_err(|e| Error::Thread(format!("{name}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_sound_is_sanitised_and_bounded() {
+        let feed = Feed::default();
+        let bad = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -7.0, 0.25];
+        feed.push_audio(bad.clone(), bad);
+        {
+            let ring = feed.audio.lock().unwrap();
+            let left: Vec<f32> = ring[0].iter().copied().collect();
+            assert_eq!(left, [0.0, 0.0, 0.0, 1.0, -1.0, 0.25]);
+        }
+        // Nobody takes the sound (a stalled audio clock): the buffer stops growing.
+        let second = vec![0.1f32; encode::audio::SAMPLE_RATE as usize];
+        for _ in 0..10 {
+            feed.push_audio(second.clone(), second.clone());
+        }
+        let limit = (AUDIO_FEED_LIMIT * encode::audio::SAMPLE_RATE as f64) as usize;
+        let ring = feed.audio.lock().unwrap();
+        assert_eq!(ring[0].len(), limit);
+        assert_eq!(ring[1].len(), limit);
+        assert!(feed.audio_dropped.load(Ordering::Relaxed) > 0);
+    }
+}
