@@ -270,6 +270,24 @@ fn shown_spec(spec: &ChannelSpec) -> serde_json::Value {
     value
 }
 
+/// The memory a channel's DVR window takes when full, in megabytes: every rung and the audio
+/// at their target rates for `dvr_window` (bounded by `dvr_max_mb`).
+pub(super) fn dvr_megabytes(config: &ChannelConfig) -> f64 {
+    let ladder = config
+        .ladder
+        .clone()
+        .unwrap_or_else(|| Ladder::default_for(config.codec));
+    let bits_per_second: u64 = ladder
+        .rungs
+        .iter()
+        .filter(|r| r.height <= config.height)
+        .map(|r| r.bitrate)
+        .sum::<u64>()
+        + config.audio_bitrate;
+    let full = bits_per_second as f64 / 8.0 * config.dvr_window.as_secs_f64() / 1e6;
+    full.min(config.dvr_max_bytes as f64 / 1e6)
+}
+
 /// A channel's capacity units: its ladder at its frame rate.
 fn channel_cost(config: &ChannelConfig) -> f64 {
     let ladder = config

@@ -128,6 +128,10 @@ pub struct ChannelSpec {
     /// DVR window in seconds.
     #[serde(default = "default_dvr")]
     pub dvr_window: f64,
+    /// The DVR window's size in megabytes (every rendition together), at most: whichever of
+    /// `dvr_window` and this is reached first bounds the window.
+    #[serde(default = "default_dvr_max_mb")]
+    pub dvr_max_mb: u64,
     #[serde(default = "default_audio")]
     pub audio_bitrate: String,
     /// Interlaced inputs: "auto" (deinterlace, one picture per frame), "field" (one per field,
@@ -163,6 +167,9 @@ fn default_segment() -> f64 {
 fn default_dvr() -> f64 {
     300.0
 }
+fn default_dvr_max_mb() -> u64 {
+    2048
+}
 fn default_audio() -> String {
     "128k".into()
 }
@@ -184,6 +191,7 @@ impl ChannelSpec {
             vaapi_device: default_vaapi_device(),
             segment_duration: default_segment(),
             dvr_window: default_dvr(),
+            dvr_max_mb: default_dvr_max_mb(),
             audio_bitrate: default_audio(),
             deinterlace: default_deinterlace(),
             passphrase: None,
@@ -236,6 +244,12 @@ impl ChannelSpec {
         if self.dvr_window.is_nan() || self.dvr_window < 3.0 * self.segment_duration {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
         }
+        if !(16..=1_000_000).contains(&self.dvr_max_mb) {
+            return Err(at(
+                "dvr_max_mb",
+                format!("{} MB: 16 to 1000000", self.dvr_max_mb),
+            ));
+        }
         if self.dvr_window > MAX_DVR_WINDOW_SECONDS {
             return Err(at(
                 "dvr_window",
@@ -266,6 +280,7 @@ impl ChannelSpec {
             vaapi_node: self.vaapi_device.clone(),
             segment_duration: Duration::from_millis((self.segment_duration * 1000.0).round() as u64),
             dvr_window: Duration::from_secs_f64(self.dvr_window),
+            dvr_max_bytes: self.dvr_max_mb.saturating_mul(1_000_000),
             audio_bitrate: match parse_bitrate(&self.audio_bitrate) {
                 Ok(b) if (8_000..=512_000).contains(&b) => b,
                 Ok(b) => {

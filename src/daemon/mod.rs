@@ -121,6 +121,7 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     ));
     for spec in config.channels.iter().cloned() {
         let name = spec.name.clone();
+        let spec_for_print = spec.clone();
         // One channel that cannot start (its encoder, its device) does not stop the others.
         if let Err(e) = channels.start(spec, true).await {
             tracing::error!(channel = %name, "did not start: {e}");
@@ -128,6 +129,14 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         }
         println!("{name} HLS:  http://{addr}/live/{name}/master.m3u8");
         println!("{name} DASH: http://{addr}/live/{name}/manifest.mpd");
+        if let Ok(c) = spec_for_print.resolve() {
+            println!(
+                "{name} DVR:  {} s, about {:.0} MB of memory when full (dvr_max_mb = {})",
+                c.dvr_window.as_secs(),
+                channels::dvr_megabytes(&c),
+                c.dvr_max_bytes / 1_000_000
+            );
+        }
     }
     restore_api_channels(&service, &channels).await;
 

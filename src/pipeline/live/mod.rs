@@ -99,6 +99,8 @@ pub struct ChannelConfig {
     pub vaapi_node: std::path::PathBuf,
     pub segment_duration: Duration,
     pub dvr_window: Duration,
+    /// The DVR window's bytes (every rendition), at most: the older segments go first.
+    pub dvr_max_bytes: u64,
     pub audio_bitrate: u64,
     /// Interlaced inputs: deinterlaced one picture per frame (auto), per field, or not at all.
     pub deinterlace: crate::ingest::deinterlace::Mode,
@@ -355,6 +357,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         tracks,
         segment_duration: config.segment_duration,
         dvr_window: config.dvr_window,
+        dvr_max_bytes: config.dvr_max_bytes,
         utc_timing_url: config.utc_timing_url.clone(),
     };
     threads.push(spawn(format!("{}-publish", config.name), move || {

@@ -72,6 +72,8 @@ pub(super) struct PublishLoop {
     pub(super) tracks: Vec<TrackInfo>,
     pub(super) segment_duration: Duration,
     pub(super) dvr_window: Duration,
+    /// The DVR window's bytes, every rendition together, at most.
+    pub(super) dvr_max_bytes: u64,
     pub(super) utc_timing_url: String,
 }
 
@@ -91,6 +93,29 @@ fn published_span(tracks: &[TrackInfo], windows: &[VecDeque<SegmentEntry>]) -> D
         }
     }
     Duration::from_secs_f64((last - first).max(0.0))
+}
+
+/// Drops the oldest segment numbers of every rendition while the windows hold more than
+/// `max_bytes` (three segments always stay, so a player can still join).
+fn trim_to_bytes(windows: &mut [VecDeque<SegmentEntry>], max_bytes: u64) {
+    let total = |w: &[VecDeque<SegmentEntry>]| -> u64 {
+        w.iter().flat_map(|w| w.iter()).map(|s| s.bytes).sum()
+    };
+    while total(windows) > max_bytes && windows.iter().all(|w| w.len() > 3) {
+        let Some(oldest) = windows
+            .iter()
+            .filter_map(|w| w.front())
+            .map(|s| s.number)
+            .min()
+        else {
+            return;
+        };
+        for w in windows.iter_mut() {
+            while w.front().is_some_and(|s| s.number <= oldest) {
+                w.pop_front();
+            }
+        }
+    }
 }
 
 /// BANDWIDTH before any peak is measured: capped VBR stays near the cap over a segment.
@@ -140,6 +165,8 @@ impl PublishLoop {
                     while window.front().is_some_and(|s| seconds(s.start) < keep_from) {
                         window.pop_front();
                     }
+                    trim_to_bytes(&mut windows, self.dvr_max_bytes);
+                    let window = &windows[track];
                     if track == 0 {
                         if let Some(oldest) = window.front() {
                             self.publisher.evict_before(oldest.number);
@@ -249,5 +276,36 @@ impl PublishLoop {
                 ended,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(numbers: std::ops::Range<u64>, bytes: u64) -> VecDeque<SegmentEntry> {
+        numbers
+            .map(|number| SegmentEntry {
+                number,
+                start: number * 2,
+                duration: 2,
+                bytes,
+                discontinuity: false,
+                slate: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_window_is_trimmed_to_its_bytes_oldest_numbers_first() {
+        // Video 10..20 at 100 bytes, audio 10..20 at 10 bytes: 1100 in all.
+        let mut windows = vec![window(10..20, 100), window(10..20, 10)];
+        trim_to_bytes(&mut windows, 600);
+        let first: Vec<u64> = windows.iter().map(|w| w.front().unwrap().number).collect();
+        assert_eq!(first, [15, 15], "the same numbers leave every rendition");
+        assert!(windows.iter().flatten().map(|s| s.bytes).sum::<u64>() <= 600);
+        // Never fewer than three segments, however small the cap.
+        trim_to_bytes(&mut windows, 1);
+        assert!(windows.iter().all(|w| w.len() == 3));
     }
 }
