@@ -56,7 +56,7 @@ use crate::media::{Ladder, Rational, VideoCodec};
 use crate::package::RenditionKind;
 
 use audio::AudioClock;
-use clock::{epoch_now, VideoClock};
+use clock::{ChannelClock, VideoClock};
 use input::InputLoop;
 use publish::{Event, EventSink, PublishLoop, TrackInfo};
 
@@ -157,9 +157,6 @@ struct Feed {
 /// some clients read an availabilityStartTime of 1970 as absent.
 pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
 
-/// Live segment durations divide a day, so segment edges fall on whole days and on the media epoch.
-pub const DAY_MS: u128 = 86_400_000;
-
 /// Sound kept buffered at most (beyond it, the oldest is dropped to hold latency).
 const AUDIO_MAX_BUFFER: f64 = 0.5;
 /// How long after its instant an output frame is sent, to absorb input jitter.
@@ -167,12 +164,8 @@ const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 
 /// Starts a channel: opens its encoders (errors here are the caller's), then runs its actors.
 pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Channel, Error> {
-    let seconds = config.segment_duration.as_secs_f64();
-    if !(1.0..=10.0).contains(&seconds)
-        || !DAY_MS.is_multiple_of(config.segment_duration.as_millis())
-    {
-        return Err(Error::SegmentDuration(seconds));
-    }
+    crate::media::time::check_segment_duration(config.segment_duration)
+        .map_err(Error::SegmentDuration)?;
     let ladder = config
         .ladder
         .clone()
@@ -194,8 +187,11 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let (events_tx, events_rx) = bounded::<Event>(EVENT_QUEUE);
     let tracks = track_infos(&config, &rungs, timescale);
     // Everything starts at the next segment boundary, so the first segment is whole.
-    let first_segment = (epoch_now() / seconds).floor() as u64 + 1;
-    let start_seconds = first_segment as f64 * seconds;
+    // In whole milliseconds, as every other place reckons D.
+    let segment_ms = config.segment_duration.as_millis() as u64;
+    let clock = Arc::new(ChannelClock::system(&config.name));
+    let first_segment = (clock.now() * 1000.0) as u64 / segment_ms + 1;
+    let start_seconds = (first_segment * segment_ms) as f64 / 1000.0;
     let mut threads = Vec::new();
 
     let status = Arc::new(ChannelStatus {
@@ -238,6 +234,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         segment_duration: config.segment_duration,
         bitrate: config.audio_bitrate,
         sink: Box::new(EventSink::new(tracks.len() - 1, events_tx)),
+        clock: clock.clone(),
     };
     let name = config.name.clone();
     threads.push(spawn(format!("{}-audio", config.name), move || {
@@ -257,6 +254,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
         channel: config.name.clone(),
         status: status.clone(),
+        clock,
     };
     threads.push(spawn(format!("{}-clock", config.name), move || {
         video.run(rung_senders)
