@@ -487,7 +487,7 @@ pub struct AddChannelArgs {
     /// Video codec: avc or hevc.
     #[arg(long)]
     pub codec: Option<String>,
-    /// Segment duration in seconds (1 to 10, dividing a day).
+    /// Segment duration in seconds (1 to 10, whole milliseconds dividing a day).
     #[arg(long)]
     pub segment_duration: Option<f64>,
     /// Seconds kept in the live window.

@@ -115,7 +115,7 @@ pub struct ChannelSpec {
     /// VA-API render node for `backend = "vaapi"` (or `auto` on a VA-API machine).
     #[serde(default = "default_vaapi_device")]
     pub vaapi_device: PathBuf,
-    /// Seconds (1 to 10).
+    /// Seconds: whole milliseconds from 1 to 10 s that divide a day.
     #[serde(default = "default_segment")]
     pub segment_duration: f64,
     /// DVR window in seconds.
