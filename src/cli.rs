@@ -209,9 +209,10 @@ pub struct TranscodeArgs {
     /// Video codec.
     #[arg(long, default_value = "avc", value_parser = parse_codec)]
     pub codec: VideoCodec,
-    /// Segment duration in seconds (1 to 10).
-    #[arg(long, default_value_t = 2.0, value_parser = parse_segment_duration)]
-    pub segment_duration: f64,
+    /// Segment duration in seconds: whole milliseconds from 1 to 10 s that divide a day
+    /// (1, 2, 3, 4, 5, 6, 8, 9, 10, or e.g. 1.5).
+    #[arg(long, default_value = "2", value_parser = parse_segment_duration)]
+    pub segment_duration: Duration,
     /// Encoder preset (x264/x265 names: ultrafast … veryslow; mapped to p1–p7 on NVENC).
     #[arg(long, default_value = "veryfast")]
     pub preset: String,
@@ -249,7 +250,7 @@ impl TranscodeArgs {
             out: self.out.clone(),
             ladder: self.ladder.clone(),
             codec: self.codec,
-            segment_duration: Duration::from_secs_f64(self.segment_duration),
+            segment_duration: self.segment_duration,
             preset: self.preset.clone(),
             rate_control: self.rate_control,
             backend: self.backend.clone(),
@@ -285,15 +286,11 @@ fn parse_bitrate_arg(s: &str) -> Result<u64, String> {
         b => Ok(b),
     }
 }
-fn parse_segment_duration(s: &str) -> Result<f64, String> {
+fn parse_segment_duration(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if (1.0..=10.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} s is outside 1 to 10 s"))
-    }
+    crate::media::time::segment_duration_from_seconds(v)
 }
 
 // `encore jobs` and `encore channels`: the daemon's clients. Their arguments, the bodies they
@@ -379,7 +376,7 @@ pub struct SubmitArgs {
     /// Video codec: avc or hevc.
     #[arg(long)]
     pub codec: Option<String>,
-    /// Segment duration in seconds (1 to 10).
+    /// Segment duration in seconds (1 to 10, whole milliseconds dividing a day).
     #[arg(long)]
     pub segment_duration: Option<f64>,
     /// Encoder preset (ultrafast … veryslow, p1 … p7).
@@ -490,7 +487,7 @@ pub struct AddChannelArgs {
     /// Video codec: avc or hevc.
     #[arg(long)]
     pub codec: Option<String>,
-    /// Segment duration in seconds (1 to 10, dividing a day).
+    /// Segment duration in seconds (1 to 10, whole milliseconds dividing a day).
     #[arg(long)]
     pub segment_duration: Option<f64>,
     /// Seconds kept in the live window.

@@ -105,6 +105,49 @@ fn impossible_ladders() {
     fails(&src, &["--ladder", "2160:20000k"], "above the source");
     fails(&src, &["--ladder", "720"], "HEIGHT:BITRATE");
     fails(&src, &["--segment-duration", "0.5"], "outside 1 to 10");
+    // One rule everywhere: whole milliseconds that divide a day (1.0005 s was once cut to
+    // 1 s for the IDRs and kept for the manifests).
+    fails(&src, &["--segment-duration", "1.0005"], "divide a day");
+    fails(&src, &["--segment-duration", "7"], "divide a day");
+}
+
+/// Audio that starts 3 h after the video, in Matroska (whose timestamps are taken as they
+/// are): refused with the size of the gap, rather than encoding 3 h of silence (and holding it
+/// until the video catches up) for a 12 s video.
+#[test]
+fn audio_hours_after_the_video_is_refused_naming_the_gap() {
+    let late = fixture(
+        "audio-3h-late.mkv",
+        &[
+            "-t",
+            "12",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-itsoffset",
+            "10800",
+            "-t",
+            "12",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+    );
+    fails(
+        &late,
+        &["--preset", "ultrafast", "--ladder", "240:300k"],
+        "audio starts 10800.0 s after the video",
+    );
 }
 
 #[test]

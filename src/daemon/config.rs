@@ -122,7 +122,7 @@ pub struct ChannelSpec {
     /// VA-API render node for `backend = "vaapi"` (or `auto` on a VA-API machine).
     #[serde(default = "default_vaapi_device")]
     pub vaapi_device: PathBuf,
-    /// Seconds (1 to 10).
+    /// Seconds: whole milliseconds from 1 to 10 s that divide a day.
     #[serde(default = "default_segment")]
     pub segment_duration: f64,
     /// DVR window in seconds.
@@ -223,24 +223,10 @@ impl ChannelSpec {
             Some(l) => Some(Ladder::from_arg(l).map_err(|e| at("ladder", e.to_string()))?),
             None => None,
         };
-        if !(1.0..=10.0).contains(&self.segment_duration) {
-            return Err(at(
-                "segment_duration",
-                format!("{} s is outside 1 to 10 s", self.segment_duration),
-            ));
-        }
         // Segment edges must fall on midnight UTC (the media epoch is one): D divides a day.
-        let millis = self.segment_duration * 1000.0;
-        let whole_ms = (millis - millis.round()).abs() < 1e-6;
-        if !whole_ms || !crate::pipeline::live::DAY_MS.is_multiple_of(millis.round() as u128) {
-            return Err(at(
-                "segment_duration",
-                format!(
-                    "{} s does not divide a day into whole segments (live segment edges fall on midnight UTC); use 1, 2, 3, 4, 5, 6, 8, 9 or 10 s, or e.g. 1.5 or 2.4",
-                    self.segment_duration
-                ),
-            ));
-        }
+        let segment_duration =
+            crate::media::time::segment_duration_from_seconds(self.segment_duration)
+                .map_err(|e| at("segment_duration", e))?;
         if self.dvr_window.is_nan() || self.dvr_window < 3.0 * self.segment_duration {
             return Err(at("dvr_window", "must hold at least 3 segments".into()));
         }
@@ -278,7 +264,7 @@ impl ChannelSpec {
                 .parse::<Kind>()
                 .map_err(|e| at("backend", e.to_string()))?,
             vaapi_node: self.vaapi_device.clone(),
-            segment_duration: Duration::from_millis((self.segment_duration * 1000.0).round() as u64),
+            segment_duration,
             dvr_window: Duration::from_secs_f64(self.dvr_window),
             dvr_max_bytes: self.dvr_max_mb.saturating_mul(1_000_000),
             audio_bitrate: match parse_bitrate(&self.audio_bitrate) {

@@ -90,6 +90,14 @@ pub fn read_packet(
     packet.read(input)
 }
 
+/// Whether the input's format lets timestamps jump (MPEG-TS and others libavformat flags
+/// `AVFMT_TS_DISCONT`): there a jump is a discontinuity, not a hole.
+pub fn timestamps_may_jump(input: &ff::format::context::Input) -> bool {
+    // SAFETY: an open input's format is a static libavformat descriptor.
+    let flags = unsafe { (*input.format().as_ptr()).flags };
+    flags & ff::ffi::AVFMT_TS_DISCONT != 0
+}
+
 /// Initialises FFmpeg once (see [`crate::hw::init_ffmpeg`]).
 pub use crate::hw::init_ffmpeg as init;
 

@@ -7,7 +7,6 @@
 
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -283,11 +282,8 @@ impl Options {
             .segment_duration
             .or(base.segment_duration)
             .unwrap_or(2.0);
-        if !(1.0..=10.0).contains(&segment_duration) {
-            errors.push(FieldError::new(
-                "/segment_duration",
-                format!("{segment_duration} s is outside 1 to 10 s"),
-            ));
+        if let Err(e) = crate::media::time::segment_duration_from_seconds(segment_duration) {
+            errors.push(FieldError::new("/segment_duration", e));
         }
         let preset = pick(&self.preset, &base.preset).unwrap_or_else(|| "veryfast".into());
         if !PRESETS.contains(&preset.as_str()) {
@@ -401,7 +397,10 @@ impl Resolved {
             is_default: false,
         });
         job.codec = self.codec();
-        job.segment_duration = Duration::from_secs_f64(self.segment_duration);
+        // Checked at submission; the same rule rounds it here as everywhere else.
+        job.segment_duration =
+            crate::media::time::segment_duration_from_seconds(self.segment_duration)
+                .unwrap_or(job.segment_duration);
         job.preset = self.preset.clone();
         job.rate_control = self.rate_control.parse().unwrap_or_default();
         job.backend = self.backend.parse().unwrap_or_default();
@@ -594,6 +593,15 @@ mod tests {
             "/webhook/events/1"
         );
         assert_eq!(invalid(r#"{"priority":1}"#)[0].pointer, "");
+        // Not a whole number of milliseconds dividing a day: refused as in every other place.
+        for d in [1.0005, 7.0, 30.0] {
+            let options = Options {
+                segment_duration: Some(d),
+                ..Options::default()
+            };
+            let errors = options.resolve_over(&Options::default()).unwrap_err();
+            assert_eq!(errors[0].pointer, "/segment_duration", "{d}");
+        }
     }
 
     #[test]

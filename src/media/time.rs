@@ -1,4 +1,6 @@
-//! Rational numbers for frame rates and time bases.
+//! Rational numbers for frame rates and time bases, and the rule for segment durations.
+
+use std::time::Duration;
 
 /// A positive rational number `num / den`, e.g. a frame rate of 30000/1001.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -123,6 +125,45 @@ pub fn parse_picture_format(s: &str) -> Result<(u32, u32, Rational), String> {
     Ok((w, h, fps))
 }
 
+/// Milliseconds in a day: every segment duration divides it.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// The one rule for segment durations, live and VOD alike: a whole number of milliseconds
+/// from 1 to 10 s that divides a day, so segment edges fall on every midnight UTC and on the
+/// media epoch (docs/timing.md, "Why D must divide a day"). Every place that reads a duration
+/// (channel config, the CLI, the REST API, both pipelines) goes through here, so no two of
+/// them can round a value differently: 1.0005 s, which one place once cut to 1 s while
+/// another kept it, is refused everywhere.
+pub fn segment_duration_from_seconds(seconds: f64) -> Result<Duration, String> {
+    let millis = seconds * 1000.0;
+    if !millis.is_finite() || !(1000.0..=10_000.0).contains(&millis.round()) {
+        return Err(format!("{seconds} s is outside 1 to 10 s"));
+    }
+    if (millis - millis.round()).abs() > 1e-6 {
+        return Err(not_a_divisor_of_a_day(seconds));
+    }
+    check_segment_duration(Duration::from_millis(millis.round() as u64))
+}
+
+/// [`segment_duration_from_seconds`] for a duration already made: returns it when allowed.
+pub fn check_segment_duration(d: Duration) -> Result<Duration, String> {
+    let seconds = d.as_secs_f64();
+    if !(Duration::from_secs(1)..=Duration::from_secs(10)).contains(&d) {
+        return Err(format!("{seconds} s is outside 1 to 10 s"));
+    }
+    let whole_ms = d.subsec_nanos().is_multiple_of(1_000_000);
+    if !whole_ms || !DAY_MS.is_multiple_of(d.as_millis() as u64) {
+        return Err(not_a_divisor_of_a_day(seconds));
+    }
+    Ok(d)
+}
+
+fn not_a_divisor_of_a_day(seconds: f64) -> String {
+    format!(
+        "{seconds} s does not divide a day into whole segments of whole milliseconds (segment edges fall on midnight UTC); use 1, 2, 3, 4, 5, 6, 8, 9 or 10 s, or e.g. 1.5 or 2.4"
+    )
+}
+
 impl std::fmt::Display for Rational {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.den == 1 {
@@ -188,5 +229,41 @@ mod tests {
         );
         assert!(parse_picture_format("1921x1080@30").is_err());
         assert!(parse_picture_format("1920x1080").is_err());
+    }
+
+    /// One rule, whether the duration comes as seconds or as a `Duration`: whole
+    /// milliseconds, 1 to 10 s, dividing a day.
+    #[test]
+    fn segment_durations_are_whole_milliseconds_that_divide_a_day() {
+        for ok in [1.0, 1.5, 2.0, 2.4, 3.0, 6.0, 6.4, 10.0] {
+            let d = segment_duration_from_seconds(ok).unwrap();
+            assert_eq!(d.as_nanos() % 1_000_000, 0, "{ok}");
+            assert_eq!(check_segment_duration(d), Ok(d));
+        }
+        // 1.0005 s: once cut to 1 s in one place and kept in another.
+        for bad in [
+            1.0005,
+            2.0001,
+            7.0,
+            0.5,
+            10.5,
+            11.0,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let e = segment_duration_from_seconds(bad).unwrap_err();
+            assert!(
+                e.contains("divide a day") || e.contains("outside 1 to 10"),
+                "{e}"
+            );
+        }
+        for bad in [
+            Duration::from_micros(1_000_500),
+            Duration::from_nanos(2_000_000_001),
+            Duration::from_secs(7),
+            Duration::ZERO,
+        ] {
+            assert!(check_segment_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -36,8 +36,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid segment duration {0} s (allowed: 1 to 10 s)")]
-    SegmentDuration(f64),
+    #[error("invalid segment duration: {0}")]
+    SegmentDuration(String),
     #[error("a pipeline thread stopped unexpectedly: {0}")]
     Thread(String),
     #[error("cancelled")]

@@ -4,6 +4,12 @@
 //! one there). Decode times are contiguous across segments and each segment's decode time
 //! (tfdt) equals the presentation time of its first sample, so boundaries line up across
 //! renditions. A final sliver shorter than a quarter of D joins the segment before it.
+//!
+//! A segment never runs past its nominal end, (n+1)·D rounded up to a whole sample: when the
+//! next packet comes later than that (a live clock that skipped ahead), the last sample is
+//! stretched to the nominal end and no further, and the timeline has a hole until the next
+//! segment. Stretching it to the next packet instead would make one segment as long as the
+//! skip, and an HLS segment longer than the announced target duration is forbidden.
 
 use std::time::Duration;
 
@@ -69,6 +75,15 @@ impl Segmenter {
         (ticks * 1000 / (self.segment_ms as u128 * self.timescale as u128)) as u64
     }
 
+    /// Where `open` ends at the latest: the first whole sample (counted from its start) at or
+    /// after (n+1)·D. For a live video segment that is the next segment's first frame.
+    fn nominal_end(&self, open: &Open) -> u64 {
+        let scale = self.segment_ms as u128 * self.timescale as u128;
+        let boundary = ((open.number as u128 + 1) * scale).div_ceil(1000) as u64;
+        let step = self.last_sample_duration as u64;
+        open.start + boundary.saturating_sub(open.start).div_ceil(step) * step
+    }
+
     /// Adds one unit; returns a segment when one is complete.
     pub fn push(&mut self, unit: Unit) -> Option<Segment> {
         let number = self.number_at(unit.pts);
@@ -80,7 +95,8 @@ impl Segmenter {
         if starts_new {
             let start = unit.pts.max(0) as u64;
             if let Some(open) = self.open.take() {
-                let finished = close(open, start, self.last_sample_duration);
+                let end = start.min(self.nominal_end(&open));
+                let finished = close(open, end, self.last_sample_duration);
                 done = if self.merge_tail {
                     self.held.replace(finished)
                 } else {
@@ -219,6 +235,46 @@ mod tests {
             );
             assert_eq!(seg.samples.len(), 60);
         }
+    }
+
+    /// A live frame clock that falls behind skips ahead: the next frame it sends (an IDR) is
+    /// seconds later and may land in the middle of a later segment. The segment in progress
+    /// must still end at its nominal end, so that no EXTINF rounds above the target duration.
+    #[test]
+    fn a_skip_ahead_never_makes_a_segment_longer_than_its_slot() {
+        let d = 3000; // 30 fps in 90 kHz, D = 2 s
+        let mut s = Segmenter::new(90_000, Duration::from_secs(2), 3000).without_tail_merge();
+        let frame = |k: i64| Unit {
+            data: vec![0],
+            pts: k * d,
+            dts: k * d,
+            sync: k % 60 == 0 || k == 1000 || k == 1100,
+        };
+        // Frames 0..=89 (segment 0 and half of 1), then a skip to frame 1000 (segment 16,
+        // 0.67 s into it), then a skip within segment 18 (frames 1100.., IDR) to its end.
+        let frames = (0..90).chain(1000..1020).chain(1100..1140);
+        let mut segs: Vec<Segment> = frames.filter_map(|k| s.push(frame(k))).collect();
+        segs.extend(s.finish());
+        let numbers: Vec<u64> = segs.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [0, 1, 16, 18]);
+        let nominal = 180_000;
+        for seg in &segs[..segs.len() - 1] {
+            assert!(
+                seg.duration <= nominal,
+                "segment {}: {}",
+                seg.number,
+                seg.duration
+            );
+            // HLS rule: EXTINF rounded to whole seconds never above ceil(D) = 2.
+            assert!((seg.duration as f64 / 90_000.0).round() <= 2.0);
+            let sum: u64 = seg.samples.iter().map(|x| x.duration as u64).sum();
+            assert_eq!(sum, seg.duration, "samples tile segment {}", seg.number);
+        }
+        // Segment 1 keeps its slot [2 s, 4 s): its last frame is held to the slot's end.
+        assert_eq!((segs[1].start, segs[1].duration), (180_000, 180_000));
+        // Segment 16 starts at the frame the clock skipped to and ends at its nominal end.
+        assert_eq!(segs[2].start, 1000 * d as u64);
+        assert_eq!(segs[2].start + segs[2].duration, 17 * 180_000);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::clock::sleep_until_epoch;
+use super::clock::ChannelClock;
 use super::{Feed, AUDIO_MAX_BUFFER, MEDIA_EPOCH_SECONDS, OUTPUT_DELAY};
 use crate::encode::{self, audio::AacEncoder};
 use crate::package::cmaf;
@@ -21,6 +21,7 @@ pub(super) struct AudioClock {
     pub(super) segment_duration: Duration,
     pub(super) bitrate: u64,
     pub(super) sink: Box<dyn Sink>,
+    pub(super) clock: Arc<ChannelClock>,
 }
 
 impl AudioClock {
@@ -53,7 +54,7 @@ impl AudioClock {
             };
         loop {
             let due = (position + chunk as i64) as f64 / rate + OUTPUT_DELAY.as_secs_f64();
-            sleep_until_epoch(due, &self.stopping);
+            self.clock.sleep_until(due, &self.stopping);
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
             }
@@ -86,5 +87,68 @@ impl AudioClock {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crossbeam_channel::{bounded, Sender};
+
+    use super::super::clock::tests::{step, stepped_wall};
+    use super::*;
+    use crate::package::SegmentEntry;
+
+    /// Hands each finished segment's entry to the test.
+    struct Entries(Sender<SegmentEntry>);
+
+    impl Sink for Entries {
+        fn init(&mut self, _bytes: Vec<u8>, _codecs: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn segment(&mut self, entry: SegmentEntry, _bytes: Vec<u8>) -> Result<(), Error> {
+            let _ = self.0.send(entry);
+            Ok(())
+        }
+    }
+
+    /// The wall clock steps back 30 s after the first segment: the next segments still come
+    /// one per D, numbered in sequence, their media time continuing (tfdt monotonic).
+    #[test]
+    fn a_wall_clock_stepped_back_does_not_stop_the_sound() {
+        crate::hw::init_ffmpeg();
+        let (offset, wall) = stepped_wall();
+        let clock = Arc::new(ChannelClock::with_wall("test", wall));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, entries) = bounded(16);
+        let audio = AudioClock {
+            feed: Arc::new(Feed::default()),
+            stopping: stopping.clone(),
+            start_seconds: clock.now().floor() + 1.0,
+            segment_duration: Duration::from_secs(1),
+            bitrate: 64_000,
+            sink: Box::new(Entries(tx)),
+            clock,
+        };
+        let thread = std::thread::spawn(move || audio.run());
+        // One segment a second; one not there 5 s after it was due never comes.
+        let next = || {
+            entries
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the audio clock stopped")
+        };
+        let mut previous = next();
+        step(&offset, -30.0);
+        for _ in 0..2 {
+            let e = next();
+            assert_eq!(e.number, previous.number + 1);
+            assert_eq!(
+                e.start,
+                previous.start + previous.duration,
+                "tfdt continues"
+            );
+            previous = e;
+        }
+        stopping.store(true, Ordering::SeqCst);
+        thread.join().unwrap().unwrap();
     }
 }

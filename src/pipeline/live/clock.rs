@@ -1,9 +1,10 @@
 //! The frame clock: one picture per output instant on the wall clock, to every rung, with an
-//! IDR at every segment start (epoch locking, docs/timing.md).
+//! IDR at every segment start (epoch locking, docs/timing.md), and the channel clock that
+//! both live clocks read the time from.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use ffmpeg_next as ff;
@@ -12,6 +13,7 @@ use super::{Feed, OUTPUT_DELAY};
 use crate::media::Rational;
 use crate::pipeline::track::RungFrame;
 
+/// The host's wall clock, in Unix seconds.
 pub(super) fn epoch_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -19,13 +21,107 @@ pub(super) fn epoch_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-pub(super) fn sleep_until_epoch(t: f64, stopping: &AtomicBool) {
-    loop {
-        let left = t - epoch_now();
-        if left <= 0.0 || stopping.load(Ordering::SeqCst) {
-            return;
+/// A difference between the wall clock and the monotonic clock smaller than this is reading
+/// jitter, not a step.
+const STEP_TOLERANCE: f64 = 0.002;
+
+/// The time a channel runs on: the host's wall clock in Unix seconds, plus a lead that is
+/// zero until the wall clock steps backwards.
+///
+/// Segment numbers and media times come from this clock, so it must never go back: a wall
+/// clock stepped back by `x` seconds would otherwise stop all output for `x` seconds and then
+/// make numbers that were already published. Instead, a step back raises the lead by `x`: the
+/// channel goes on at the pace of the monotonic clock, `x` seconds ahead of the host's clock,
+/// its numbers and media times continuing where they were. A later step forwards uses that
+/// lead up first; once it is gone the channel follows the wall clock again, and a step
+/// forwards beyond it is a jump the frame clock skips over (as after an overload).
+pub(super) struct ChannelClock {
+    wall: Box<dyn Fn() -> f64 + Send + Sync>,
+    last: Mutex<Reading>,
+    channel: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    /// The channel's time at `at`.
+    now: f64,
+    at: Instant,
+    /// Seconds the channel is ahead of the wall clock.
+    lead: f64,
+}
+
+impl Reading {
+    /// The reading that follows this one when the wall clock says `wall` at `at`; with the
+    /// size of the wall clock's step, if it stepped.
+    fn next(self, wall: f64, at: Instant) -> (Reading, Option<f64>) {
+        let expected = self.now + at.saturating_duration_since(self.at).as_secs_f64();
+        let mut lead = self.lead;
+        let mut now = wall + lead;
+        let step = now - expected;
+        let stepped = step.abs() > STEP_TOLERANCE;
+        if step < -STEP_TOLERANCE {
+            lead -= step;
+            now = expected;
+        } else if step > STEP_TOLERANCE {
+            let used = step.min(lead);
+            lead -= used;
+            now -= used;
         }
-        std::thread::sleep(Duration::from_secs_f64(left.min(0.1)));
+        let reading = Reading {
+            now: now.max(self.now),
+            at,
+            lead,
+        };
+        (reading, stepped.then_some(step))
+    }
+}
+
+impl ChannelClock {
+    /// The channel clock on the host's wall clock.
+    pub(super) fn system(channel: &str) -> Self {
+        Self::with_wall(channel, Box::new(epoch_now))
+    }
+
+    /// The channel clock on another wall clock (tests step it).
+    pub(super) fn with_wall(channel: &str, wall: Box<dyn Fn() -> f64 + Send + Sync>) -> Self {
+        let last = Reading {
+            now: wall(),
+            at: Instant::now(),
+            lead: 0.0,
+        };
+        ChannelClock {
+            wall,
+            last: Mutex::new(last),
+            channel: channel.into(),
+        }
+    }
+
+    /// The channel's time, in Unix seconds: never less than at any earlier call.
+    pub(super) fn now(&self) -> f64 {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, step) = last.next((self.wall)(), Instant::now());
+        if let Some(step) = step {
+            if step < 0.0 || last.lead > 0.0 {
+                tracing::warn!(
+                    channel = %self.channel,
+                    "the wall clock stepped {step:+.3} s; the channel keeps its pace, {:.3} s ahead of the host clock",
+                    next.lead
+                );
+            }
+        }
+        *last = next;
+        next.now
+    }
+
+    /// Sleeps until the channel's time reaches `t`, or until `stopping`.
+    pub(super) fn sleep_until(&self, t: f64, stopping: &AtomicBool) {
+        loop {
+            let left = t - self.now();
+            if left <= 0.0 || stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs_f64(left.min(0.1)));
+        }
     }
 }
 
@@ -42,6 +138,7 @@ pub(super) struct VideoClock {
     pub(super) loss_timeout: Duration,
     pub(super) channel: String,
     pub(super) status: Arc<super::ChannelStatus>,
+    pub(super) clock: Arc<ChannelClock>,
 }
 
 impl VideoClock {
@@ -56,15 +153,15 @@ impl VideoClock {
         let mut lost = true;
         loop {
             let due = frame_time(k, self.fps) + OUTPUT_DELAY.as_secs_f64();
-            sleep_until_epoch(due, &self.stopping);
+            self.clock.sleep_until(due, &self.stopping);
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
             }
-            let behind = epoch_now() - due;
+            let behind = self.clock.now() - due;
             if behind > self.segment_duration.as_secs_f64() / 2.0 {
                 // Overloaded or suspended: skip to now rather than fall further behind.
                 tracing::warn!(channel = %self.channel, "{behind:.2} s behind the clock; skipping ahead");
-                k = first_frame_at_or_after(epoch_now(), self.fps);
+                k = first_frame_at_or_after(self.clock.now(), self.fps);
                 continue;
             }
             // Lost: nothing for a segment (at least 1 s), or for three of the input's pictures.
@@ -124,8 +221,158 @@ fn first_frame_at_or_after(seconds: f64, fps: Rational) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::sync::atomic::AtomicI64;
+    use std::thread::JoinHandle;
+
+    use crossbeam_channel::{bounded, Receiver};
+
     use super::*;
+
+    /// A wall clock a test can step: the host's clock plus an offset in microseconds.
+    pub(in crate::pipeline::live) fn stepped_wall(
+    ) -> (Arc<AtomicI64>, Box<dyn Fn() -> f64 + Send + Sync>) {
+        let offset = Arc::new(AtomicI64::new(0));
+        let o = offset.clone();
+        let wall = move || epoch_now() + o.load(Ordering::SeqCst) as f64 / 1e6;
+        (offset, Box::new(wall))
+    }
+
+    pub(in crate::pipeline::live) fn step(offset: &AtomicI64, seconds: f64) {
+        offset.fetch_add((seconds * 1e6) as i64, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn the_channel_clock_never_goes_back_and_keeps_its_pace() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let mut r = Reading {
+            now: 1000.0,
+            at: t0,
+            lead: 0.0,
+        };
+        let mut read = |wall: f64, mono: f64| {
+            let (next, step) = r.next(wall, at(mono));
+            r = next;
+            (next.now, next.lead, step)
+        };
+        // In step with the monotonic clock: the wall clock itself.
+        assert_eq!(read(1001.0, 1.0), (1001.0, 0.0, None));
+        // Stepped back 30 s: the channel goes on at the monotonic pace, 30 s ahead.
+        let (now, lead, step) = read(972.0, 2.0);
+        assert!(
+            (now - 1002.0).abs() < 1e-9 && (lead - 30.0).abs() < 1e-9,
+            "{now} {lead}"
+        );
+        assert!((step.unwrap() + 30.0).abs() < 1e-9);
+        let (now, _, step) = read(973.5, 3.5);
+        assert!((now - 1003.5).abs() < 1e-9 && step.is_none(), "{now}");
+        // Stepped forward 10 s: the lead is used first, the channel does not jump.
+        let (now, lead, _) = read(984.5, 4.5);
+        assert!(
+            (now - 1004.5).abs() < 1e-9 && (lead - 20.0).abs() < 1e-9,
+            "{now} {lead}"
+        );
+        // Forward 25 s more: 20 s of lead left, so the channel jumps the other 5 s.
+        let (now, lead, _) = read(1010.5, 5.5);
+        assert!((now - 1010.5).abs() < 1e-9 && lead == 0.0, "{now} {lead}");
+        // A step back under the tolerance holds the clock rather than turn it back.
+        let (now, lead, step) = read(1010.5005, 5.5015);
+        assert!(now >= 1010.5 && lead == 0.0 && step.is_none(), "{now}");
+    }
+
+    /// A running frame clock on a wall clock the test steps, with one rung's queue.
+    struct Running {
+        frames: Receiver<RungFrame>,
+        stopping: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Running {
+        fn start(wall: Box<dyn Fn() -> f64 + Send + Sync>, fps: Rational) -> Running {
+            let clock = Arc::new(ChannelClock::with_wall("test", wall));
+            let timescale = fps.video_timescale();
+            let stopping = Arc::new(AtomicBool::new(false));
+            let video = VideoClock {
+                feed: Arc::new(Feed::default()),
+                stopping: stopping.clone(),
+                fps,
+                frame_ticks: fps.frame_ticks(timescale),
+                timescale,
+                // 2 s: the clock skips only when more than 1 s late, which a loaded test machine is not.
+                segment_duration: Duration::from_secs(2),
+                start_seconds: clock.now(),
+                slate: Arc::new(ff::frame::Video::new(ff::format::Pixel::YUV420P, 16, 16)),
+                loss_timeout: Duration::from_secs(1),
+                channel: "test".into(),
+                status: Arc::new(super::super::ChannelStatus {
+                    on_slate: AtomicBool::new(true),
+                    rungs: Vec::new(),
+                    restarts: Vec::new(),
+                }),
+                clock,
+            };
+            let (tx, frames) = bounded(4);
+            let thread = std::thread::spawn(move || video.run(vec![tx]));
+            Running {
+                frames,
+                stopping,
+                thread: Some(thread),
+            }
+        }
+
+        /// The next frame; a frame due every 0.1 s that has not come in 5 s never will.
+        fn next(&self) -> RungFrame {
+            self.frames
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the frame clock stopped sending")
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stopping.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                // Drain the queue so a clock blocked on it sees the stop.
+                while !t.is_finished() {
+                    let _ = self.frames.recv_timeout(Duration::from_millis(10));
+                }
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// The wall clock steps back 30 s: frames keep coming at their pace with the next
+    /// numbers (none repeated, none skipped); a step forwards then uses up that lead without
+    /// a skip; only a step beyond it skips ahead, to a new segment with an IDR.
+    #[test]
+    fn a_wall_clock_stepped_back_does_not_stop_the_frames() {
+        let (offset, wall) = stepped_wall();
+        let running = Running::start(wall, Rational::new(10, 1));
+        let mut k = running.next().index;
+        let mut expect_next = |running: &Running, frames: usize| {
+            for _ in 0..frames {
+                let f = running.next();
+                assert_eq!(f.index, k + 1, "frames follow each other");
+                k = f.index;
+            }
+        };
+        expect_next(&running, 3);
+        step(&offset, -30.0);
+        expect_next(&running, 15);
+        step(&offset, 29.0);
+        expect_next(&running, 5);
+        // 1 s of lead left; a 3 s step goes 2 s beyond it: more than D/2 behind, so skip.
+        step(&offset, 3.0);
+        let mut f = running.next();
+        while f.index == k + 1 {
+            // Frames already queued before the step.
+            k = f.index;
+            f = running.next();
+        }
+        assert!(f.index > k + 10, "skipped ahead: {} after {k}", f.index);
+        assert!(f.force, "the frame after a skip starts a segment: an IDR");
+    }
 
     #[test]
     fn fractional_rates_cut_segments_at_whole_frames() {

@@ -59,7 +59,7 @@ use crate::media::{Ladder, Rational, VideoCodec};
 use crate::package::RenditionKind;
 
 use audio::AudioClock;
-use clock::{epoch_now, VideoClock};
+use clock::{ChannelClock, VideoClock};
 use input::InputLoop;
 use publish::{Event, EventSink, PublishLoop, TrackInfo};
 
@@ -207,9 +207,6 @@ impl Feed {
 /// some clients read an availabilityStartTime of 1970 as absent.
 pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
 
-/// Live segment durations divide a day, so segment edges fall on whole days and on the media epoch.
-pub const DAY_MS: u128 = 86_400_000;
-
 /// Sound kept buffered at most (beyond it, the oldest is dropped to hold latency).
 const AUDIO_MAX_BUFFER: f64 = 0.5;
 /// How long after its instant an output frame is sent, to absorb input jitter.
@@ -217,12 +214,8 @@ const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 
 /// Starts a channel: opens its encoders (errors here are the caller's), then runs its actors.
 pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Channel, Error> {
-    let seconds = config.segment_duration.as_secs_f64();
-    if !(1.0..=10.0).contains(&seconds)
-        || !DAY_MS.is_multiple_of(config.segment_duration.as_millis())
-    {
-        return Err(Error::SegmentDuration(seconds));
-    }
+    crate::media::time::check_segment_duration(config.segment_duration)
+        .map_err(Error::SegmentDuration)?;
     let ladder = config
         .ladder
         .clone()
@@ -249,8 +242,11 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let (events_tx, events_rx) = bounded::<Event>(EVENT_QUEUE);
     let tracks = track_infos(&config, &rungs, timescale);
     // Everything starts at the next segment boundary, so the first segment is whole.
-    let first_segment = (epoch_now() / seconds).floor() as u64 + 1;
-    let start_seconds = first_segment as f64 * seconds;
+    // In whole milliseconds, as every other place reckons D.
+    let segment_ms = config.segment_duration.as_millis() as u64;
+    let clock = Arc::new(ChannelClock::system(&config.name));
+    let first_segment = (clock.now() * 1000.0) as u64 / segment_ms + 1;
+    let start_seconds = (first_segment * segment_ms) as f64 / 1000.0;
     let mut threads = Vec::new();
 
     let status = Arc::new(ChannelStatus {
@@ -301,11 +297,13 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         segment_duration: config.segment_duration,
         bitrate: config.audio_bitrate,
         sink: Box::new(EventSink::new(tracks.len() - 1, events_tx.clone())),
+        clock: clock.clone(),
     };
     let (name, audio_restarts) = (config.name.clone(), status.restarts[rungs.len()].clone());
     let (audio_track, audio_events) = (tracks.len() - 1, events_tx);
     let (audio_feed, audio_stopping) = (feed.clone(), stopping.clone());
-    let (config_segment_seconds, audio_bitrate) = (seconds, config.audio_bitrate);
+    let (audio_segment, audio_bitrate) = (config.segment_duration, config.audio_bitrate);
+    let audio_clock = clock.clone();
     threads.push(spawn(format!("{}-audio", config.name), move || {
         let mut audio = audio;
         // Supervised like the rungs: a failed audio clock starts again at the next segment.
@@ -313,14 +311,15 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
             audio_restarts.add(&name, "audio");
             tracing::error!(channel = %name, "audio failed: {e}; restarting it at the next segment");
             std::thread::sleep(Duration::from_millis(100));
-            let d = config_segment_seconds;
+            let d = audio_segment.as_secs_f64();
             audio = AudioClock {
                 feed: audio_feed.clone(),
                 stopping: audio_stopping.clone(),
-                start_seconds: ((epoch_now() / d).floor() + 1.0) * d,
-                segment_duration: Duration::from_secs_f64(d),
+                start_seconds: ((audio_clock.now() / d).floor() + 1.0) * d,
+                segment_duration: audio_segment,
                 bitrate: audio_bitrate,
                 sink: Box::new(EventSink::new(audio_track, audio_events.clone())),
+                clock: audio_clock.clone(),
             };
         }
     })?);
@@ -336,6 +335,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
         channel: config.name.clone(),
         status: status.clone(),
+        clock,
     };
     threads.push(spawn(format!("{}-clock", config.name), move || {
         video.run(rung_senders)

@@ -15,9 +15,11 @@
 //! model (segment n covers [n·D, (n+1)·D) of media time) is in docs/timing.md.
 
 mod audio;
+mod demux;
 mod open;
 mod plan;
 mod publish;
+mod rebase;
 mod run;
 
 use std::path::PathBuf;

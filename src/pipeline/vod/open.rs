@@ -31,10 +31,8 @@ impl Opened {
 }
 
 pub fn open(job: &Job) -> Result<Opened, Error> {
-    let seconds = job.segment_duration.as_secs_f64();
-    if !(1.0..=10.0).contains(&seconds) {
-        return Err(Error::SegmentDuration(seconds));
-    }
+    crate::media::time::check_segment_duration(job.segment_duration)
+        .map_err(Error::SegmentDuration)?;
     if job.out.exists() && !job.force {
         return Err(Error::OutputExists(job.out.clone()));
     }

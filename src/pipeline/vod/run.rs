@@ -17,8 +17,10 @@ use crossbeam_channel::{bounded, Sender};
 use ffmpeg_next as ff;
 
 use super::audio::{AudioTrackResult, AudioWorker};
+use super::demux::Demux;
 use super::open::Opened;
 use super::plan::Plan;
+use super::rebase::Rebase;
 use super::{Job, Progress};
 use crate::encode::Backend;
 use crate::ingest::{self, decode::AudioDecoder, decode::VideoDecoder, deinterlace::Deinterlacer};
@@ -113,6 +115,8 @@ pub fn run(
         errors: 0,
         read_error: None,
         end_seconds: 0.0,
+        rebase: ingest::timestamps_may_jump(&source.input)
+            .then(|| Rebase::new(source.video.index, zero_seconds)),
     };
     let expected_frames = expected_seconds.map(|s| (s * fps.as_f64()).round() as u64);
     let report = |frames: u64| {
@@ -271,56 +275,6 @@ fn spawn_audio(
     Ok(Some((tx, thread)))
 }
 
-/// Reads packets, counting corrupt ones, and notes where the demuxed media ends.
-struct Demux {
-    audio: Option<Sender<ff::Packet>>,
-    audio_index: Option<usize>,
-    zero_seconds: f64,
-    errors: u64,
-    read_error: Option<ff::Error>,
-    /// Where the demuxed media (any stream) ends, in seconds from the video's start: tells a
-    /// truncated file from one whose streams simply end at different times.
-    end_seconds: f64,
-}
-
-impl Demux {
-    /// Reads the next packet into `packet`; false at the end of the input or after a read error.
-    fn next(&mut self, input: &mut ff::format::context::Input, packet: &mut ff::Packet) -> bool {
-        loop {
-            match ingest::read_packet(input, packet) {
-                Ok(()) => break,
-                Err(ff::Error::Eof) => return false,
-                Err(ff::Error::InvalidData) => self.errors += 1,
-                Err(e) => {
-                    self.read_error = Some(e);
-                    return false;
-                }
-            }
-        }
-        let tb = input.stream(packet.stream()).map(|s| s.time_base());
-        if let (Some(tb), Some(start)) = (tb, packet.pts().or(packet.dts())) {
-            let end = (start + packet.duration().max(0)) as f64 * f64::from(tb);
-            self.end_seconds = self.end_seconds.max(end - self.zero_seconds);
-        }
-        true
-    }
-
-    /// Hands an audio packet of the chosen stream to the audio thread.
-    fn forward_audio(&mut self, packet: &mut ff::Packet) {
-        if Some(packet.stream()) != self.audio_index {
-            return;
-        }
-        if let Some(tx) = &self.audio {
-            if tx
-                .send(std::mem::replace(packet, ff::Packet::empty()))
-                .is_err()
-            {
-                self.audio = None; // the audio thread stopped; its error comes at join
-            }
-        }
-    }
-}
-
 /// Decoded pictures through the deinterlacer, the frame-rate converter and the front end.
 struct Decode {
     decoder: VideoDecoder,
@@ -449,6 +403,10 @@ fn check_complete(
     let Some(expected) = expected_seconds else {
         return Ok(());
     };
+    if demux.rebase.as_ref().is_some_and(|r| r.seams() > 0) {
+        // The declared length spans the raw timestamps, jumps included: nothing to compare.
+        return Ok(());
+    }
     // The container's length covers every stream (audio may run on after the video): compare
     // what was demuxed of any stream against it, the video's own length against the video.
     let got = if video_seconds.is_some() {
