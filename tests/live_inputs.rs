@@ -770,3 +770,41 @@ fn an_srt_sender_without_the_passphrase_is_refused() {
     );
     finish(d);
 }
+
+#[test]
+fn an_rtmp_publisher_with_another_stream_key_is_refused() {
+    let port = free_tcp_port();
+    let d = start("k", &format!("rtmp://127.0.0.1:{port}/live/key"));
+    let mut timeline = Timeline::new(&d, "k");
+    // The wrong key, for 6 s (retried while the listener is not yet up).
+    let wrong = format!("rtmp://127.0.0.1:{port}/live/WRONG");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let _ = wait_exit(push(&wrong, "flv", H264, 3), 20);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = timeline.read();
+    assert!(
+        t.iter().all(|&(_, slate)| slate),
+        "the wrong key went on air: {t:?}"
+    );
+    let warned = d
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("WARN") && l.contains("another stream key"));
+    assert!(warned, "no WARN about the stream key");
+    // The right key goes on air.
+    let from = epoch_second();
+    let _right = Publisher(push(
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        "flv",
+        H264,
+        15,
+    ));
+    timeline.wait(
+        "real video with the right key",
+        Duration::from_secs(12),
+        |t| real_from(t, from),
+    );
+    finish(d);
+}

@@ -333,7 +333,18 @@ pub fn open(
                     options.set("sources", &list.join(","));
                 }
             }
-            open_with_format(url, None, options, Some(watchdog))
+            if url.starts_with("rtmp://") {
+                super::rtmp_key::install();
+                super::rtmp_key::reset();
+            }
+            let source = open_with_format(url, None, options, Some(watchdog))?;
+            if url.starts_with("rtmp://") && super::rtmp_key::wrong_key_seen() {
+                return Err(Error::Open {
+                    path: url.clone(),
+                    reason: "refused: the publisher named another stream key".into(),
+                });
+            }
+            Ok(source)
         }
     }
 }

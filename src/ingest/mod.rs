@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod deinterlace;
 pub mod live;
+mod rtmp_key;
 
 use std::path::{Path, PathBuf};
 
