@@ -323,8 +323,9 @@ impl ChannelSpec {
             .and_then(|l| Ladder::from_arg(l).ok())
             .and_then(|l| l.rungs.iter().map(|r| r.bitrate).max())
             .unwrap_or(0);
-        let udp_fifo_bytes =
-            (2 * 4 * top as usize / 8).max(crate::ingest::live::DEFAULT_UDP_FIFO_BYTES);
+        let udp_fifo_bytes = (top.saturating_mul(2 * 4) / 8)
+            .clamp(crate::ingest::live::DEFAULT_UDP_FIFO_BYTES as u64, 1 << 30)
+            as usize;
         Ok(InputGuard {
             passphrase: self.passphrase.clone(),
             allowed_sources,

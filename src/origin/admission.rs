@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
@@ -52,7 +51,7 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Reason::ClientCap => "client_cap",
             Reason::FairShare => "fair_share",
@@ -66,13 +65,6 @@ impl Reason {
 pub(crate) struct Refused {
     pub(crate) retry_after: Duration,
     pub(crate) reason: Reason,
-}
-
-impl axum::response::IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        tracing::debug!(reason = self.reason.label(), "request refused (503)");
-        super::http::overloaded(self.retry_after)
-    }
 }
 
 /// The counters behind admission, shared by every request.

@@ -21,7 +21,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::admission::{CountedBody, InFlight};
+use super::admission::{CountedBody, InFlight, Refused};
 use super::object::{cache_control_value, Object};
 
 const EXPOSE: &str =
@@ -86,6 +86,13 @@ pub(crate) fn max_age(secs: u64) -> HeaderValue {
 
 pub(crate) fn not_found(max_age_secs: u64) -> Response {
     text(StatusCode::NOT_FOUND, "not found\n", max_age(max_age_secs))
+}
+
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        tracing::debug!(reason = self.reason.label(), "request refused (503)");
+        overloaded(self.retry_after)
+    }
 }
 
 /// 503 with server-guided backoff; the short max-age lets a CDN cache the refusal.
