@@ -808,3 +808,53 @@ fn an_rtmp_publisher_with_another_stream_key_is_refused() {
     );
     finish(d);
 }
+
+#[test]
+fn a_silent_rtmp_connection_is_dropped_and_the_real_sender_gets_in() {
+    let port = free_tcp_port();
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let d = start("q", &url);
+    let mut timeline = Timeline::new(&d, "q");
+    // A client connects and sends nothing.
+    let started = Instant::now();
+    let mut silent = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("the RTMP listener never listened: {e}"),
+        }
+    };
+    // The daemon drops it after its read deadline...
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        use std::io::Read;
+        match silent.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue, // the server's half of the handshake, if any
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the silent connection was kept: {e}"),
+        }
+    }
+    // ...and the real publisher gets in (retried while the listener is being reopened).
+    let from = epoch_second();
+    let started = Instant::now();
+    let mut real = Publisher(push(&url, "flv", H264, 20));
+    while !real_from(&timeline.read(), from) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no real video after the silent client: {:?}",
+            timeline.read()
+        );
+        if real.0.try_wait().unwrap().is_some() {
+            real = Publisher(push(&url, "flv", H264, 20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(real);
+    finish(d);
+}

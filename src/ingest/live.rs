@@ -265,6 +265,9 @@ pub fn slate_picture(width: u32, height: u32) -> Result<ff::frame::Video, Error>
     Err(Error::NothingDecoded("slate".into()))
 }
 
+/// How long a connected sender may stay silent before it is dropped, in microseconds.
+const SILENT_SENDER_US: u64 = 5_000_000;
+
 /// How much of a network input stream analysis may read at each connect, in microseconds.
 const LIVE_ANALYZE_DURATION_US: u64 = 2_000_000;
 
@@ -307,6 +310,15 @@ pub fn open(
             if url.starts_with("rtmp://") {
                 // Encore receives the push: listen rather than connect.
                 options.set("listen", "1");
+            }
+            if ["rtmp://", "srt://", "tcp://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+            {
+                // A sender that connects and then sends nothing is dropped after this, so the
+                // listener is free again for the real one (the open itself may wait for a
+                // sender as long as it takes).
+                options.set("rw_timeout", &SILENT_SENDER_US.to_string());
             }
             if url.starts_with("srt://") {
                 if !url.contains("mode=") {
