@@ -9,6 +9,9 @@ use crate::api::client::Client;
 use crate::encode::{Kind, RateControl};
 use crate::media::{ladder::parse_bitrate, Ladder, VideoCodec};
 
+mod loadgen;
+pub use loadgen::LoadgenArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "encore",
@@ -48,6 +51,9 @@ pub enum Command {
     Jobs(JobsArgs),
     /// List, add and remove live channels on a running daemon.
     Channels(ChannelsArgs),
+    /// Simulated players against an HLS or DASH origin (Encore, nginx, a CDN): requests,
+    /// bytes, latency, errors and stalls, a line a second and a summary.
+    Loadgen(LoadgenArgs),
 }
 
 #[derive(Debug, Args)]

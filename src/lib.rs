@@ -2,7 +2,7 @@
 //!
 //! Layers (dependencies point down only, docs/architecture.md):
 //! `media` ← `package`, `scale`, `ingest`, `encode`, `hw` ← `pipeline` ← `origin` ← `daemon`,
-//! `bench`, `selftest` ← `cli`. A lower layer never names a higher one.
+//! `bench`, `selftest`, `loadgen` ← `cli`. A lower layer never names a higher one.
 
 pub mod api;
 pub mod bench;
@@ -12,6 +12,7 @@ pub mod encode;
 pub mod hw;
 pub mod ingest;
 pub mod jobs;
+pub mod loadgen;
 pub mod media;
 pub mod origin;
 pub mod package;

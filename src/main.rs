@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use encore::api::client::{Client, ClientError};
 use encore::cli::{human, ChannelsArgs, ChannelsCommand, Cli, Command, JobsArgs, JobsCommand};
-use encore::cli::{SubmitArgs, TranscodeArgs};
+use encore::cli::{LoadgenArgs, SubmitArgs, TranscodeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         },
         Command::Jobs(args) => jobs(args),
         Command::Channels(args) => channels(args),
+        Command::Loadgen(args) => loadgen(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,6 +144,35 @@ fn bench(args: &encore::cli::BenchArgs) -> Result<(), Failure> {
         println!("{}", json.map_err(|e| (1, e.to_string()))?);
     } else {
         print!("{text}");
+    }
+    Ok(())
+}
+
+/// Lines a second on stdout and the summary after them; with `--json`, the lines on stderr and
+/// the summary as JSON on stdout. The run's own errors (bad options, a URL that serves no
+/// manifest) exit 2; an origin's failures are figures of the report.
+fn loadgen(args: &LoadgenArgs) -> Result<(), Failure> {
+    let options = args.options().map_err(|e| (2, e))?;
+    let mut header = false;
+    let mut each_second = |s: &encore::loadgen::Second| {
+        let mut text = String::new();
+        if !header {
+            header = true;
+            text = encore::loadgen::Second::header() + "\n";
+        }
+        text.push_str(&s.line());
+        if args.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    };
+    let summary = encore::loadgen::run(&options, &mut each_second).map_err(|e| (2, e))?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("\n{summary}");
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("telemetry", 3),
     ("daemon", 4),
     ("bench", 4),
+    ("loadgen", 4),
     ("selftest", 4),
     ("cli", 5),
 ];
