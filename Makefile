@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := tests/openapi/.venv
 SAMPLE := out/sample-source.mp4
 
-.PHONY: run sample test test-gpu deps test-deps build release bench fmt clean
+.PHONY: run sample test test-gpu deps test-deps build release bench loadgen-report fmt clean
 
 deps:
 	@bash packaging/install-deps.sh
@@ -64,6 +64,14 @@ test-gpu: deps
 
 bench: deps
 	$(CARGO) bench
+
+# How many live players one CPU core serves with zero stalls: Encore's origin against nginx
+# serving a copy of the same channel (benches/loadgen-vs-nginx.sh; 20 to 30 minutes). The
+# report is written to out/loadgen-report.txt.
+loadgen-report:
+	@bash packaging/install-deps.sh --bench
+	$(CARGO) build --release
+	bash benches/loadgen-vs-nginx.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Encore needs to build and run; with --test, also what the
 # tests need beyond that (Chromium and Node.js for the web players in tests/players, PostgreSQL
-# for the store tests, Python's venv for the OpenAPI checks in tests/openapi).
+# for the store tests, Python's venv for the OpenAPI checks in tests/openapi); with --bench,
+# what the benchmarks against nginx need (`encore bench --origin`,
+# benches/loadgen-vs-nginx.sh). The flags combine.
 # Idempotent: packages already present are skipped, and nothing runs when all are there.
 # Uses sudo when not root.
 set -euo pipefail
+
+test=false
+bench=false
+for flag in "$@"; do
+  case "$flag" in
+    --test) test=true ;;
+    --bench) bench=true ;;
+    *) echo "install-deps: unknown flag $flag (--test, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   # FFmpeg libraries (ffmpeg-next binds them) and the CLI (ffmpeg/ffprobe, real clients in tests)
@@ -18,7 +30,7 @@ packages=(
   fonts-dejavu-core
 )
 
-if [ "${1:-}" = "--test" ]; then
+if $test; then
   # headless Chromium runs hls.js and dash.js against Encore's output
   packages+=(chromium)
   # Node.js drives it (any node >= 18 already on the PATH will do)
@@ -31,6 +43,12 @@ if [ "${1:-}" = "--test" ]; then
   # `make test-deps` puts the OpenAPI checkers (tests/openapi/requirements.txt) in a venv,
   # which Debian's python3 cannot make without it (no ensurepip)
   packages+=(python3-venv)
+fi
+
+if $bench; then
+  # the peer the origin is measured against (one worker, sendfile), curl for the live copy it
+  # serves, taskset to give each side its own core
+  packages+=(nginx-light curl util-linux)
 fi
 
 missing=()

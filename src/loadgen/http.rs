@@ -158,10 +158,11 @@ impl Client {
 
 /// A transport failure's label: what a reader of the report can act on.
 fn transport(e: &reqwest::Error) -> Failure {
-    let label = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
+    // A connect that timed out is a connect error: the origin did not accept in time.
+    let label = if e.is_connect() {
         "connect"
+    } else if e.is_timeout() {
+        "timeout"
     } else if closed(e) {
         "closed"
     } else if e.is_body() || e.is_decode() {

@@ -203,6 +203,7 @@ async fn run_async(
     each_second: &mut dyn FnMut(&Second),
 ) -> Result<Summary, String> {
     let protocol = look(options).await?;
+    let cpu_before = cpu_seconds();
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();
     let end = start + options.duration;
@@ -266,6 +267,7 @@ async fn run_async(
         .into(),
         ramp: options.ramp,
         players: options.players,
+        cpu_seconds: cpu_seconds() - cpu_before,
     };
     let players = Players {
         target: options.players,
@@ -277,6 +279,18 @@ async fn run_async(
     };
     let elapsed = (last_tick - start).as_secs_f64();
     Ok(Summary::new(asked, &totals, elapsed, players, seconds))
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a local struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Each player holds a connection or two: lift the soft limit on open files to the hard one.

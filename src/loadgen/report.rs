@@ -164,6 +164,9 @@ pub struct Summary {
     pub stalled_seconds: f64,
     /// `EXT-X-GAP` segments skipped.
     pub gaps: u64,
+    /// CPU time of the load generator itself (user + system): near `seconds` × its cores, it
+    /// was what limited the run, not the origin.
+    pub generator_cpu_seconds: f64,
     pub per_second: Vec<Second>,
 }
 
@@ -175,6 +178,7 @@ pub struct Asked {
     pub retry: String,
     pub ramp: f64,
     pub players: u32,
+    pub cpu_seconds: f64,
 }
 
 impl Summary {
@@ -205,6 +209,7 @@ impl Summary {
             stalls: totals.stalls,
             stalled_seconds: totals.stalled.as_secs_f64(),
             gaps: totals.gaps,
+            generator_cpu_seconds: asked.cpu_seconds,
             per_second,
         }
     }
@@ -275,6 +280,12 @@ impl Display for Summary {
             f,
             "stalls:   {} ({:.1} s waited in all), gaps skipped: {}",
             self.stalls, self.stalled_seconds, self.gaps
+        )?;
+        writeln!(
+            f,
+            "load generator: {:.1} s of CPU ({:.0}% of one core)",
+            self.generator_cpu_seconds,
+            100.0 * self.generator_cpu_seconds / self.seconds.max(1e-3)
         )
     }
 }
@@ -320,6 +331,7 @@ mod tests {
             retry: "none".into(),
             ramp: 5.0,
             players: 7,
+            cpu_seconds: 0.5,
         };
         let players = Players {
             target: 7,
@@ -334,6 +346,7 @@ mod tests {
         assert!(text.contains("(HLS)"), "{text}");
         assert!(text.contains("errors:   503:1"), "{text}");
         assert!(text.contains("stalls:   1 (0.7 s"), "{text}");
+        assert!(text.contains("0.5 s of CPU (25% of one core)"), "{text}");
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["protocol"], "hls");
         assert_eq!(json["requests"], 3);
