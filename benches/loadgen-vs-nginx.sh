@@ -72,6 +72,8 @@ log() { echo "$*" | tee -a "$WORK/report"; }
 cat >"$WORK/encore.toml" <<EOF
 listen = "127.0.0.1:0"
 data_dir = "$WORK/data"
+# Every simulated player comes from 127.0.0.1: the per-client share would count them as one.
+max_in_flight_per_client = 4096
 
 [[channels]]
 name = "live"
