@@ -78,6 +78,12 @@ impl AacEncoder {
         })
     }
 
+    /// Samples by which the encoder delays its input: its first packet, at pts 0, holds
+    /// this much priming before the first input sample.
+    pub fn priming(&self) -> i64 {
+        self.priming
+    }
+
     /// AudioSpecificConfig for the `esds` box.
     pub fn audio_specific_config(&self) -> Vec<u8> {
         // SAFETY: extradata belongs to the open context and is extradata_size bytes long.
@@ -298,7 +304,11 @@ fn default_mask(channels: i32) -> u64 {
 }
 
 /// An owned libswresample context.
-struct SwrContext(*mut ff::ffi::SwrContext);
+struct SwrContext {
+    context: *mut ff::ffi::SwrContext,
+    /// Compensation was set once (which turns resampling on, even at the same rate).
+    compensating: bool,
+}
 
 // SAFETY: a SwrContext has no thread affinity; it is used by one thread at a time (&mut).
 unsafe impl Send for SwrContext {}
@@ -306,7 +316,7 @@ unsafe impl Send for SwrContext {}
 impl Drop for SwrContext {
     fn drop(&mut self) {
         // SAFETY: the pointer came from swr_alloc_set_opts2 and is freed once.
-        unsafe { ff::ffi::swr_free(&mut self.0) };
+        unsafe { ff::ffi::swr_free(&mut self.context) };
     }
 }
 
@@ -343,11 +353,14 @@ impl SwrContext {
                 0,
                 std::ptr::null_mut(),
             );
-            let context = SwrContext(swr);
+            let context = Self {
+                context: swr,
+                compensating: false,
+            };
             if rc < 0 || swr.is_null() {
                 return Err(failed(format!("{}: {}", describe(), ff::Error::from(rc))));
             }
-            let rc = swr_init(context.0);
+            let rc = swr_init(context.context);
             if rc < 0 {
                 return Err(failed(format!("{}: {}", describe(), ff::Error::from(rc))));
             }
@@ -357,6 +370,25 @@ impl SwrContext {
 }
 
 impl Resampler {
+    /// Adds `samples` (or removes, when negative) over the next `span` output samples, by
+    /// resampling: how live sound follows a sender's clock without gaps. Effective from the
+    /// next `run`, until the next call; a resampler not yet opened ignores it.
+    pub fn compensate(&mut self, samples: i32, span: i32) -> Result<(), Error> {
+        let Some((swr, _)) = self.context.as_mut() else {
+            return Ok(());
+        };
+        if samples == 0 && !swr.compensating {
+            return Ok(()); // no need to turn on resampling at the same rate
+        }
+        // SAFETY: swr is an initialised context; the call only sets its compensation.
+        let rc = unsafe { ff::ffi::swr_set_compensation(swr.context, samples, span.max(1)) };
+        if rc < 0 {
+            return Err(failed(format!("resample compensation: {}", ff::Error::from(rc))));
+        }
+        swr.compensating = true;
+        Ok(())
+    }
+
     pub fn run(&mut self, frame: &ff::frame::Audio) -> Result<[Vec<f32>; 2], Error> {
         // SAFETY: the frame is a valid decoded frame for as long as `frame` lives.
         let raw = unsafe { &*frame.as_ptr() };
@@ -373,7 +405,7 @@ impl Resampler {
         // so it reads `samples` samples from each of the frame's planes; the output planes
         // hold `capacity` f32 samples each, the most swr_convert may write.
         unsafe {
-            let capacity = ff::ffi::swr_get_out_samples(swr.0, samples);
+            let capacity = ff::ffi::swr_get_out_samples(swr.context, samples);
             if capacity < 0 {
                 return Err(failed(format!("resample: {}", ff::Error::from(capacity))));
             }
@@ -385,7 +417,7 @@ impl Resampler {
             } else {
                 std::ptr::null_mut()
             };
-            let n = ff::ffi::swr_convert(swr.0, planes.as_mut_ptr(), capacity, input, samples);
+            let n = ff::ffi::swr_convert(swr.context, planes.as_mut_ptr(), capacity, input, samples);
             if n < 0 {
                 return Err(failed(format!("resample: {}", ff::Error::from(n))));
             }

@@ -1,12 +1,13 @@
-//! The audio clock: takes 1024 samples from the feed at each step of the wall clock (silence
-//! when there is none), encodes AAC and cuts segments on the same epoch-locked grid as video.
+//! The audio clock: takes 1024 samples from the feed at each step of the wall clock, by their
+//! position on the output clock (silence where there are none), encodes AAC and cuts segments
+//! on the same epoch-locked grid as video.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::ChannelClock;
-use super::{Feed, AUDIO_MAX_BUFFER, MEDIA_EPOCH_SECONDS, OUTPUT_DELAY};
+use super::{Feed, MEDIA_EPOCH_SECONDS, OUTPUT_DELAY};
 use crate::encode::{self, audio::AacEncoder};
 use crate::package::cmaf;
 use crate::pipeline::segmenter::{Segmenter, Unit};
@@ -36,7 +37,9 @@ impl AudioClock {
         let start = (self.start_seconds * rate).round() as i64;
         let chunk = 1024usize;
         let mut position = start;
-        let max_buffer = (AUDIO_MAX_BUFFER * rate) as usize;
+        // The encoder delays its output by its priming samples (written at pts 0, not cut by
+        // an edit list), so it is fed that much ahead: decoded, sample p plays at p.
+        let priming = encoder.priming();
         let mut write =
             |packets: Vec<encode::audio::Packet>, output: &mut TrackOutput| -> Result<(), Error> {
                 for p in packets {
@@ -58,19 +61,8 @@ impl AudioClock {
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
             }
-            let (mut left, mut right) = (Vec::with_capacity(chunk), Vec::with_capacity(chunk));
-            {
-                let mut ring = self.feed.audio.lock().unwrap_or_else(|e| e.into_inner());
-                let excess = ring[0].len().saturating_sub(max_buffer);
-                for ch in ring.iter_mut() {
-                    ch.drain(..excess.min(ch.len()));
-                }
-                let take = ring[0].len().min(ring[1].len()).min(chunk);
-                left.extend(ring[0].drain(..take));
-                right.extend(ring[1].drain(..take));
-            }
-            left.resize(chunk, 0.0);
-            right.resize(chunk, 0.0);
+            let [left, right] =
+                super::feed::lock(&self.feed.audio).take(position + priming, chunk);
             write(encoder.push_planar(&left, &right)?, &mut output)?;
             position += chunk as i64;
         }

@@ -1,4 +1,5 @@
-//! The frame clock: one picture per output instant on the wall clock, to every rung, with an
+//! The frame clock: one picture per output instant on the wall clock (the input picture placed
+//! nearest that instant, the slate when the input is lost), to every rung, with an
 //! IDR at every segment start (epoch locking, docs/timing.md), and the channel clock that
 //! both live clocks read the time from.
 
@@ -167,15 +168,16 @@ impl VideoClock {
             // Lost: nothing for a segment (at least 1 s), or for three of the input's pictures.
             let interval = self.feed.picture_interval_us.load(Ordering::Relaxed);
             let loss_timeout = self.loss_timeout.max(Duration::from_micros(interval * 3));
-            let picture = self
-                .feed
-                .video
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            // The nearest picture: due within half an output frame of this instant.
+            let half_frame = frame_time(1, self.fps) / 2.0;
+            let picture = super::feed::lock(&self.feed.video).picture_at(
+                frame_time(k, self.fps),
+                half_frame,
+                loss_timeout,
+            );
             let (frame, slate) = match picture {
-                Some((frame, at)) if at.elapsed() < loss_timeout => (frame, false),
-                _ => (self.slate.clone(), true),
+                Some(frame) => (frame, false),
+                None => (self.slate.clone(), true),
             };
             if slate != lost {
                 if slate {

@@ -1,6 +1,7 @@
 //! The input actor: reads the live source forever (reconnecting after failures, looping files,
 //! pacing inputs that arrive faster than real time), decodes, deinterlaces, and leaves the
-//! newest picture and the sound in the channel's feed. Nothing here may stop the process.
+//! pictures and the sound in the channel's feed, each placed on the output clock by its
+//! timestamp (timeline.rs). Nothing here may stop the process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use ffmpeg_next as ff;
 
+use super::clock::ChannelClock;
+use super::timeline::{SessionTimeline, SoundPlacement, INITIAL_LEAD};
 use super::Feed;
 use crate::encode::audio::Resampler;
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
@@ -23,6 +26,7 @@ pub(super) struct InputLoop {
     pub(super) watchdog: Arc<Watchdog>,
     pub(super) stopping: Arc<AtomicBool>,
     pub(super) channel: String,
+    pub(super) clock: Arc<ChannelClock>,
 }
 
 /// How long a blocking read may take before the input counts as stalled.
@@ -97,8 +101,13 @@ impl InputLoop {
             Some(s) => Some(AudioDecoder::open(&s)?),
             None => None,
         };
+        let audio_tb = source.audio.as_ref().map(|a| f64::from(a.time_base));
         let mut resampler = Resampler::default();
         let mut audio_refused = false;
+        // Pictures and sound keep their sender's timing: one offset onto the output clock for
+        // this connection (a new one after a timestamp jump).
+        let mut timeline = SessionTimeline::default();
+        let mut sound = SoundPlacement::default();
         let pace = self.source.needs_pacing();
         // When the stream changes under the demuxer (a new codec on the same MPEG-TS PID, a PMT
         // that changes the stream type) packets keep coming and no clean picture does; past a
@@ -147,16 +156,33 @@ impl InputLoop {
                         if pace {
                             pace_to(&frame, video_tb, &mut origin);
                         }
-                        *self.feed.video.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((Arc::new(frame), Instant::now()));
+                        let now = self.clock.now();
+                        let at = match frame.timestamp() {
+                            Some(ts) => timeline.place(ts as f64 * video_tb, now),
+                            None => now + INITIAL_LEAD,
+                        };
+                        self.feed.push_picture(at, frame);
                     })?;
                 }
             } else if Some(packet.stream()) == audio_index {
                 if let Some(decoder) = audio.as_mut() {
                     decoder.send(&packet);
                     while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
-                        match resampler.run(&frame) {
-                            Ok([l, r]) => self.feed.push_audio(l, r),
+                        let now = self.clock.now();
+                        let at = match (frame.timestamp(), audio_tb) {
+                            (Some(ts), Some(tb)) => timeline.place(ts as f64 * tb, now),
+                            _ => now + INITIAL_LEAD,
+                        };
+                        let rate = crate::encode::audio::SAMPLE_RATE as f64;
+                        let (position, correction) = sound.place((at * rate).round() as i64);
+                        let placed = resampler
+                            .compensate(correction.samples, correction.span)
+                            .and_then(|()| resampler.run(&frame));
+                        match placed {
+                            Ok([l, r]) => {
+                                self.feed.push_audio(position, &l, &r);
+                                sound.placed(position, l.len());
+                            }
                             // The channel goes on with silence; said once per connection.
                             Err(e) if !audio_refused => {
                                 tracing::warn!(channel = %self.channel, "input audio: {e}; sending silence");

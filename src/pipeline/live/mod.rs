@@ -1,22 +1,23 @@
 //! Live channels: an input, a frame synchroniser on the wall clock, the ladder, a publisher.
 //!
 //! Output time is the wall clock (epoch locking): output frame k is shown at k / fps seconds
-//! after the Unix epoch and segment n covers [n·D, (n+1)·D). The synchroniser picks, at each
-//! output instant, the newest input picture; when the input has been silent for about one
-//! segment it sends the slate instead, and real pictures return as soon as the input does.
-//! So numbering never breaks, input timestamps never reach the output, and two appliances fed
-//! the same source cut identical segments with identical numbers.
+//! after the Unix epoch and segment n covers [n·D, (n+1)·D). Each input picture and each run
+//! of input sound is placed on that clock by its timestamp, with one offset per input session
+//! (timeline.rs), so picture and sound leave as the sender paired them. The synchroniser picks,
+//! at each output instant, the picture placed nearest it; when the input has been silent for
+//! about one segment it sends the slate instead, and real pictures return as soon as the input
+//! does. So numbering never breaks, and two appliances fed the same source cut identical
+//! segments with identical numbers.
 //!
 //! Nothing here may stop the process: every input failure is logged and retried.
-
 //!
 //! ```text
-//!                    Feed (newest picture, audio ring)
+//!                    feed.rs (pictures and sound placed on the output clock)
 //!  input.rs ─────────────┬──────────────────────────┐
 //!  InputLoop: read,       │                          │
 //!  decode, deinterlace,   ▼                          ▼
-//!  pace               clock.rs                   audio.rs
-//!                     VideoClock: one picture    AudioClock: 1024 samples
+//!  pace, place        clock.rs                   audio.rs
+//!  (timeline.rs)      VideoClock: one picture    AudioClock: 1024 samples
 //!                     per output instant         per step on the wall clock,
 //!                     (slate when lost)          AAC, segments
 //!                          │ [RUNG_QUEUE] per rung    │
@@ -31,25 +32,25 @@
 //!
 //! Every queue is bounded: `RUNG_QUEUE` frames per rung (a slow encoder makes the clock wait,
 //! then skip ahead rather than fall behind), `EVENT_QUEUE` segments towards the publisher; the
-//! feed holds one picture and at most `AUDIO_MAX_BUFFER` of sound. The timing model (epoch
-//! locking, numbering, the formulas players use) is in docs/timing.md.
+//! feed holds at most 32 pictures and one second of sound. The timing model (epoch locking,
+//! numbering, the formulas players use) is in docs/timing.md.
 
 mod audio;
 mod clock;
+mod feed;
 mod input;
 mod publish;
 mod supervise;
+mod timeline;
 
 pub use supervise::Restarts;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use ffmpeg_next as ff;
 
 use super::track::{RungFrame, RungSpeed, RungWorker};
 use super::Error;
@@ -60,6 +61,7 @@ use crate::package::RenditionKind;
 
 use audio::AudioClock;
 use clock::{ChannelClock, VideoClock};
+use feed::Feed;
 use input::InputLoop;
 use publish::{Event, EventSink, PublishLoop, TrackInfo};
 
@@ -155,60 +157,12 @@ impl Channel {
     }
 }
 
-/// The newest input picture and the ring of input sound, shared by the input and the clocks.
-#[derive(Default)]
-struct Feed {
-    video: Mutex<Option<(Arc<ff::frame::Video>, Instant)>>,
-    audio: Mutex<[VecDeque<f32>; 2]>,
-    /// The input ended for good (a file played once).
-    ended: AtomicBool,
-    /// The input's picture interval in microseconds (0 until known): a slow input (1 fps)
-    /// is not lost between two of its pictures.
-    picture_interval_us: std::sync::atomic::AtomicU64,
-    /// Input samples dropped because the sound buffer was full (nobody was taking it).
-    audio_dropped: std::sync::atomic::AtomicU64,
-}
-
-/// Sound the feed holds at most; the input drops the oldest beyond it, so a stalled audio
-/// clock never makes the input's buffer grow.
-const AUDIO_FEED_LIMIT: f64 = 2.0 * AUDIO_MAX_BUFFER;
-
-impl Feed {
-    /// Adds decoded input sound: non-finite samples become silence and the rest is clipped to
-    /// full scale (the AAC encoder takes NaN, infinities and huge values badly), and the
-    /// buffer is kept within [`AUDIO_FEED_LIMIT`].
-    fn push_audio(&self, left: Vec<f32>, right: Vec<f32>) {
-        let clean = |s: f32| {
-            if s.is_finite() {
-                s.clamp(-1.0, 1.0)
-            } else {
-                0.0
-            }
-        };
-        let limit = (AUDIO_FEED_LIMIT * encode::audio::SAMPLE_RATE as f64) as usize;
-        let mut ring = self.audio.lock().unwrap_or_else(|e| e.into_inner());
-        ring[0].extend(left.into_iter().map(clean));
-        ring[1].extend(right.into_iter().map(clean));
-        let excess = ring[0].len().max(ring[1].len()).saturating_sub(limit);
-        if excess > 0 {
-            for channel in ring.iter_mut() {
-                let n = excess.min(channel.len());
-                channel.drain(..n);
-            }
-            self.audio_dropped
-                .fetch_add(excess as u64, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
 /// Segment numbers still count D-long segments since the Unix epoch (this instant is a whole
 /// number of segments after it, since live D divides a day); media time starts here because
 /// some clients read an availabilityStartTime of 1970 as absent.
 pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
 
-/// Sound kept buffered at most (beyond it, the oldest is dropped to hold latency).
-const AUDIO_MAX_BUFFER: f64 = 0.5;
 /// How long after its instant an output frame is sent, to absorb input jitter.
 const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 
@@ -335,8 +289,9 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         loss_timeout: config.segment_duration.max(Duration::from_secs(1)),
         channel: config.name.clone(),
         status: status.clone(),
-        clock,
+        clock: clock.clone(),
     };
+    let input_clock = clock;
     threads.push(spawn(format!("{}-clock", config.name), move || {
         video.run(rung_senders)
     })?);
@@ -348,6 +303,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         watchdog: watchdog.clone(),
         stopping: stopping.clone(),
         channel: config.name.clone(),
+        clock: input_clock,
     };
     threads.push(spawn(format!("{}-input", config.name), move || {
         input.run()
@@ -433,31 +389,4 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .name(name.clone())
         .spawn(f)
         .map_err(|e| Error::Thread(format!("{name}: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn input_sound_is_sanitised_and_bounded() {
-        let feed = Feed::default();
-        let bad = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -7.0, 0.25];
-        feed.push_audio(bad.clone(), bad);
-        {
-            let ring = feed.audio.lock().unwrap();
-            let left: Vec<f32> = ring[0].iter().copied().collect();
-            assert_eq!(left, [0.0, 0.0, 0.0, 1.0, -1.0, 0.25]);
-        }
-        // Nobody takes the sound (a stalled audio clock): the buffer stops growing.
-        let second = vec![0.1f32; encode::audio::SAMPLE_RATE as usize];
-        for _ in 0..10 {
-            feed.push_audio(second.clone(), second.clone());
-        }
-        let limit = (AUDIO_FEED_LIMIT * encode::audio::SAMPLE_RATE as f64) as usize;
-        let ring = feed.audio.lock().unwrap();
-        assert_eq!(ring[0].len(), limit);
-        assert_eq!(ring[1].len(), limit);
-        assert!(feed.audio_dropped.load(Ordering::Relaxed) > 0);
-    }
 }

@@ -1,0 +1,238 @@
+//! One input session's timestamps on the output clock.
+//!
+//! Pictures and sound keep the relation their sender gave them: both are placed at
+//! `input time + offset` on the channel clock, with one offset per input session (a
+//! connection, or a stretch between two timestamp jumps). So whatever the network does to
+//! their arrival (jitter, bursts, a muxer that sends sound half a second ahead of the
+//! pictures), the flash and the beep that were together at the sender leave together.
+//!
+//! The offset is chosen when a session starts, to give its items `INITIAL_LEAD` before they
+//! are due, and then follows the arrivals slowly: it grows when items arrive late (jitter
+//! larger than the lead) and shrinks when every item arrives well ahead (latency to give
+//! back), and in both cases it absorbs the drift between the sender's clock and ours. It moves
+//! at most `SLEW_UP` / `SLEW_DOWN` seconds per second, little enough for the sound to follow
+//! by resampling ([`SoundPlacement`]) rather than by gaps. Only a jump in the timestamps
+//! (a sender restarted, a wrap) starts a new session, at the lead the old one had.
+
+/// How long before it is due a new session's first item is placed.
+pub(super) const INITIAL_LEAD: f64 = 0.25;
+/// The margin the offset aims to keep for the latest item of the last few seconds.
+const TARGET_EARLY: f64 = 0.03;
+/// How fast the offset may grow (items arriving late) and shrink, in seconds per second.
+const SLEW_UP: f64 = 0.01;
+const SLEW_DOWN: f64 = 0.001;
+/// How often the offset is adjusted, and over how many such periods the latest item counts.
+const ADJUST_EVERY: f64 = 0.5;
+const WINDOWS: usize = 6;
+/// Items this late, or this far ahead, do not belong to the session: their timestamps jumped.
+const JUMP_LATE: f64 = 0.5;
+const JUMP_EARLY: f64 = 2.0;
+/// How long items must keep arriving out of those bounds before a new session starts (a
+/// burst of a backlog after a stall is not a jump).
+const JUMP_CONFIRM: f64 = 0.3;
+
+/// Maps one session's input seconds onto the channel clock (seconds).
+#[derive(Debug)]
+pub(super) struct SessionTimeline {
+    /// Output seconds = input seconds + offset; none until the first item.
+    offset: Option<f64>,
+    /// When items started to arrive out of bounds, if they are.
+    out_of_bounds_since: Option<f64>,
+    /// The smallest margin ("early") seen in each of the last periods, newest last.
+    windows: std::collections::VecDeque<f64>,
+    last_adjust: f64,
+    /// Sessions started so far (1 after the first item).
+    pub(super) sessions: u32,
+}
+
+impl Default for SessionTimeline {
+    fn default() -> Self {
+        SessionTimeline {
+            offset: None,
+            out_of_bounds_since: None,
+            windows: std::iter::once(f64::INFINITY).collect(),
+            last_adjust: f64::NEG_INFINITY,
+            sessions: 0,
+        }
+    }
+}
+
+impl SessionTimeline {
+    /// The output time of an item stamped `input` seconds that is available at `now` (output
+    /// seconds, the channel clock).
+    pub(super) fn place(&mut self, input: f64, now: f64) -> f64 {
+        let Some(offset) = self.offset else {
+            return self.start(input, now, INITIAL_LEAD);
+        };
+        let early = input + offset - now;
+        if (-JUMP_LATE..=JUMP_EARLY).contains(&early) {
+            self.out_of_bounds_since = None;
+        } else {
+            let since = *self.out_of_bounds_since.get_or_insert(now);
+            if now - since >= JUMP_CONFIRM || early.abs() > 10.0 {
+                let lead = self.lowest_early().clamp(TARGET_EARLY, INITIAL_LEAD);
+                return self.start(input, now, lead);
+            }
+            // Not confirmed yet: placed by the old offset, not counted in its regulation.
+            return input + offset;
+        }
+        self.observe(early, now);
+        input + self.offset.unwrap_or(offset)
+    }
+
+    fn start(&mut self, input: f64, now: f64, lead: f64) -> f64 {
+        self.offset = Some(now + lead - input);
+        self.out_of_bounds_since = None;
+        self.windows = std::iter::once(f64::INFINITY).collect();
+        self.last_adjust = now;
+        self.sessions += 1;
+        now + lead
+    }
+
+    fn lowest_early(&self) -> f64 {
+        let lowest = self.windows.iter().copied().fold(f64::INFINITY, f64::min);
+        if lowest.is_finite() {
+            lowest
+        } else {
+            INITIAL_LEAD
+        }
+    }
+
+    /// Counts one item's margin and, once per period, moves the offset towards the target.
+    fn observe(&mut self, early: f64, now: f64) {
+        if let Some(newest) = self.windows.back_mut() {
+            *newest = newest.min(early);
+        }
+        let elapsed = now - self.last_adjust;
+        if elapsed < ADJUST_EVERY {
+            return;
+        }
+        self.last_adjust = now;
+        // Regulate on the latest item of the last few periods: jitter is absorbed, and a
+        // sender clock that runs slow or fast shows as that margin shrinking or growing.
+        let error = self.lowest_early() - TARGET_EARLY;
+        let step = error.clamp(-SLEW_UP * elapsed, SLEW_DOWN * elapsed);
+        if let Some(offset) = self.offset.as_mut() {
+            *offset -= step;
+        }
+        self.windows.push_back(f64::INFINITY);
+        while self.windows.len() > WINDOWS {
+            self.windows.pop_front();
+        }
+    }
+}
+
+/// Sound further than this from where the timeline maps it is placed there at once (a gap
+/// or an overlap): a jump, lost packets. Closer, it is resampled there.
+const SOUND_SNAP: i64 = 2_400; // 50 ms at 48 kHz
+/// Resampling corrects at most 1 % (a sample in a hundred).
+const CORRECTION_SPAN: i32 = 9_600;
+const MAX_CORRECTION: i64 = 96;
+
+/// Keeps one session's sound contiguous on the output clock while following the timeline:
+/// the difference between where the next samples go and where the timeline maps them is
+/// spread over the next `CORRECTION_SPAN` samples by the resampler (libswresample's
+/// compensation), so a moving offset or a drifting sender never makes a click.
+#[derive(Debug, Default)]
+pub(super) struct SoundPlacement {
+    /// Output position (48 kHz samples) just after the last samples placed.
+    next: Option<i64>,
+}
+
+impl SoundPlacement {
+    /// Where the samples the timeline maps to `mapped` go, and how many samples the resampler
+    /// should add (positive) or remove over the next `span` samples to close the difference.
+    pub(super) fn place(&mut self, mapped: i64) -> (i64, Correction) {
+        match self.next {
+            Some(next) if (mapped - next).abs() <= SOUND_SNAP => (
+                next,
+                Correction {
+                    samples: (mapped - next).clamp(-MAX_CORRECTION, MAX_CORRECTION) as i32,
+                    span: CORRECTION_SPAN,
+                },
+            ),
+            _ => (mapped, Correction::default()),
+        }
+    }
+
+    /// `n` samples were placed at `position`.
+    pub(super) fn placed(&mut self, position: i64, n: usize) {
+        self.next = Some(position + n as i64);
+    }
+}
+
+/// Samples to add (or remove, negative) over the next `span` output samples.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Correction {
+    pub(super) samples: i32,
+    pub(super) span: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Senders whose clocks run 500 ppm fast and slow (ten times what crystals do), with up
+    /// to 80 ms of jitter on every arrival: the offset follows, every item stays placed ahead
+    /// of its instant once settled, the sound never needs a gap, no new session starts.
+    #[test]
+    fn a_drifting_jittery_sender_is_followed_without_gaps() {
+        for rate in [1.0005, 0.9995] {
+            let mut timeline = SessionTimeline::default();
+            let mut sound = SoundPlacement::default();
+            let mut seed = 7u64;
+            let mut jitter = || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 33) as f64 / (1u64 << 31) as f64 * 0.08
+            };
+            let (mut late, mut snaps) = (0, 0);
+            let mut lead = 0.0;
+            // 20 ms frames of sound for 20 minutes of the sender's time.
+            for i in 0..60_000 {
+                let input = 5.0 + i as f64 * 0.02; // the sender's timestamps
+                let now = 1_000.0 + input / rate + jitter(); // its clock, on ours, and the network
+                let out = timeline.place(input, now);
+                if i > 3_000 && out < now {
+                    late += 1;
+                }
+                lead = out - now;
+                let mapped = (out * 48_000.0).round() as i64;
+                let (position, correction) = sound.place(mapped);
+                if position == mapped && i > 0 && correction == Correction::default() {
+                    snaps += 1;
+                }
+                // The resampler adds what it was asked over the span: a tenth of it per frame.
+                let n = 960 + correction.samples * 960 / correction.span.max(1);
+                sound.placed(position, n as usize);
+            }
+            assert_eq!(timeline.sessions, 1, "rate {rate}: no new session");
+            assert_eq!(late, 0, "rate {rate}: items placed after their instant");
+            assert_eq!(snaps, 0, "rate {rate}: sound placed with gaps");
+            assert!(lead < 0.3, "rate {rate}: the lead grew to {lead}");
+        }
+    }
+
+    /// A sender restarted with other timestamps starts a new session once it persists, at the
+    /// lead the old session had; a short burst of old items does not.
+    #[test]
+    fn a_timestamp_jump_starts_a_new_session() {
+        let mut timeline = SessionTimeline::default();
+        let mut now = 100.0;
+        for i in 0..100 {
+            now = 100.0 + i as f64 * 0.04;
+            timeline.place(7.0 + i as f64 * 0.04, now);
+        }
+        assert_eq!(timeline.sessions, 1);
+        // One stale item (a backlog) is placed by the old offset and starts nothing.
+        let stale = timeline.place(6.0, now);
+        assert!(stale < now && timeline.sessions == 1);
+        // The sender restarted at 0: after JUMP_CONFIRM of it, a new session.
+        let mut placed = 0.0;
+        for i in 0..20 {
+            let t = now + 0.04 * (i + 1) as f64;
+            placed = timeline.place(i as f64 * 0.04, t) - t;
+        }
+        assert_eq!(timeline.sessions, 2);
+        assert!((0.0..=INITIAL_LEAD).contains(&placed), "lead {placed}");
+    }
+}
