@@ -143,7 +143,13 @@ fn ffmpeg(args: &[&str]) -> Running {
 
 /// The sender (the source looped in real time, its timestamps shifted by `offset` seconds)
 /// into the relay, and the bridge from the relay's second output to the SRT listener.
-fn senders(source: &Path, relay_in: u16, bridge_in: u16, srt_port: u16, offset: u32) -> [Running; 2] {
+fn senders(
+    source: &Path,
+    relay_in: u16,
+    bridge_in: u16,
+    srt_port: u16,
+    offset: u32,
+) -> [Running; 2] {
     let bridge = ffmpeg(&[
         "-f",
         "mpegts",
@@ -218,7 +224,12 @@ fn flashes(file: &Path) -> Vec<f64> {
         );
         let luma = frame.data(0);
         let sum: u64 = (0..h)
-            .map(|y| luma[y * stride..y * stride + w].iter().map(|&v| v as u64).sum::<u64>())
+            .map(|y| {
+                luma[y * stride..y * stride + w]
+                    .iter()
+                    .map(|&v| v as u64)
+                    .sum::<u64>()
+            })
             .sum();
         let bright = sum as f64 / (w * h) as f64 > 128.0;
         if bright && !bright_before {
@@ -271,7 +282,10 @@ fn offsets(flashes: &[f64], beeps: &[f64]) -> Vec<(f64, f64)> {
 /// Fetches a rendition's init segment and every listed segment into one file.
 fn download_rendition(d: &Daemon, channel: &str, playlist: &str, out: &Path) {
     let base = format!("/live/{channel}/");
-    let dir = playlist.rsplit_once('/').map(|(d, _)| format!("{base}{d}/")).unwrap_or(base.clone());
+    let dir = playlist
+        .rsplit_once('/')
+        .map(|(d, _)| format!("{base}{d}/"))
+        .unwrap_or(base.clone());
     let media = d.media_playlist(&format!("{base}{playlist}"));
     let mut bytes = Vec::new();
     let init = media
@@ -294,7 +308,10 @@ fn download_rendition(d: &Daemon, channel: &str, playlist: &str, out: &Path) {
 
 /// The media playlists of a channel: every video rung, then the audio.
 fn renditions(d: &Daemon, channel: &str) -> (Vec<String>, String) {
-    let body = d.get(&format!("/live/{channel}/master.m3u8")).bytes().unwrap();
+    let body = d
+        .get(&format!("/live/{channel}/master.m3u8"))
+        .bytes()
+        .unwrap();
     let Ok(Playlist::MasterPlaylist(master)) = m3u8_rs::parse_playlist_res(&body) else {
         panic!("master playlist of {channel}");
     };
@@ -326,7 +343,10 @@ fn check_sync(d: &Daemon, channel: &str, from: f64, to: f64, at_least: usize, di
             "{channel} {rung}: {} flashes, {} paired; offsets (ms): {:?}",
             flashes.len(),
             pairs.len(),
-            pairs.iter().map(|(_, o)| (o * 1000.0).round() as i64).collect::<Vec<_>>()
+            pairs
+                .iter()
+                .map(|(_, o)| (o * 1000.0).round() as i64)
+                .collect::<Vec<_>>()
         );
         assert!(
             pairs.len() >= at_least && pairs.len() + 1 >= flashes.len(),
@@ -374,7 +394,10 @@ fn flash_and_beep_stay_together_over_udp_and_srt_with_jitter() {
         &["-v"],
     );
     for name in ["udp", "srt"] {
-        d.wait_for(&format!("/live/{name}/master.m3u8"), Duration::from_secs(20));
+        d.wait_for(
+            &format!("/live/{name}/master.m3u8"),
+            Duration::from_secs(20),
+        );
     }
     let work = tempdir();
     let _relay = JitterRelay::start(relay_in, vec![udp_port, bridge_in]);

@@ -383,7 +383,10 @@ impl Resampler {
         // SAFETY: swr is an initialised context; the call only sets its compensation.
         let rc = unsafe { ff::ffi::swr_set_compensation(swr.context, samples, span.max(1)) };
         if rc < 0 {
-            return Err(failed(format!("resample compensation: {}", ff::Error::from(rc))));
+            return Err(failed(format!(
+                "resample compensation: {}",
+                ff::Error::from(rc)
+            )));
         }
         swr.compensating = true;
         Ok(())
@@ -417,7 +420,8 @@ impl Resampler {
             } else {
                 std::ptr::null_mut()
             };
-            let n = ff::ffi::swr_convert(swr.context, planes.as_mut_ptr(), capacity, input, samples);
+            let n =
+                ff::ffi::swr_convert(swr.context, planes.as_mut_ptr(), capacity, input, samples);
             if n < 0 {
                 return Err(failed(format!("resample: {}", ff::Error::from(n))));
             }

@@ -61,8 +61,7 @@ impl AudioClock {
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
             }
-            let [left, right] =
-                super::feed::lock(&self.feed.audio).take(position + priming, chunk);
+            let [left, right] = super::feed::lock(&self.feed.audio).take(position + priming, chunk);
             write(encoder.push_planar(&left, &right)?, &mut output)?;
             position += chunk as i64;
         }

@@ -90,7 +90,11 @@ impl PictureQueue {
         tolerance: f64,
         loss: Duration,
     ) -> Option<Arc<ff::frame::Video>> {
-        while self.waiting.front().is_some_and(|(at, _)| *at <= t + tolerance) {
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(at, _)| *at <= t + tolerance)
+        {
             self.shown = self.waiting.pop_front().map(|(_, f)| f);
         }
         if self.last_arrival.is_some_and(|a| a.elapsed() < loss) {

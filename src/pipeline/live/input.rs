@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ffmpeg_next as ff;
 
 use super::clock::ChannelClock;
-use super::timeline::{SessionTimeline, SoundPlacement, INITIAL_LEAD};
+use super::timeline::{Placement, INITIAL_LEAD};
 use super::Feed;
 use crate::encode::audio::Resampler;
 use crate::ingest::decode::{AudioDecoder, VideoDecoder};
@@ -42,6 +42,9 @@ impl InputLoop {
     pub(super) fn run(self) {
         let mut backoff = Duration::from_millis(200);
         let mut last_error = String::new();
+        // Pictures and sound keep their sender's timing: one offset onto the output clock per
+        // connection (timeline.rs); the passes of a looped file follow each other.
+        let mut placement = Placement::default();
         while !self.stopping.load(Ordering::SeqCst) {
             self.watchdog.arm(Duration::from_secs(
                 if matches!(self.source, LiveSource::Url(_)) {
@@ -50,14 +53,18 @@ impl InputLoop {
                     10
                 },
             ));
-            match self.read_once() {
+            match self.read_once(&mut placement) {
                 Ok(ReadEnd::Ended) => {
                     tracing::info!(channel = %self.channel, "input ended");
                     self.feed.ended.store(true, Ordering::SeqCst);
                     return;
                 }
-                Ok(ReadEnd::Looped) => backoff = Duration::from_millis(200),
+                Ok(ReadEnd::Looped) => {
+                    backoff = Duration::from_millis(200);
+                    placement.next_pass();
+                }
                 Err(e) => {
+                    placement = Placement::default();
                     let message = e.to_string();
                     if message != last_error {
                         tracing::warn!(channel = %self.channel, input = %self.source.describe(), "input: {message}; retrying");
@@ -70,7 +77,7 @@ impl InputLoop {
         }
     }
 
-    fn read_once(&self) -> Result<ReadEnd, Box<dyn std::error::Error>> {
+    fn read_once(&self, placement: &mut Placement) -> Result<ReadEnd, Box<dyn std::error::Error>> {
         let mut source = live_input::open(&self.source, &self.guard, self.watchdog.clone())?;
         // Network feeds are anyone's: only what a live feed is. Files are the operator's own.
         let untrusted = matches!(self.source, LiveSource::Url(_));
@@ -92,11 +99,12 @@ impl InputLoop {
         );
         let video_tb = f64::from(deinterlacer.output_time_base());
         let input_rate = source.video.frame_rate;
-        self.feed.picture_interval_us.store(
-            1_000_000 * input_rate.den as u64
-                / (input_rate.num as u64 * deinterlacer.rate_factor() as u64).max(1),
-            Ordering::Relaxed,
-        );
+        let picture_interval_us = 1_000_000 * input_rate.den as u64
+            / (input_rate.num as u64 * deinterlacer.rate_factor() as u64).max(1);
+        self.feed
+            .picture_interval_us
+            .store(picture_interval_us, Ordering::Relaxed);
+        let picture_interval = picture_interval_us as f64 / 1e6;
         let mut audio = match audio_index.and_then(|i| source.input.stream(i)) {
             Some(s) => Some(AudioDecoder::open(&s)?),
             None => None,
@@ -104,10 +112,6 @@ impl InputLoop {
         let audio_tb = source.audio.as_ref().map(|a| f64::from(a.time_base));
         let mut resampler = Resampler::default();
         let mut audio_refused = false;
-        // Pictures and sound keep their sender's timing: one offset onto the output clock for
-        // this connection (a new one after a timestamp jump).
-        let mut timeline = SessionTimeline::default();
-        let mut sound = SoundPlacement::default();
         let pace = self.source.needs_pacing();
         // When the stream changes under the demuxer (a new codec on the same MPEG-TS PID, a PMT
         // that changes the stream type) packets keep coming and no clean picture does; past a
@@ -158,7 +162,9 @@ impl InputLoop {
                         }
                         let now = self.clock.now();
                         let at = match frame.timestamp() {
-                            Some(ts) => timeline.place(ts as f64 * video_tb, now),
+                            Some(ts) => {
+                                placement.place(ts as f64 * video_tb, picture_interval, now)
+                            }
                             None => now + INITIAL_LEAD,
                         };
                         self.feed.push_picture(at, frame);
@@ -170,18 +176,23 @@ impl InputLoop {
                     while let Some(frame) = decoder.receive::<ff::frame::Audio>() {
                         let now = self.clock.now();
                         let at = match (frame.timestamp(), audio_tb) {
-                            (Some(ts), Some(tb)) => timeline.place(ts as f64 * tb, now),
+                            (Some(ts), Some(tb)) => placement.place(
+                                ts as f64 * tb,
+                                frame.samples() as f64 / f64::from(frame.rate().max(1)),
+                                now,
+                            ),
                             _ => now + INITIAL_LEAD,
                         };
                         let rate = crate::encode::audio::SAMPLE_RATE as f64;
-                        let (position, correction) = sound.place((at * rate).round() as i64);
+                        let (position, correction) =
+                            placement.sound.place((at * rate).round() as i64);
                         let placed = resampler
                             .compensate(correction.samples, correction.span)
                             .and_then(|()| resampler.run(&frame));
                         match placed {
                             Ok([l, r]) => {
                                 self.feed.push_audio(position, &l, &r);
-                                sound.placed(position, l.len());
+                                placement.sound.placed(position, l.len());
                             }
                             // The channel goes on with silence; said once per connection.
                             Err(e) if !audio_refused => {

@@ -122,6 +122,49 @@ impl SessionTimeline {
     }
 }
 
+/// One input's placement across its reads: the session's timeline and sound, and for a
+/// looped file the splice that makes each pass follow the previous one (its timestamps start
+/// again at zero; shifted, the loop is not a jump and costs no new session).
+#[derive(Debug)]
+pub(super) struct Placement {
+    pub(super) timeline: SessionTimeline,
+    pub(super) sound: SoundPlacement,
+    /// Input time just after the last item placed (shifted).
+    end: f64,
+    /// What this pass adds to its timestamps; set by its first item.
+    shift: Option<f64>,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            timeline: SessionTimeline::default(),
+            sound: SoundPlacement::default(),
+            end: f64::NEG_INFINITY,
+            shift: None,
+        }
+    }
+}
+
+impl Placement {
+    /// The next pass of a looped file continues this one.
+    pub(super) fn next_pass(&mut self) {
+        self.shift = None;
+    }
+
+    /// The output time of an item stamped `input` seconds, lasting `duration`, available at
+    /// `now` (the channel clock).
+    pub(super) fn place(&mut self, input: f64, duration: f64, now: f64) -> f64 {
+        let end = self.end;
+        let shift = *self
+            .shift
+            .get_or_insert_with(|| if end.is_finite() { end - input } else { 0.0 });
+        let t = input + shift;
+        self.end = self.end.max(t + duration);
+        self.timeline.place(t, now)
+    }
+}
+
 /// Sound further than this from where the timeline maps it is placed there at once (a gap
 /// or an overlap): a jump, lost packets. Closer, it is resampled there.
 const SOUND_SNAP: i64 = 2_400; // 50 ms at 48 kHz
@@ -210,6 +253,29 @@ mod tests {
             assert_eq!(snaps, 0, "rate {rate}: sound placed with gaps");
             assert!(lead < 0.3, "rate {rate}: the lead grew to {lead}");
         }
+    }
+
+    /// A file looped three times, its timestamps starting at 0 each pass: one session, its
+    /// pictures one interval apart across the loops.
+    #[test]
+    fn the_passes_of_a_looped_file_follow_each_other() {
+        let mut placement = Placement::default();
+        let (mut now, mut last) = (50.0, None);
+        for pass in 0..3 {
+            if pass > 0 {
+                placement.next_pass();
+            }
+            for i in 0..50 {
+                now += 0.04;
+                let out = placement.place(i as f64 * 0.04, 0.04, now);
+                if let Some(last) = last {
+                    let step: f64 = out - last;
+                    assert!((step - 0.04).abs() < 0.002, "pass {pass}, {i}: {step}");
+                }
+                last = Some(out);
+            }
+        }
+        assert_eq!(placement.timeline.sessions, 1);
     }
 
     /// A sender restarted with other timestamps starts a new session once it persists, at the
