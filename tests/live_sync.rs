@@ -254,7 +254,7 @@ fn beeps(file: &Path) -> Vec<f64> {
         let last = last_loud.get_or_insert(t0);
         for (i, s) in frame.plane::<f32>(0).iter().enumerate() {
             let t = t0 + i as f64 / rate;
-            if s.abs() > 0.25 {
+            if s.abs() > 0.1 {
                 if t - *last > 0.3 {
                     onsets.push(t);
                 }
@@ -413,7 +413,7 @@ fn flash_and_beep_stay_together_over_udp_and_srt_with_jitter() {
     std::thread::sleep(Duration::from_secs(3));
     let senders_2 = senders(&source, relay_in, bridge_in, srt_port, 5000);
     let from_2 = media_now() + 3.0;
-    std::thread::sleep(Duration::from_secs(16));
+    std::thread::sleep(Duration::from_secs(22));
     let to_2 = media_now() - 1.0;
     drop(senders_2);
 

@@ -35,6 +35,10 @@ pub struct AacEncoder {
     silence_due: u64,
     /// Encoder priming samples: its first packets' pts are negative by this much.
     priming: i64,
+    /// Samples of the presentation's start still to drop, as many as the priming: the first
+    /// packet (pts 0) decodes to the priming and then the input, so without this every sound
+    /// would play `priming` samples (21 ms) late in players that apply no edit list.
+    priming_left: u64,
 }
 
 fn failed(message: String) -> Error {
@@ -75,13 +79,8 @@ impl AacEncoder {
             skip: 0,
             silence_due: 0,
             priming,
+            priming_left: priming.max(0) as u64,
         })
-    }
-
-    /// Samples by which the encoder delays its input: its first packet, at pts 0, holds
-    /// this much priming before the first input sample.
-    pub fn priming(&self) -> i64 {
-        self.priming
     }
 
     /// AudioSpecificConfig for the `esds` box.
@@ -115,8 +114,16 @@ impl AacEncoder {
 
     /// Samples accepted so far, in seconds (the audio clock).
     pub fn buffered_end_seconds(&self) -> f64 {
-        (self.sent as f64 + self.fifo[0].len() as f64 + self.silence_due as f64)
+        let dropped = self.priming.max(0) as u64 - self.priming_left;
+        (self.sent as f64 + self.fifo[0].len() as f64 + self.silence_due as f64 + dropped as f64)
             / SAMPLE_RATE as f64
+    }
+
+    /// Takes what the priming still needs from the start of `n` samples; returns how many.
+    fn drop_for_priming(&mut self, n: usize) -> usize {
+        let taken = (self.priming_left as usize).min(n);
+        self.priming_left -= taken as u64;
+        taken
     }
 
     /// Encodes the silence due, one frame at a time.
@@ -124,10 +131,11 @@ impl AacEncoder {
         let mut packets = Vec::new();
         while self.silence_due > 0 {
             let n = self.silence_due.min(self.frame_size as u64) as usize;
+            self.silence_due -= n as u64;
+            let n = n - self.drop_for_priming(n);
             for ch in &mut self.fifo {
                 ch.extend(std::iter::repeat_n(0.0, n));
             }
-            self.silence_due -= n as u64;
             packets.extend(self.encode_full_frames()?);
         }
         Ok(packets)
@@ -142,8 +150,9 @@ impl AacEncoder {
     pub fn push_planar(&mut self, left: &[f32], right: &[f32]) -> Result<Vec<Packet>, Error> {
         let mut packets = self.fill_silence()?;
         let n = left.len().min(right.len());
-        let start = (self.skip as usize).min(n);
-        self.skip -= start as u64;
+        let skipped = (self.skip as usize).min(n);
+        self.skip -= skipped as u64;
+        let start = skipped + self.drop_for_priming(n - skipped);
         self.fifo[0].extend_from_slice(&left[start..n]);
         self.fifo[1].extend_from_slice(&right[start..n]);
         packets.extend(self.encode_full_frames()?);
@@ -200,7 +209,8 @@ impl AacEncoder {
             match self.encoder.receive_packet(&mut packet) {
                 Ok(()) => out.push(Packet {
                     data: packet.data().unwrap_or(&[]).to_vec(),
-                    // Shift the priming away: the first packet starts at 0, on the video's clock.
+                    // Shift the priming away: the first packet starts at 0, on the video's clock
+                    // (the input's first `priming` samples were dropped to match).
                     pts: packet.pts().unwrap_or(0) + self.priming,
                     duration: if packet.duration() > 0 {
                         packet.duration() as u32

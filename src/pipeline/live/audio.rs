@@ -37,9 +37,6 @@ impl AudioClock {
         let start = (self.start_seconds * rate).round() as i64;
         let chunk = 1024usize;
         let mut position = start;
-        // The encoder delays its output by its priming samples (written at pts 0, not cut by
-        // an edit list), so it is fed that much ahead: decoded, sample p plays at p.
-        let priming = encoder.priming();
         let mut write =
             |packets: Vec<encode::audio::Packet>, output: &mut TrackOutput| -> Result<(), Error> {
                 for p in packets {
@@ -61,7 +58,7 @@ impl AudioClock {
             if self.stopping.load(Ordering::SeqCst) || self.feed.ended.load(Ordering::SeqCst) {
                 break;
             }
-            let [left, right] = super::feed::lock(&self.feed.audio).take(position + priming, chunk);
+            let [left, right] = super::feed::lock(&self.feed.audio).take(position, chunk);
             write(encoder.push_planar(&left, &right)?, &mut output)?;
             position += chunk as i64;
         }
