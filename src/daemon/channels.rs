@@ -261,11 +261,13 @@ impl Channels {
     }
 }
 
-/// A channel's fields as the API shows them: the SRT passphrase is a secret.
+/// A channel's fields as the API shows them: the SRT passphrase and stream id are secrets.
 fn shown_spec(spec: &ChannelSpec) -> serde_json::Value {
     let mut value = serde_json::to_value(spec).unwrap_or_default();
-    if let Some(p) = value.get_mut("passphrase") {
-        *p = serde_json::Value::from("***");
+    for secret in ["passphrase", "streamid"] {
+        if let Some(p) = value.get_mut(secret) {
+            *p = serde_json::Value::from("***");
+        }
     }
     value
 }

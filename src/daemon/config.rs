@@ -144,6 +144,10 @@ pub struct ChannelSpec {
     /// UDP inputs: the only source addresses accepted; empty = any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_sources: Vec<String>,
+    /// SRT inputs: the only stream id a caller may name (a listener), or the one it names
+    /// (`mode=caller`); 1 to 512 characters. Never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamid: Option<String>,
 }
 
 /// The longest DVR window: a day of segments, held in memory.
@@ -196,6 +200,7 @@ impl ChannelSpec {
             deinterlace: default_deinterlace(),
             passphrase: None,
             allowed_sources: Vec::new(),
+            streamid: None,
         }
     }
 
@@ -284,7 +289,7 @@ impl ChannelSpec {
 }
 
 impl ChannelSpec {
-    /// The input's guard: the passphrase for SRT, the allowed sources for UDP, and a receive
+    /// The input's guard: the passphrase and stream id for SRT, the allowed sources for UDP, and a receive
     /// buffer sized from the ladder (the input's rate is not known before it arrives).
     fn input_guard(&self, input: &LiveSource) -> Result<InputGuard, (&'static str, String)> {
         let url = match input {
@@ -300,6 +305,14 @@ impl ChannelSpec {
                     "passphrase",
                     "SRT passphrases are 10 to 79 characters".into(),
                 ));
+            }
+        }
+        if let Some(id) = &self.streamid {
+            if !url.starts_with("srt://") {
+                return Err(("streamid", "only SRT inputs take a stream id".into()));
+            }
+            if !(1..=512).contains(&id.len()) {
+                return Err(("streamid", "SRT stream ids are 1 to 512 characters".into()));
             }
         }
         if !self.allowed_sources.is_empty() && !url.starts_with("udp://") {
@@ -327,7 +340,9 @@ impl ChannelSpec {
             .clamp(crate::ingest::live::DEFAULT_UDP_FIFO_BYTES as u64, 1 << 30)
             as usize;
         Ok(InputGuard {
+            channel: self.name.clone(),
             passphrase: self.passphrase.clone(),
+            streamid: self.streamid.clone(),
             allowed_sources,
             udp_fifo_bytes,
         })

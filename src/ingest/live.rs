@@ -93,8 +93,12 @@ impl LiveSource {
 /// Who may send a network input, and how much it may buffer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InputGuard {
+    /// The channel's name, for the WARNs about refused senders.
+    pub channel: String,
     /// SRT: the passphrase a sender must use (the handshake fails without it).
     pub passphrase: Option<String>,
+    /// SRT: the only stream id a caller may name (a listener), or the one to name (a caller).
+    pub streamid: Option<String>,
     /// UDP: the only source addresses whose packets are taken (empty: any).
     pub allowed_sources: Vec<std::net::IpAddr>,
     /// UDP: the receive FIFO in bytes (0: [`DEFAULT_UDP_FIFO_BYTES`]).
@@ -320,12 +324,27 @@ pub fn open(
                 // sender as long as it takes).
                 options.set("rw_timeout", &SILENT_SENDER_US.to_string());
             }
+            // Where libavformat reads: the URL itself, or the loopback side of a gate.
+            let mut location = url.clone();
+            let mut gate = None;
             if url.starts_with("srt://") {
-                if !url.contains("mode=") {
+                let listener = !url.contains("mode=") || url.contains("mode=listener");
+                if listener {
                     options.set("mode", "listener");
                 }
                 if let Some(passphrase) = &guard.passphrase {
                     options.set("passphrase", passphrase);
+                }
+                if listener && (guard.passphrase.is_some() || guard.streamid.is_some()) {
+                    let (inner, g) =
+                        super::srt_gate::open(url, guard.streamid.as_deref(), &guard.channel)
+                            .map_err(|reason| Error::Open {
+                                path: url.clone(),
+                                reason,
+                            })?;
+                    (location, gate) = (inner, Some(g));
+                } else if let Some(id) = guard.streamid.as_deref().filter(|_| !listener) {
+                    options.set("streamid", id);
                 }
             }
             if url.starts_with("udp://") {
@@ -337,27 +356,43 @@ pub fn open(
                 options.set("fifo_size", &(bytes / TS_PACKET).max(64).to_string());
                 options.set("overrun_nonfatal", "1");
                 if !guard.allowed_sources.is_empty() {
-                    let list: Vec<String> = guard
-                        .allowed_sources
-                        .iter()
-                        .map(|ip| ip.to_string())
-                        .collect();
-                    options.set("sources", &list.join(","));
+                    let (inner, g) =
+                        super::udp_gate::open(url, &guard.allowed_sources, &guard.channel, bytes)
+                            .map_err(|reason| Error::Open {
+                            path: url.clone(),
+                            reason,
+                        })?;
+                    (location, gate) = (inner, Some(g));
                 }
             }
             if url.starts_with("rtmp://") {
                 super::rtmp_key::install();
                 super::rtmp_key::reset();
             }
-            let source = open_with_format(url, None, options, Some(watchdog))?;
+            let mut source = open_with_format(&location, None, options, Some(watchdog))
+                .map_err(|e| named_as(e, url))?;
             if url.starts_with("rtmp://") && super::rtmp_key::wrong_key_seen() {
                 return Err(Error::Open {
                     path: url.clone(),
                     reason: "refused: the publisher named another stream key".into(),
                 });
             }
+            source.location = url.clone();
+            source.gate = gate;
             Ok(source)
         }
+    }
+}
+
+/// An error about a gate's loopback side, told about the input's own URL.
+fn named_as(error: Error, url: &str) -> Error {
+    match error {
+        Error::Open { reason, .. } => Error::Open {
+            path: url.into(),
+            reason,
+        },
+        Error::NoVideo(_) => Error::NoVideo(url.into()),
+        other => other,
     }
 }
 

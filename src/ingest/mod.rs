@@ -5,8 +5,12 @@
 
 pub mod decode;
 pub mod deinterlace;
+mod gate;
 pub mod live;
 mod rtmp_key;
+mod srt_gate;
+mod srt_handshake;
+mod udp_gate;
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +79,9 @@ pub struct Source {
     pub audio: Option<AudioInfo>,
     /// Container duration in seconds, when known.
     pub duration: Option<f64>,
+    /// The gate a guarded network input is read through; it closes after `input` (fields drop
+    /// in order).
+    pub gate: Option<gate::Gate>,
 }
 
 /// Reads the next packet into `packet`, releasing what it held first.
@@ -196,6 +203,7 @@ pub(crate) fn describe(input: ff::format::context::Input, location: &str) -> Res
         video,
         audio,
         duration,
+        gate: None,
     })
 }
 /// The stream's frame rate: average if sane, else the container's base rate, else 30.
