@@ -254,7 +254,7 @@ fn beeps(file: &Path) -> Vec<f64> {
         let last = last_loud.get_or_insert(t0);
         for (i, s) in frame.plane::<f32>(0).iter().enumerate() {
             let t = t0 + i as f64 / rate;
-            if s.abs() > 0.1 {
+            if s.abs() > 0.25 {
                 if t - *last > 0.3 {
                     onsets.push(t);
                 }
