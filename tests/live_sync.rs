@@ -404,16 +404,16 @@ fn flash_and_beep_stay_together_over_udp_and_srt_with_jitter() {
 
     // 60 s of the first session, from 3 s after the feed started.
     let senders_1 = senders(&source, relay_in, bridge_in, srt_port, 0);
-    let from = media_now() + 3.0;
-    std::thread::sleep(Duration::from_secs(64));
+    let from = media_now() + 5.0;
+    std::thread::sleep(Duration::from_secs(66));
     let to = media_now() - 1.0;
     drop(senders_1);
 
     // The sender restarts with other timestamps (and the SRT caller reconnects).
     std::thread::sleep(Duration::from_secs(3));
     let senders_2 = senders(&source, relay_in, bridge_in, srt_port, 5000);
-    let from_2 = media_now() + 3.0;
-    std::thread::sleep(Duration::from_secs(22));
+    let from_2 = media_now() + 5.0;
+    std::thread::sleep(Duration::from_secs(24));
     let to_2 = media_now() - 1.0;
     drop(senders_2);
 

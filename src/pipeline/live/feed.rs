@@ -14,8 +14,9 @@ use crate::encode::audio::SAMPLE_RATE;
 /// Pictures waiting at most; beyond, the oldest is shown early (dropped, in effect). Enough
 /// for [`super::timeline::INITIAL_LEAD`] at 120 fps.
 const PICTURES_MAX: usize = 32;
-/// Sound held at most, in seconds; beyond, the oldest is dropped.
-pub(super) const SOUND_MAX_SECONDS: f64 = 1.0;
+/// Sound held at most, in seconds; beyond, the oldest is dropped. More than the lead a session
+/// may have before it counts as a jump (timeline.rs), so sound placed ahead is never lost.
+pub(super) const SOUND_MAX_SECONDS: f64 = 3.0;
 
 #[derive(Default)]
 pub(super) struct Feed {

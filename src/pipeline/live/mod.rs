@@ -32,7 +32,7 @@
 //!
 //! Every queue is bounded: `RUNG_QUEUE` frames per rung (a slow encoder makes the clock wait,
 //! then skip ahead rather than fall behind), `EVENT_QUEUE` segments towards the publisher; the
-//! feed holds at most 32 pictures and one second of sound. The timing model (epoch locking,
+//! feed holds at most 32 pictures and 3 s of sound. The timing model (epoch locking,
 //! numbering, the formulas players use) is in docs/timing.md.
 
 mod audio;
