@@ -11,9 +11,12 @@ use ffmpeg_next as ff;
 
 use crate::encode::audio::SAMPLE_RATE;
 
-/// Pictures waiting at most; beyond, the oldest is shown early (dropped, in effect). Enough
-/// for [`super::timeline::INITIAL_LEAD`] at 120 fps.
-const PICTURES_MAX: usize = 32;
+/// Pictures waiting at most, in seconds of the input: the furthest ahead a session places
+/// them (timeline.rs) and a margin. Beyond, the oldest is shown early (dropped, in effect).
+const PICTURES_SECONDS: f64 = super::timeline::JUMP_EARLY + 0.5;
+/// And in bytes, whatever the input's rate and size (a hostile sender's 4096x2304 at 60 fps
+/// two seconds ahead would otherwise hold 2 GB).
+const PICTURES_BYTES: usize = 1 << 30;
 /// Sound held at most, in seconds; beyond, the oldest is dropped. More than the lead a session
 /// may have before it counts as a jump (timeline.rs), so sound placed ahead is never lost.
 pub(super) const SOUND_MAX_SECONDS: f64 = 3.0;
@@ -34,7 +37,12 @@ pub(super) struct Feed {
 impl Feed {
     /// A decoded picture for output time `at` (channel seconds).
     pub(super) fn push_picture(&self, at: f64, frame: ff::frame::Video) {
-        lock(&self.video).push(at, Arc::new(frame), Instant::now());
+        let interval = self.picture_interval_us.load(Ordering::Relaxed).max(1) as f64 / 1e6;
+        let bytes = picture_bytes(&frame).max(1);
+        let limit = ((PICTURES_SECONDS / interval).ceil() as usize)
+            .min(PICTURES_BYTES / bytes)
+            .max(8);
+        lock(&self.video).push(at, Arc::new(frame), Instant::now(), limit);
     }
 
     /// Decoded sound for output sample `position` (48 kHz since the Unix epoch): non-finite
@@ -57,6 +65,13 @@ impl Feed {
     }
 }
 
+/// The memory a decoded picture holds.
+fn picture_bytes(frame: &ff::frame::Video) -> usize {
+    (0..frame.planes())
+        .map(|i| frame.stride(i) * frame.plane_height(i) as usize)
+        .sum()
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -70,13 +85,13 @@ pub(super) struct PictureQueue {
 }
 
 impl PictureQueue {
-    fn push(&mut self, at: f64, frame: Arc<ff::frame::Video>, arrived: Instant) {
+    fn push(&mut self, at: f64, frame: Arc<ff::frame::Video>, arrived: Instant, limit: usize) {
         // A new session's pictures replace the ones they overlap.
         while self.waiting.back().is_some_and(|(t, _)| *t >= at) {
             self.waiting.pop_back();
         }
         self.waiting.push_back((at, frame));
-        while self.waiting.len() > PICTURES_MAX {
+        while self.waiting.len() > limit {
             self.shown = self.waiting.pop_front().map(|(_, f)| f);
         }
         self.last_arrival = Some(arrived);
@@ -223,8 +238,8 @@ mod tests {
         let loss = Duration::from_secs(1);
         assert!(q.picture_at(0.0, 0.02, loss).is_none());
         let (a, b) = (picture(), picture());
-        q.push(10.0, a.clone(), Instant::now());
-        q.push(10.04, b.clone(), Instant::now());
+        q.push(10.0, a.clone(), Instant::now(), 8);
+        q.push(10.04, b.clone(), Instant::now(), 8);
         // Not due yet: nothing on screen.
         assert!(q.picture_at(9.9, 0.02, loss).is_none());
         assert!(Arc::ptr_eq(&q.picture_at(9.99, 0.02, loss).unwrap(), &a));
@@ -232,8 +247,8 @@ mod tests {
         // Nothing newer: the last one stays; a picture from a new session replaces later ones.
         assert!(Arc::ptr_eq(&q.picture_at(10.2, 0.02, loss).unwrap(), &b));
         let c = picture();
-        q.push(11.0, picture(), Instant::now());
-        q.push(10.5, c.clone(), Instant::now());
+        q.push(11.0, picture(), Instant::now(), 8);
+        q.push(10.5, c.clone(), Instant::now(), 8);
         assert!(Arc::ptr_eq(&q.picture_at(12.0, 0.02, loss).unwrap(), &c));
         // Nothing arrived for longer than `loss`.
         q.last_arrival = Some(Instant::now() - Duration::from_secs(2));

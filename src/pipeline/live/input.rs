@@ -167,6 +167,7 @@ impl InputLoop {
                             }
                             None => now + INITIAL_LEAD,
                         };
+                        tracing::trace!(channel = %self.channel, at, early = at - now, "picture placed");
                         self.feed.push_picture(at, frame);
                     })?;
                 }
@@ -184,8 +185,10 @@ impl InputLoop {
                             _ => now + INITIAL_LEAD,
                         };
                         let rate = crate::encode::audio::SAMPLE_RATE as f64;
+                        let mapped = (at * rate).round() as i64;
                         let (position, correction) =
-                            placement.sound.place((at * rate).round() as i64);
+                            placement.sound.place(mapped, placement.timeline.steps);
+                        tracing::trace!(channel = %self.channel, at, early = at - now, behind_mapped = mapped - position, correction = correction.samples, "sound placed");
                         let placed = resampler
                             .compensate(correction.samples, correction.span)
                             .and_then(|()| resampler.run(&frame));

@@ -11,8 +11,13 @@
 //! larger than the lead) and shrinks when every item arrives well ahead (latency to give
 //! back), and in both cases it absorbs the drift between the sender's clock and ours. It moves
 //! at most `SLEW_UP` / `SLEW_DOWN` seconds per second, little enough for the sound to follow
-//! by resampling ([`SoundPlacement`]) rather than by gaps. Only a jump in the timestamps
-//! (a sender restarted, a wrap) starts a new session, at the lead the old one had.
+//! by resampling ([`SoundPlacement`]) rather than by gaps. Two things step it instead: an item
+//! so late that it would miss its instant (a lead too small for how the input bursts: it
+//! steps up to `TARGET_EARLY` for that item, at once, since otherwise pictures would be late
+//! and sound lost for as long as a slew takes), and a jump in the timestamps (a sender
+//! restarted, a wrap), which starts a new session at the lead the old one had. At a step,
+//! pictures and sound move together: the sound is placed anew (a short gap), never left
+//! behind the pictures while a resampler catches up.
 
 /// How long before it is due a new session's first item is placed.
 pub(super) const INITIAL_LEAD: f64 = 0.25;
@@ -24,9 +29,12 @@ const SLEW_DOWN: f64 = 0.001;
 /// How often the offset is adjusted, and over how many such periods the latest item counts.
 const ADJUST_EVERY: f64 = 0.5;
 const WINDOWS: usize = 6;
+/// An item later than this would miss its output instant (the clocks send each instant
+/// `OUTPUT_DELAY` after it, 60 ms): the offset steps up rather than slews.
+const STEP_LATE: f64 = -0.03;
 /// Items this late, or this far ahead, do not belong to the session: their timestamps jumped.
 const JUMP_LATE: f64 = 0.5;
-const JUMP_EARLY: f64 = 2.0;
+pub(super) const JUMP_EARLY: f64 = 2.0;
 /// How long items must keep arriving out of those bounds before a new session starts (a
 /// burst of a backlog after a stall is not a jump).
 const JUMP_CONFIRM: f64 = 0.3;
@@ -43,6 +51,8 @@ pub(super) struct SessionTimeline {
     last_adjust: f64,
     /// Sessions started so far (1 after the first item).
     pub(super) sessions: u32,
+    /// Times the offset was set rather than slewed: sessions started, and steps up.
+    pub(super) steps: u32,
 }
 
 impl Default for SessionTimeline {
@@ -53,6 +63,7 @@ impl Default for SessionTimeline {
             windows: std::iter::once(f64::INFINITY).collect(),
             last_adjust: f64::NEG_INFINITY,
             sessions: 0,
+            steps: 0,
         }
     }
 }
@@ -76,6 +87,14 @@ impl SessionTimeline {
             // Not confirmed yet: placed by the old offset, not counted in its regulation.
             return input + offset;
         }
+        if early < STEP_LATE {
+            // The lead is smaller than the input's bursts: a slew would leave pictures late
+            // and sound lost for seconds.
+            self.offset = Some(offset + TARGET_EARLY - early);
+            self.steps += 1;
+            self.observe(TARGET_EARLY, now);
+            return input + offset + TARGET_EARLY - early;
+        }
         self.observe(early, now);
         input + self.offset.unwrap_or(offset)
     }
@@ -86,6 +105,7 @@ impl SessionTimeline {
         self.windows = std::iter::once(f64::INFINITY).collect();
         self.last_adjust = now;
         self.sessions += 1;
+        self.steps += 1;
         now + lead
     }
 
@@ -166,7 +186,8 @@ impl Placement {
 }
 
 /// Sound further than this from where the timeline maps it is placed there at once (a gap
-/// or an overlap): a jump, lost packets. Closer, it is resampled there.
+/// or an overlap): lost packets, a timestamp glitch. Closer, it is resampled there. (When the
+/// timeline steps, the sound is placed anew whatever the difference.)
 const SOUND_SNAP: i64 = 2_400; // 50 ms at 48 kHz
 /// Resampling corrects at most 1 % (a sample in a hundred).
 const CORRECTION_SPAN: i32 = 9_600;
@@ -180,14 +201,18 @@ const MAX_CORRECTION: i64 = 96;
 pub(super) struct SoundPlacement {
     /// Output position (48 kHz samples) just after the last samples placed.
     next: Option<i64>,
+    /// The timeline's step count when the last samples were placed.
+    steps: u32,
 }
 
 impl SoundPlacement {
     /// Where the samples the timeline maps to `mapped` go, and how many samples the resampler
     /// should add (positive) or remove over the next `span` samples to close the difference.
-    pub(super) fn place(&mut self, mapped: i64) -> (i64, Correction) {
+    /// `steps` is the timeline's count of steps: after one, the sound goes where it maps.
+    pub(super) fn place(&mut self, mapped: i64, steps: u32) -> (i64, Correction) {
+        let stepped = std::mem::replace(&mut self.steps, steps) != steps;
         match self.next {
-            Some(next) if (mapped - next).abs() <= SOUND_SNAP => (
+            Some(next) if !stepped && (mapped - next).abs() <= SOUND_SNAP => (
                 next,
                 Correction {
                     samples: (mapped - next).clamp(-MAX_CORRECTION, MAX_CORRECTION) as i32,
@@ -240,7 +265,7 @@ mod tests {
                 }
                 lead = out - now;
                 let mapped = (out * 48_000.0).round() as i64;
-                let (position, correction) = sound.place(mapped);
+                let (position, correction) = sound.place(mapped, timeline.steps);
                 if position == mapped && i > 0 && correction == Correction::default() {
                     snaps += 1;
                 }
@@ -253,6 +278,58 @@ mod tests {
             assert_eq!(snaps, 0, "rate {rate}: sound placed with gaps");
             assert!(lead < 0.3, "rate {rate}: the lead grew to {lead}");
         }
+    }
+
+    /// A sender whose muxer flushes 350 ms of media at a time, restarted with other
+    /// timestamps when the old session had little lead: the new session starts with too small
+    /// a lead for those bursts. It steps up on the first late burst, once, rather than slew for
+    /// half a minute with pictures late and sound lost; the sound moves with it.
+    #[test]
+    fn a_lead_too_small_for_the_bursts_steps_up_at_once() {
+        let mut timeline = SessionTimeline::default();
+        let mut sound = SoundPlacement::default();
+        let burst = 0.35;
+        // Sound frames of 20 ms: (the sender's timestamp, when it arrives). The first two
+        // arrive at the end of a burst, so the lead they give the session is too small for
+        // the bursts that follow.
+        let arrivals = |first: f64, at: f64, seconds: f64| {
+            (0..(seconds / 0.02) as usize).map(move |i| {
+                let t = i as f64 * 0.02;
+                (first + t, at + (((t + 0.32) / burst).floor() + 1.0) * burst)
+            })
+        };
+        // A smooth first session settles on a small lead.
+        for i in 0..3_000 {
+            timeline.place(i as f64 * 0.02, 100.0 + i as f64 * 0.02);
+        }
+        let steps_before = timeline.steps;
+        let mut late = 0;
+        let mut snaps = Vec::new();
+        for (input, now) in arrivals(5_000.0, 160.0, 30.0) {
+            let out = timeline.place(input, now);
+            // The clocks send each instant OUTPUT_DELAY after it: later than that is missed.
+            if out - now < -super::super::OUTPUT_DELAY.as_secs_f64() {
+                late += 1;
+            }
+            let mapped = (out * 48_000.0).round() as i64;
+            let (position, correction) = sound.place(mapped, timeline.steps);
+            if position == mapped && correction == Correction::default() {
+                snaps.push(now);
+            }
+            sound.placed(position, 960);
+        }
+        assert_eq!(timeline.sessions, 2);
+        assert_eq!(late, 0, "items placed to miss their instant");
+        // One step for the new session, one for its first late burst.
+        assert!(
+            timeline.steps - steps_before <= 2,
+            "{} steps",
+            timeline.steps - steps_before
+        );
+        assert!(
+            snaps.len() <= 3 && snaps.iter().all(|&t| t < 161.0),
+            "sound placed anew at {snaps:?}"
+        );
     }
 
     /// A file looped three times, its timestamps starting at 0 each pass: one session, its
