@@ -164,6 +164,9 @@ pub struct ServeArgs {
     /// Serve the /v1 API on its own address instead of the origin's.
     #[arg(long)]
     pub api_listen: Option<String>,
+    /// This node's name in a fleet (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
     /// File holding the API's bearer token (ENCORE_API_TOKEN also sets it).
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
@@ -189,6 +192,9 @@ impl ServeArgs {
         }
         if let Some(addr) = &self.api_listen {
             config.api_listen = Some(addr.clone());
+        }
+        if let Some(node) = &self.node {
+            config.node_name = Some(node.clone());
         }
         if let Some(file) = &self.api_token_file {
             config.api_token_file = Some(file.clone());

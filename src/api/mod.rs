@@ -4,6 +4,7 @@
 mod channels;
 pub mod client;
 mod jobs;
+mod nodes;
 mod problem;
 mod templates;
 
@@ -50,6 +51,7 @@ pub struct Api {
         (name = "jobs", description = "VOD transcodes: submit, watch, cancel, retry"),
         (name = "templates", description = "Named sets of job options"),
         (name = "channels", description = "Live channels"),
+        (name = "nodes", description = "The fleet: load, health, draining"),
     )
 )]
 struct ApiDoc;
@@ -78,7 +80,8 @@ fn v1() -> OpenApiRouter<Api> {
         OpenApiRouter::new()
             .merge(jobs::routes())
             .merge(templates::routes())
-            .merge(channels::routes()),
+            .merge(channels::routes())
+            .merge(nodes::routes()),
     )
 }
 

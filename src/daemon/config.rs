@@ -55,8 +55,11 @@ pub struct Config {
     pub max_attempts: i64,
     /// Signs webhooks: `whsec_` + base64 (Standard Webhooks), or at least 16 characters.
     pub webhook_secret: Option<String>,
-    /// This node's name in job attempts; absent = the host name.
+    /// This node's name in job attempts and the fleet's node list; absent = the host name.
     pub node_name: Option<String>,
+    /// Seconds without a heartbeat after which a node counts as gone and its jobs run
+    /// elsewhere (the same on every node of a fleet).
+    pub lease_time: f64,
     /// Base of the playback URLs in job records (e.g. a CDN); absent = this origin's address.
     pub public_url: Option<String>,
     /// Requests served at once before the origin answers 503 with Retry-After.
@@ -91,6 +94,7 @@ impl Default for Config {
             max_attempts: 3,
             webhook_secret: None,
             node_name: None,
+            lease_time: 30.0,
             public_url: None,
             max_in_flight: 4096,
             max_in_flight_per_client: None,

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 pub use config::{ChannelSpec, Config};
 
+use crate::jobs::fleet::Abilities;
 use crate::jobs::{InputPolicy, Service, Settings, Store};
 use crate::origin::{ChannelPublisher, Origin, OriginConfig};
 use crate::pipeline::live::Publisher;
@@ -225,15 +226,26 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
     let store = Store::open(&url)
         .await
         .map_err(|e| format!("job store {}: {e}", redact(&url)))?;
+    let probe = tokio::task::spawn_blocking(crate::hw::probe)
+        .await
+        .map_err(|e| e.to_string())?;
     let capacity = match config.capacity {
         Some(c) if c > 0.0 && c.is_finite() => c,
         Some(c) => return Err(format!("capacity {c}: must be above zero")),
-        None => crate::jobs::node_capacity(
-            &tokio::task::spawn_blocking(crate::hw::probe)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
+        None => crate::jobs::node_capacity(&probe),
     };
+    if !(config.lease_time >= 2.0 && config.lease_time <= 3600.0) {
+        return Err(format!(
+            "lease_time {}: expected 2 to 3600 seconds",
+            config.lease_time
+        ));
+    }
+    let backends = probe
+        .backends
+        .iter()
+        .filter(|b| b.usable)
+        .map(|b| b.name.clone())
+        .collect();
     let webhook_secret = config
         .webhook_secret
         .as_deref()
@@ -246,6 +258,8 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
         Settings {
             node,
             capacity,
+            abilities: Abilities::new(backends, (config.lease_time * 1000.0) as i64),
+            profile: probe.profile.clone(),
             max_queued: config.max_queued_jobs.max(1),
             max_attempts: config.max_attempts.clamp(1, 100),
             webhook_secret,

@@ -12,6 +12,7 @@
 //! `store` the database (SQLite or PostgreSQL); `service` the scheduler and the runs;
 //! `webhook` the signed deliveries.
 
+pub mod fleet;
 pub mod model;
 pub mod options;
 pub mod service;

@@ -18,14 +18,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, Notify};
 
+use super::fleet::{Abilities, Heartbeat};
 use super::model::{now_ms, rfc3339, JobError, Phase, Progress, State};
 use super::options::{InputPolicy, Resolved, WebhookRequest, WEBHOOK_EVENTS};
 use super::store::{Attempt, Delivery, JobRow, Store, StoreError};
 use crate::pipeline;
 
-/// How long a claim lives without renewal; renewed every [`LEASE_RENEW`].
-const LEASE_MS: i64 = 30_000;
-const LEASE_RENEW: Duration = Duration::from_secs(5);
 /// Progress reaches the store and the event stream at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// The wait before a retryable failure runs again.
@@ -37,6 +35,11 @@ pub struct Settings {
     /// This node's name in attempts and claims (stable across restarts, so it recovers its own).
     pub node: String,
     pub capacity: f64,
+    /// The backends usable here, and the fleet's lease time (a claim lives that long without
+    /// renewal; a node whose heartbeat is older is gone).
+    pub abilities: Abilities,
+    /// The hw-profile that matched this machine.
+    pub profile: Option<String>,
     /// Queued jobs beyond which submissions get 429.
     pub max_queued: i64,
     /// Attempts before an interrupted or retryable job fails.
@@ -128,6 +131,38 @@ impl Service {
         })
     }
 
+    pub fn lease_ms(&self) -> i64 {
+        self.settings.abilities.lease_ms
+    }
+
+    /// Leases and heartbeats are renewed six times per lease (every 5 s at most).
+    fn renew_every(&self) -> Duration {
+        Duration::from_millis((self.lease_ms() / 6).clamp(200, 5_000) as u64)
+    }
+
+    /// Registers this node in the fleet (`started`) or renews its heartbeat.
+    async fn heartbeat(&self, started: bool) -> Result<(), StoreError> {
+        let beat = Heartbeat {
+            url: self
+                .public_base
+                .lock()
+                .map(|b| b.clone())
+                .unwrap_or_default(),
+            profile: self.settings.profile.clone(),
+            capacity_milli: self.capacity_milli(),
+            used_milli: self.used_milli(),
+            running: self.lock_running().len() as i64,
+        };
+        self.store
+            .heartbeat(
+                &self.settings.node,
+                &self.settings.abilities,
+                &beat,
+                started,
+            )
+            .await
+    }
+
     pub fn capacity_milli(&self) -> i64 {
         (self.settings.capacity * 1000.0).round().max(1.0) as i64
     }
@@ -177,12 +212,27 @@ impl Service {
         let attempts = self.store.attempts(&row.id).await?;
         let webhook_deliveries = self.store.deliveries(&row.id).await?;
         let progress = row.progress.clone().filter(|_| row.state == State::Running);
+        // Outputs live on the node that made them: its address, when another node made them.
+        let made_by = attempts
+            .last()
+            .map(|a| a.node.clone())
+            .filter(|n| *n != self.settings.node && row.state == State::Succeeded);
+        let elsewhere = match made_by {
+            Some(node) => self
+                .store
+                .node(&node, self.lease_ms())
+                .await?
+                .map(|n| n.url)
+                .filter(|url| !url.is_empty()),
+            None => None,
+        };
         let playback = (row.state == State::Succeeded).then(|| {
-            let base = self
-                .public_base
-                .lock()
-                .map(|b| b.clone())
-                .unwrap_or_default();
+            let base = elsewhere.unwrap_or_else(|| {
+                self.public_base
+                    .lock()
+                    .map(|b| b.clone())
+                    .unwrap_or_default()
+            });
             Playback {
                 hls: format!("{base}/vod/{}/master.m3u8", row.id),
                 dash: format!("{base}/vod/{}/manifest.mpd", row.id),
@@ -270,14 +320,23 @@ impl Service {
             }
             Err(e) => tracing::error!("cannot recover interrupted jobs: {e}"),
         }
+        if let Err(e) = self.heartbeat(true).await {
+            tracing::warn!("cannot register this node in the store: {e}");
+        }
         tokio::spawn(self.clone().lease_keeper());
         while !self.stopping.load(Ordering::SeqCst) {
             let capacity = self.capacity_milli();
             let free = capacity - self.used_milli();
-            let lease_until = now_ms() + LEASE_MS;
+            let lease_until = now_ms() + self.lease_ms();
             match self
                 .store
-                .claim_next(&self.settings.node, free, capacity, lease_until)
+                .claim_next(
+                    &self.settings.node,
+                    &self.settings.abilities,
+                    free,
+                    capacity,
+                    lease_until,
+                )
                 .await
             {
                 Ok(Some(job)) => {
@@ -318,16 +377,25 @@ impl Service {
             }
             Err(e) => tracing::error!("stopping: cannot give the running jobs back: {e}"),
         }
+        if let Err(e) = self.store.node_stopped(&self.settings.node).await {
+            tracing::warn!("stopping: cannot mark this node stopped: {e}");
+        }
     }
 
-    /// Renews this node's leases, passes on cancels asked elsewhere, and gives back the jobs
-    /// of nodes whose leases ran out.
+    /// Renews this node's leases and heartbeat, passes on cancels asked elsewhere, and gives
+    /// back the jobs of nodes whose leases ran out.
     async fn lease_keeper(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(LEASE_RENEW).await;
+            tokio::time::sleep(self.renew_every()).await;
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = self.heartbeat(false).await {
+                tracing::warn!("cannot renew this node's heartbeat: {e}");
+            }
             match self
                 .store
-                .renew_leases(&self.settings.node, now_ms() + LEASE_MS)
+                .renew_leases(&self.settings.node, now_ms() + self.lease_ms())
                 .await
             {
                 Ok(cancels) => {
@@ -429,7 +497,11 @@ impl Service {
         self.wake.notify_one();
         match finished {
             Ok(Some(_)) => self.state_changed(&job.id).await,
-            Ok(None) => tracing::warn!(job = %job.id, "the job's claim was lost while it ran"),
+            Ok(None) => tracing::warn!(
+                job = %job.id,
+                attempt = job.attempts,
+                "result refused: this attempt's lease ran out while it ran (the job was given to another attempt)"
+            ),
             Err(e) => tracing::error!(job = %job.id, "cannot record the outcome: {e}"),
         }
     }

@@ -34,7 +34,7 @@ pub enum Dialect {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     pub dialect: Dialect,
 }
 
@@ -155,7 +155,8 @@ fn schema(dialect: Dialect) -> Vec<String> {
             error TEXT,
             summary TEXT,
             idempotency_key TEXT UNIQUE,
-            request_hash TEXT)"
+            request_hash TEXT,
+            backend TEXT NOT NULL DEFAULT 'auto')"
             .into(),
         "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority, created_at)".into(),
         "CREATE TABLE IF NOT EXISTS job_attempts (
@@ -301,7 +302,28 @@ impl Store {
         for statement in schema(dialect) {
             store.pool.execute(AssertSqlSafe(statement)).await?;
         }
+        // Columns added since the first release, for stores made before them.
+        store
+            .add_missing_column("jobs", "backend", "TEXT NOT NULL DEFAULT 'auto'")
+            .await?;
+        for statement in super::fleet::schema() {
+            store.pool.execute(AssertSqlSafe(statement)).await?;
+        }
         Ok(store)
+    }
+
+    async fn add_missing_column(
+        &self,
+        table: &str,
+        column: &str,
+        definition: &str,
+    ) -> Result<(), StoreError> {
+        let probe = format!("SELECT {column} FROM {table} LIMIT 0");
+        if self.pool.execute(AssertSqlSafe(probe)).await.is_err() {
+            let add = format!("ALTER TABLE {table} ADD COLUMN {column} {definition}");
+            self.pool.execute(AssertSqlSafe(add)).await?;
+        }
+        Ok(())
     }
 
     /// The database answers.
@@ -320,8 +342,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, state, priority, input, request, options, cost_milli, created_at,
                 updated_at, not_before, attempts, max_attempts, cancel_requested,
-                idempotency_key, request_hash)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7, 0, $8, 0, $9, $10)",
+                idempotency_key, request_hash, backend)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7, 0, $8, 0, $9, $10, $11)",
         )
         .bind(&new.id)
         .bind(new.request.priority)
@@ -333,6 +355,7 @@ impl Store {
         .bind(new.max_attempts)
         .bind(key.clone())
         .bind(hash.clone())
+        .bind(&new.options.backend)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -413,11 +436,17 @@ impl Store {
         Ok(counts)
     }
 
-    /// Claims the head of the queue (highest priority, then oldest) for `node` when its cost
-    /// fits in `free_milli`; a job larger than the whole node runs when the node is idle.
+    /// Claims the head of the queue (highest priority, then oldest) among the jobs `node` can
+    /// run, when its cost fits in `free_milli`; a job larger than the whole node runs when the
+    /// node is idle. A draining node claims nothing.
+    ///
+    /// What a node can run: a job naming a backend goes only to a node where it is usable; an
+    /// `auto` job anywhere, GPU nodes first (a node without one takes it once it has waited
+    /// [`super::fleet::GPU_FIRST_MS`], or when no healthy GPU node has room).
     pub async fn claim_next(
         &self,
         node: &str,
+        can: &super::fleet::Abilities,
         free_milli: i64,
         capacity_milli: i64,
         lease_until: i64,
@@ -433,8 +462,13 @@ impl Store {
             "UPDATE jobs SET state = 'running', node = $1, lease_until = $2, updated_at = $3,
                 attempts = attempts + 1, progress = NULL, error = NULL
              WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before <= $3
+                           AND ($6 LIKE '%,' || backend || ',%' OR backend = 'auto')
+                           AND (backend <> 'auto' OR $7 = 1 OR not_before <= $3 - $8
+                                OR NOT EXISTS (SELECT 1 FROM nodes WHERE gpu = 1 AND draining = 0
+                                  AND heartbeat_at >= $3 - $9 AND used_milli < capacity_milli))
                          ORDER BY priority DESC, created_at ASC, id ASC LIMIT 1 {lock})
                AND state = 'queued' AND (cost_milli <= $4 OR $4 >= $5)
+               AND NOT EXISTS (SELECT 1 FROM nodes WHERE name = $1 AND draining = 1)
              RETURNING {JOB_COLUMNS}"
         )))
         .bind(node)
@@ -442,6 +476,10 @@ impl Store {
         .bind(now)
         .bind(free_milli)
         .bind(capacity_milli)
+        .bind(can.backend_list())
+        .bind(i64::from(can.gpu))
+        .bind(super::fleet::GPU_FIRST_MS)
+        .bind(can.lease_ms)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -591,10 +629,12 @@ impl Store {
         };
         let not_before = now + retry_after_ms.unwrap_or(0);
         let mut tx = self.pool.begin().await?;
+        // Fenced by node and attempt: the result of an attempt whose lease ran out (its job
+        // now runs elsewhere, or again here) is refused.
         let done = sqlx::query(
             "UPDATE jobs SET state = $2, error = $3, summary = $4, progress = NULL, node = NULL,
                 lease_until = NULL, updated_at = $5, not_before = $6
-             WHERE id = $1 AND state = 'running' AND node = $7",
+             WHERE id = $1 AND state = 'running' AND node = $7 AND attempts = $8",
         )
         .bind(&job.id)
         .bind(state.as_str())
@@ -603,8 +643,12 @@ impl Store {
         .bind(now)
         .bind(not_before)
         .bind(node)
+        .bind(job.attempts)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
         let outcome = match (&outcome, state) {
             (Ok(_), _) => "succeeded",
             (Err(_), State::Cancelled) => "cancelled",
@@ -612,7 +656,7 @@ impl Store {
         };
         end_attempt(&mut tx, &job.id, job.attempts, outcome).await?;
         tx.commit().await?;
-        Ok((done.rows_affected() == 1).then_some(state))
+        Ok(Some(state))
     }
 
     pub async fn cancel(&self, id: &str) -> Result<Cancel, StoreError> {

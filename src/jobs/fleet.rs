@@ -1,0 +1,208 @@
+//! The nodes of a fleet on one store: each registers itself and heartbeats (its hw-profile,
+//! usable backends, capacity and load), claims only the work its hardware can do, and can be
+//! drained for an upgrade (it claims nothing new; what runs finishes).
+//!
+//! A node is healthy while its heartbeat is younger than the lease time: past that, the other
+//! nodes give its running jobs back to the queue as a new attempt (service.rs), and a late
+//! result of the old attempt is refused (the store fences every result by node and attempt).
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::model::{now_ms, rfc3339};
+use super::store::{Store, StoreError};
+
+/// How long an `auto` job waits for a GPU node before a node without one takes it (when a
+/// healthy GPU node has room; when none has, it is taken at once).
+pub const GPU_FIRST_MS: i64 = 3_000;
+
+pub(super) fn schema() -> Vec<String> {
+    vec!["CREATE TABLE IF NOT EXISTS nodes (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            profile TEXT,
+            backends TEXT NOT NULL,
+            gpu BIGINT NOT NULL,
+            capacity_milli BIGINT NOT NULL,
+            used_milli BIGINT NOT NULL,
+            running BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            started_at BIGINT NOT NULL,
+            heartbeat_at BIGINT NOT NULL,
+            draining BIGINT NOT NULL DEFAULT 0)"
+        .into()]
+}
+
+/// What a node can run.
+#[derive(Debug, Clone)]
+pub struct Abilities {
+    /// Usable encoding backends: nvenc, vaapi, software.
+    pub backends: Vec<String>,
+    /// A GPU backend is among them: `auto` jobs come here first.
+    pub gpu: bool,
+    /// The fleet's lease time: a heartbeat older than this is a node gone.
+    pub lease_ms: i64,
+}
+
+impl Abilities {
+    pub fn new(backends: Vec<String>, lease_ms: i64) -> Abilities {
+        let gpu = backends.iter().any(|b| b != "software");
+        Abilities {
+            backends,
+            gpu,
+            lease_ms,
+        }
+    }
+
+    /// `,nvenc,software,`: matched with LIKE in the claim.
+    pub(super) fn backend_list(&self) -> String {
+        format!(",{},", self.backends.join(","))
+    }
+}
+
+/// What a node says of itself at each heartbeat.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub url: String,
+    pub profile: Option<String>,
+    pub capacity_milli: i64,
+    pub used_milli: i64,
+    pub running: i64,
+}
+
+/// A node as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    /// Where its origin and API answer.
+    pub url: String,
+    /// The hw-profile that matched its machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Usable encoding backends.
+    pub backends: Vec<String>,
+    /// Capacity units, and those in use by its jobs and live channels.
+    pub capacity: f64,
+    pub used: f64,
+    /// Jobs running on it.
+    pub running_jobs: i64,
+    pub version: String,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    /// Its heartbeat is younger than the lease time.
+    pub healthy: bool,
+    /// It claims no new job.
+    pub draining: bool,
+}
+
+fn node_view(row: &AnyRow, lease_ms: i64) -> Result<NodeView, StoreError> {
+    let backends: String = row.try_get("backends")?;
+    let heartbeat: i64 = row.try_get("heartbeat_at")?;
+    Ok(NodeView {
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        profile: row.try_get("profile")?,
+        backends: backends
+            .split(',')
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .collect(),
+        capacity: row.try_get::<i64, _>("capacity_milli")? as f64 / 1000.0,
+        used: row.try_get::<i64, _>("used_milli")? as f64 / 1000.0,
+        running_jobs: row.try_get("running")?,
+        version: row.try_get("version")?,
+        started_at: rfc3339(row.try_get("started_at")?),
+        heartbeat_at: rfc3339(heartbeat),
+        healthy: heartbeat >= now_ms() - lease_ms,
+        draining: row.try_get::<i64, _>("draining")? != 0,
+    })
+}
+
+const NODE_COLUMNS: &str = "name, url, profile, backends, capacity_milli, used_milli, running, \
+                            version, started_at, heartbeat_at, draining";
+
+impl Store {
+    /// Registers `name` (at its start: `started` is true) or renews its heartbeat. A node
+    /// keeps its draining mark across restarts: an upgrade restarts it drained.
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        can: &Abilities,
+        beat: &Heartbeat,
+        started: bool,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO nodes (name, url, profile, backends, gpu, capacity_milli, used_milli,
+                running, version, started_at, heartbeat_at, draining)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0)
+             ON CONFLICT (name) DO UPDATE SET url = excluded.url, profile = excluded.profile,
+                backends = excluded.backends, gpu = excluded.gpu,
+                capacity_milli = excluded.capacity_milli, used_milli = excluded.used_milli,
+                running = excluded.running, version = excluded.version,
+                heartbeat_at = excluded.heartbeat_at,
+                started_at = CASE WHEN $11 = 1 THEN excluded.started_at ELSE nodes.started_at END",
+        )
+        .bind(name)
+        .bind(&beat.url)
+        .bind(beat.profile.clone())
+        .bind(can.backends.join(","))
+        .bind(i64::from(can.gpu))
+        .bind(beat.capacity_milli)
+        .bind(beat.used_milli)
+        .bind(beat.running)
+        .bind(env!("CARGO_PKG_VERSION"))
+        .bind(now)
+        .bind(i64::from(started))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `name` stopped in good order: listed as not healthy at once.
+    pub async fn node_stopped(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE nodes SET heartbeat_at = 0, used_milli = 0, running = 0 WHERE name = $1",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every node that ever registered, by name.
+    pub async fn nodes(&self, lease_ms: i64) -> Result<Vec<NodeView>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| node_view(r, lease_ms)).collect()
+    }
+
+    pub async fn node(&self, name: &str, lease_ms: i64) -> Result<Option<NodeView>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| node_view(r, lease_ms)).transpose()
+    }
+
+    /// Marks `name` draining (or not); the node as it is now, if it exists.
+    pub async fn set_draining(
+        &self,
+        name: &str,
+        draining: bool,
+        lease_ms: i64,
+    ) -> Result<Option<NodeView>, StoreError> {
+        sqlx::query("UPDATE nodes SET draining = $2 WHERE name = $1")
+            .bind(name)
+            .bind(i64::from(draining))
+            .execute(&self.pool)
+            .await?;
+        self.node(name, lease_ms).await
+    }
+}
