@@ -112,6 +112,9 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         .public_base
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = base.clone();
+    // In the fleet's node list, with its address, before it claims anything.
+    service.register().await;
+    tokio::spawn(service.clone().scheduler());
     println!("encore: serving on http://{addr}");
 
     let channels = Arc::new(Channels::new(
@@ -270,7 +273,6 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
             vod_root: vod_root.to_path_buf(),
         },
     );
-    tokio::spawn(service.clone().scheduler());
     tokio::spawn(crate::jobs::webhook::sender(service.clone()));
     Ok(service)
 }

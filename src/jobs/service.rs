@@ -309,6 +309,13 @@ impl Service {
         Ok(())
     }
 
+    /// Enters this node in the fleet's list (its heartbeat keeps it there).
+    pub async fn register(&self) {
+        if let Err(e) = self.heartbeat(true).await {
+            tracing::warn!("cannot register this node in the store: {e}");
+        }
+    }
+
     /// Claims and starts jobs while capacity allows, until the daemon stops.
     pub async fn scheduler(self: Arc<Self>) {
         match self.store.recover_interrupted(&self.settings.node).await {
@@ -319,9 +326,6 @@ impl Service {
                 }
             }
             Err(e) => tracing::error!("cannot recover interrupted jobs: {e}"),
-        }
-        if let Err(e) = self.heartbeat(true).await {
-            tracing::warn!("cannot register this node in the store: {e}");
         }
         tokio::spawn(self.clone().lease_keeper());
         while !self.stopping.load(Ordering::SeqCst) {

@@ -99,12 +99,23 @@ impl Node {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Node {
+        Node::start_named(dir, backend, "test-node", extra, env)
+    }
+
+    /// A node named `name` (several share one PostgreSQL in a fleet).
+    pub fn start_named(
+        dir: &Path,
+        backend: &Backend,
+        name: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let data = dir.join("data");
         let config = dir.join("encore.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nnode_name = \"test-node\"\n{}{extra}",
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nnode_name = \"{name}\"\n{}{extra}",
                 data.display(),
                 backend.config_line()
             ),
