@@ -388,26 +388,51 @@ impl Service {
 
     /// Renews this node's leases and heartbeat, passes on cancels asked elsewhere, and gives
     /// back the jobs of nodes whose leases ran out.
+    ///
+    /// After the store was unreachable (a database restart), every node's leases look expired
+    /// when it answers again: this node judges the others only once it has reached the store
+    /// for a whole lease time, so that they had the time to renew theirs.
     async fn lease_keeper(self: Arc<Self>) {
+        let lease = Duration::from_millis(self.lease_ms() as u64);
+        let mut reached_since: Option<std::time::Instant> = Some(std::time::Instant::now());
+        let mut last_reached = std::time::Instant::now();
+        let mut unreachable = false;
         loop {
             tokio::time::sleep(self.renew_every()).await;
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            if let Err(e) = self.heartbeat(false).await {
-                tracing::warn!("cannot renew this node's heartbeat: {e}");
-            }
-            match self
+            let beat = self.heartbeat(false).await;
+            let renewed = self
                 .store
                 .renew_leases(&self.settings.node, now_ms() + self.lease_ms())
-                .await
-            {
-                Ok(cancels) => {
-                    for id in cancels {
-                        self.stop_local(&id);
+                .await;
+            match (&beat, &renewed) {
+                (Ok(()), Ok(_)) => {
+                    if std::mem::take(&mut unreachable) {
+                        tracing::info!("the job store answers again");
                     }
+                    // A round that waited long for a connection was an outage too.
+                    if last_reached.elapsed() > lease / 2 {
+                        reached_since = None;
+                    }
+                    reached_since.get_or_insert_with(std::time::Instant::now);
+                    last_reached = std::time::Instant::now();
                 }
-                Err(e) => tracing::warn!("cannot renew leases: {e}"),
+                (Err(e), _) | (_, Err(e)) => {
+                    if !std::mem::replace(&mut unreachable, true) {
+                        tracing::warn!("cannot renew this node's leases: {e}");
+                    }
+                    reached_since = None;
+                }
+            }
+            if let Ok(cancels) = renewed {
+                for id in cancels {
+                    self.stop_local(&id);
+                }
+            }
+            if !reached_since.is_some_and(|t| t.elapsed() >= lease) {
+                continue;
             }
             // Only expired leases: no node is named "".
             if let Ok(changed) = self.store.recover_interrupted("").await {
@@ -488,7 +513,9 @@ impl Service {
         };
         metrics::histogram!("encore_job_duration_seconds", "outcome" => label)
             .record(started.elapsed().as_secs_f64());
-        let finished = self
+        // Recorded once the store answers (it may be restarting); the lease stays renewed
+        // meanwhile, since the job is still this node's.
+        let mut finished = self
             .store
             .finish(
                 &job,
@@ -497,6 +524,20 @@ impl Service {
                 Some(RETRY_AFTER_MS),
             )
             .await;
+        let mut wait = Duration::from_millis(250);
+        while finished.is_err() && !self.stopping.load(Ordering::SeqCst) {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            finished = self
+                .store
+                .finish(
+                    &job,
+                    &self.settings.node,
+                    outcome.as_ref(),
+                    Some(RETRY_AFTER_MS),
+                )
+                .await;
+        }
         self.lock_running().remove(&job.id);
         self.wake.notify_one();
         match finished {

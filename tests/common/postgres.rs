@@ -55,18 +55,32 @@ impl Postgres {
             user,
             dir,
         };
-        let (data, log) = (pg.data_dir(), pg.log_file());
+        let data = pg.data_dir();
         // C locale (the environment's may not be installed); no fsync: the data is thrown away.
         let initdb = [
             "-D", &data, "-A", "trust", "-U", "encore", "--locale", "C", "-E", "UTF8", "-N",
         ];
         pg.run_pg("initdb", &initdb);
-        let socket = pg.dir.path().display();
-        let options = format!("-k {socket} -h 127.0.0.1 -p {port} -c fsync=off");
-        let start = ["-D", &data, "-l", &log, "-o", &options, "-w", "start"];
-        pg.run_pg("pg_ctl", &start);
+        pg.start_server();
         pg.database("encore");
         pg
+    }
+
+    fn start_server(&self) {
+        let (data, log) = (self.data_dir(), self.log_file());
+        let socket = self.dir.path().display();
+        let options = format!("-k {socket} -h 127.0.0.1 -p {} -c fsync=off", self.port);
+        let start = ["-D", &data, "-l", &log, "-o", &options, "-w", "start"];
+        self.run_pg("pg_ctl", &start);
+    }
+
+    /// Stops the server as a crash would (connections cut, no checkpoint), keeps it down for
+    /// `down`, and starts it again on the same port and data.
+    pub fn restart(&self, down: std::time::Duration) {
+        let data = self.data_dir();
+        self.run_pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        std::thread::sleep(down);
+        self.start_server();
     }
 
     /// A new empty database on the same server; returns its postgres:// URL.
