@@ -44,11 +44,19 @@ fn players_available() -> bool {
 
 /// Plays `url` with `kind` (hls or dash) for `seconds` and returns the page's report.
 fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
-    let out = Command::new("node")
+    play_with(kind, url, seconds, None)
+}
+
+/// As `play`; `cmcd`: the player sends CMCD with this session id.
+fn play_with(kind: &str, url: &str, seconds: u32, cmcd: Option<&str>) -> serde_json::Value {
+    let mut command = Command::new("node");
+    command
         .arg(players_dir().join("play.js"))
-        .args([kind, url, &seconds.to_string()])
-        .output()
-        .unwrap();
+        .args([kind, url, &seconds.to_string()]);
+    if let Some(session) = cmcd {
+        command.env("PLAYER_CMCD", session);
+    }
+    let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -120,4 +128,52 @@ fn hls_js_and_dash_js_play_live_and_vod() {
         let report = play(kind, &url, seconds);
         assert_played(kind, &url, &report, levels, min_played);
     }
+}
+
+/// The value of the sample `series` (name and labels exactly as written) in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// hls.js with CMCD on (CTA-5004, in the query string) plays a channel; the origin's QoE
+/// series then show its one session, the bitrates it chose by rendition, and its buffer.
+#[test]
+fn hls_js_sends_cmcd_and_the_origin_counts_its_session() {
+    if !players_available() {
+        return;
+    }
+    let d = Daemon::start(
+        "[[channels]]\nname = \"news\"\ninput = \"test:640x360@30\"\nladder = \"360:800k,240:400k\"\n",
+    );
+    d.wait_for("/live/news/master.m3u8", Duration::from_secs(15));
+    // Malformed CMCD is counted, never an error to the player.
+    let bad = d.get("/live/news/master.m3u8?CMCD=br%3Dabc%2Csid%3Dunquoted");
+    assert_eq!(bad.status(), 200);
+    let url = format!("{}/live/news/master.m3u8", d.base);
+    let report = play_with("hls", &url, 10, Some("qoe-test-session"));
+    assert_played("hls", &url, &report, 2, 3.0);
+    let metrics = d.get("/metrics").text().unwrap();
+    let qoe: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("_qoe_") || l.contains("cmcd"))
+        .collect();
+    println!("{}", qoe.join("\n"));
+    assert_eq!(sample(&metrics, "encore_qoe_sessions_active"), Some(1.0));
+    assert_eq!(sample(&metrics, "encore_cmcd_malformed_total"), Some(1.0));
+    assert!(sample(&metrics, "encore_cmcd_requests_total").unwrap() >= 5.0);
+    assert!(sample(&metrics, "encore_qoe_bitrate_kbps_count").unwrap() >= 3.0);
+    assert!(sample(&metrics, "encore_qoe_buffer_length_seconds_count").unwrap() >= 3.0);
+    let by_rendition: f64 = ["360p", "240p"]
+        .iter()
+        .filter_map(|r| {
+            sample(
+                &metrics,
+                &format!("encore_qoe_requests_by_rendition_total{{rendition=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert!(by_rendition >= 3.0, "{qoe:?}");
 }

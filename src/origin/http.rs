@@ -51,7 +51,8 @@ pub(crate) fn preflight() -> Response {
     h.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(
-            "Range, If-None-Match, If-Modified-Since, If-Range, Cache-Control",
+            "Range, If-None-Match, If-Modified-Since, If-Range, Cache-Control, \
+             CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session",
         ),
     );
     h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));

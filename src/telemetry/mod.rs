@@ -17,6 +17,8 @@ use metrics_util::MetricKindMask;
 
 use crate::jobs::Service;
 
+pub mod cmcd;
+
 /// Request latency buckets, seconds: a segment from memory takes well under a millisecond, a
 /// held live-edge request up to a segment duration.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -43,6 +45,15 @@ pub fn handle() -> &'static PrometheusHandle {
                     &JOB_BUCKETS,
                 )
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("encore_qoe_buffer_length_seconds".into()),
+                    &cmcd::BUFFER_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_kbps".into()), &cmcd::KBPS_BUCKETS)
+            })
             .expect("bucket lists are not empty")
             // A finished job's speed gauge goes away on its own.
             .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(60)))
@@ -59,14 +70,29 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().as_str().to_string();
+    let player = cmcd::of_request(request.uri().query(), request.headers());
+    let media_path = request.uri().path().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
+    if let Some(player) = player {
+        let served = response.status().is_success();
+        cmcd::record(player, served.then(|| rendition_of(&media_path)).flatten());
+    }
     let status = response.status().as_u16().to_string();
     metrics::counter!("encore_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("encore_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The rendition folder of a media path (`/live/news/720p/5.m4s` → `720p`).
+fn rendition_of(path: &str) -> Option<&str> {
+    let mut parts = path.rsplit('/');
+    let file = parts.next()?;
+    let folder = parts.next()?;
+    let media = [".m4s", ".mp4", ".m3u8"].iter().any(|e| file.ends_with(e));
+    (media && path.matches('/').count() >= 4 && !folder.is_empty()).then_some(folder)
 }
 
 /// The text of `/metrics`: the gauges read now, then everything recorded.
@@ -86,6 +112,9 @@ pub async fn render(service: &Service) -> String {
     }
     metrics::gauge!("encore_capacity_units").set(service.settings.capacity);
     metrics::gauge!("encore_capacity_used_units").set(service.used_milli() as f64 / 1000.0);
+    let (active, starved) = cmcd::sessions().counts();
+    metrics::gauge!("encore_qoe_sessions_active").set(active as f64);
+    metrics::gauge!("encore_qoe_starved_sessions").set(starved as f64);
     handle.run_upkeep();
     handle.render()
 }

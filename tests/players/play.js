@@ -2,6 +2,9 @@
 //
 //   node play.js hls|dash URL SECONDS
 //
+// With PLAYER_CMCD=SESSION_ID in the environment, the player sends CMCD (CTA-5004) with that
+// session id, in the query string.
+//
 // The player library is hls.js or dash.js from this folder's node_modules (`npm ci`); Chromium is
 // the system's (`CHROMIUM`, default /usr/bin/chromium). The page starts muted playback, records
 // every player error, and after SECONDS of wall time reports the video element's state, with
@@ -28,7 +31,7 @@ async function main() {
     await page.setContent('<!doctype html><body><video id="v" muted playsinline></video></body>');
     const library = kind === 'hls' ? 'hls.js/dist/hls.min.js' : 'dashjs/dist/dash.all.min.js';
     await page.addScriptTag({ path: require.resolve(library) });
-    await page.evaluate((kind, url) => {
+    await page.evaluate((kind, url, cmcdSession) => {
       const video = document.getElementById('v');
       window.report = { errors: [], levels: 0, firstPlayingTime: null };
       // Media time at the first 'playing': live DASH starts far from zero.
@@ -36,7 +39,8 @@ async function main() {
         if (window.report.firstPlayingTime === null) window.report.firstPlayingTime = video.currentTime;
       });
       if (kind === 'hls') {
-        const hls = new Hls({ enableWorker: false });
+        const cmcd = cmcdSession ? { sessionId: cmcdSession, contentId: 'test', useHeaders: false } : undefined;
+        const hls = new Hls({ enableWorker: false, cmcd });
         hls.on(Hls.Events.ERROR, (_, d) => window.report.errors.push(
           { fatal: !!d.fatal, type: d.type, details: d.details, reason: d.reason || String(d.error || '') }));
         hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => { window.report.levels = d.levels.length; });
@@ -45,6 +49,9 @@ async function main() {
       } else {
         const player = dashjs.MediaPlayer().create();
         player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_NONE } });
+        if (cmcdSession) {
+          player.updateSettings({ streaming: { cmcd: { enabled: true, sid: cmcdSession, cid: 'test', mode: 'query' } } });
+        }
         player.on(dashjs.MediaPlayer.events.ERROR, (e) => window.report.errors.push(
           { fatal: true, type: 'dash', details: String(e.error && (e.error.message || e.error.code) || e.error) }));
         player.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => {
@@ -53,7 +60,7 @@ async function main() {
         player.initialize(video, url, true);
       }
       video.play().catch(() => {});
-    }, kind, url);
+    }, kind, url, process.env.PLAYER_CMCD || '');
     await new Promise((r) => setTimeout(r, Number(seconds || 10) * 1000));
     const state = await page.evaluate(() => {
       const v = document.getElementById('v');
