@@ -515,20 +515,9 @@ impl Service {
             .record(started.elapsed().as_secs_f64());
         // Recorded once the store answers (it may be restarting); the lease stays renewed
         // meanwhile, since the job is still this node's.
-        let mut finished = self
-            .store
-            .finish(
-                &job,
-                &self.settings.node,
-                outcome.as_ref(),
-                Some(RETRY_AFTER_MS),
-            )
-            .await;
         let mut wait = Duration::from_millis(250);
-        while finished.is_err() && !self.stopping.load(Ordering::SeqCst) {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-            finished = self
+        let finished = loop {
+            let recorded = self
                 .store
                 .finish(
                     &job,
@@ -537,7 +526,12 @@ impl Service {
                     Some(RETRY_AFTER_MS),
                 )
                 .await;
-        }
+            if recorded.is_ok() || self.stopping.load(Ordering::SeqCst) {
+                break recorded;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        };
         self.lock_running().remove(&job.id);
         self.wake.notify_one();
         match finished {
