@@ -2,13 +2,14 @@
 #   make run    install what is missing, build, and run the daemon with a live demo channel
 #   make test   install what is missing, build, and run every test
 #   make test-gpu  the GPU tests only (on a machine with an NVIDIA GPU or VA-API)
+#   make deb    the Debian package (binary, systemd unit, configuration)
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 VENV := tests/openapi/.venv
 SAMPLE := out/sample-source.mp4
 
-.PHONY: run sample test test-gpu deps test-deps build release bench loadgen-report fmt clean
+.PHONY: run sample test test-gpu deps test-deps build release deb bench loadgen-report fmt clean
 
 deps:
 	@bash packaging/install-deps.sh
@@ -30,6 +31,10 @@ build: deps
 	$(CARGO) build --release
 
 release: build
+
+# The Debian package: target/debian/encore_VERSION_ARCH.deb (packaging/build-deb.sh).
+deb: build
+	@bash packaging/build-deb.sh
 
 # The main job: the daemon with the demo channel (a live ABR ladder from the test pattern).
 run: build

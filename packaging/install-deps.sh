@@ -43,6 +43,8 @@ if $test; then
   # `make test-deps` puts the OpenAPI checkers (tests/openapi/requirements.txt) in a venv,
   # which Debian's python3 cannot make without it (no ensurepip)
   packages+=(python3-venv)
+  # tests/packaging.rs: `systemd-analyze verify` on the unit, dpkg-deb on the package
+  packages+=(systemd binutils)
 fi
 
 if $bench; then

@@ -5,6 +5,7 @@
 mod channels;
 pub mod config;
 mod http;
+mod notify;
 mod signals;
 
 use std::path::Path;
@@ -184,13 +185,22 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    // The origin listens and the channels started: a notify-aware supervisor (systemd's
+    // Type=notify) may start what depends on Encore now.
+    notify::notify(&format!("READY=1\nSTATUS=serving on http://{addr}"));
+    if let Some(every) = notify::watchdog_interval() {
+        tokio::spawn(keep_alive(every, channels.clone()));
+    }
 
     while signals.next().await == signals::Request::Reload {
+        notify::notify("RELOADING=1");
         match reload() {
             Ok(new) => channels.reload(new.channels).await,
             Err(e) => tracing::error!("SIGHUP: configuration not reloaded: {e}"),
         }
+        notify::notify("READY=1");
     }
+    notify::notify("STOPPING=1");
     signals.exit_on_next_stop();
     tracing::info!("stopping: closing the current segments");
     service.stop().await;
@@ -207,6 +217,20 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
             STOP_GRACE.as_secs(),
             late.join(", ")
         )))
+    }
+}
+
+/// Tells the service manager's watchdog the daemon is alive, as long as its runtime runs and
+/// the channels' registry answers (a deadlock there stops the keep-alives, and the manager
+/// restarts the daemon).
+async fn keep_alive(every: Duration, channels: Arc<Channels>) {
+    loop {
+        let registry = channels.clone();
+        let answers = tokio::task::spawn_blocking(move || registry.contains(""));
+        if tokio::time::timeout(every, answers).await.is_ok() {
+            notify::notify("WATCHDOG=1");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
