@@ -379,14 +379,15 @@ fn feeds_a_live_channel_does_not_take_are_refused_and_it_stays_on_slate() {
         "nut",
         &url,
     ]);
-    // MPEG-4 Part 2 in MPEG-TS: an allowed container, not a codec a live channel takes.
+    // MPEG-4 Part 2 in MPEG-TS: an allowed container, not a codec a live channel takes. Sent
+    // for 8 s: the input reopens up to 2 s after the last refusal, then probes.
     ffmpeg_push(&[
         "-f",
         "lavfi",
         "-i",
         "testsrc2=size=320x180:rate=15",
         "-t",
-        "4",
+        "8",
         "-c:v",
         "mpeg4",
         "-g",

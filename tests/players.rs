@@ -130,11 +130,18 @@ fn hls_js_and_dash_js_play_live_and_vod() {
     }
 }
 
-/// The value of the sample `series` (name and labels exactly as written) in Prometheus text.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
+/// The value of the sample `name` with exactly `labels`, in parsed Prometheus text.
+fn sample(
+    samples: &[(String, std::collections::BTreeMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    samples.iter().find_map(|(n, l, v)| {
+        let same = l.len() == labels.len()
+            && labels
+                .iter()
+                .all(|(k, x)| l.get(*k).map(String::as_str) == Some(*x));
+        (n == name && same).then_some(*v)
     })
 }
 
@@ -161,19 +168,36 @@ fn hls_js_sends_cmcd_and_the_origin_counts_its_session() {
         .filter(|l| l.contains("_qoe_") || l.contains("cmcd"))
         .collect();
     println!("{}", qoe.join("\n"));
-    assert_eq!(sample(&metrics, "encore_qoe_sessions_active"), Some(1.0));
-    assert_eq!(sample(&metrics, "encore_cmcd_malformed_total"), Some(1.0));
-    assert!(sample(&metrics, "encore_cmcd_requests_total").unwrap() >= 5.0);
-    assert!(sample(&metrics, "encore_qoe_bitrate_kbps_count").unwrap() >= 3.0);
-    assert!(sample(&metrics, "encore_qoe_buffer_length_seconds_count").unwrap() >= 3.0);
+    // Read by prometheus_client's parser, not ours.
+    let m = parse_prometheus(&metrics);
+    assert_eq!(sample(&m, "encore_qoe_sessions_active", &[]), Some(1.0));
+    assert_eq!(sample(&m, "encore_cmcd_malformed_total", &[]), Some(1.0));
+    assert!(sample(&m, "encore_cmcd_requests_total", &[]).unwrap() >= 5.0);
+    assert!(sample(&m, "encore_qoe_bitrate_kbps_count", &[]).unwrap() >= 3.0);
+    assert!(sample(&m, "encore_qoe_buffer_length_seconds_count", &[]).unwrap() >= 3.0);
     let by_rendition: f64 = ["360p", "240p"]
         .iter()
         .filter_map(|r| {
             sample(
-                &metrics,
-                &format!("encore_qoe_requests_by_rendition_total{{rendition=\"{r}\"}}"),
+                &m,
+                "encore_qoe_requests_by_rendition_total",
+                &[("rendition", *r)],
             )
         })
         .sum();
+    // The channel's own series: on air, each rung's frames, ratio and publish latency.
+    let news = [("channel", "news")];
+    assert_eq!(sample(&m, "encore_channel_on_air", &news), Some(1.0));
+    assert_eq!(
+        sample(&m, "encore_channel_restarts_total", &news),
+        Some(0.0)
+    );
+    for rung in ["360p", "240p"] {
+        let labels = [("channel", "news"), ("rendition", rung)];
+        assert!(sample(&m, "encore_rung_frames_encoded_total", &labels).unwrap() > 100.0);
+        assert!(sample(&m, "encore_rung_realtime_ratio", &labels).unwrap() > 0.0);
+        let published = sample(&m, "encore_segment_publish_latency_seconds_count", &labels);
+        assert!(published.unwrap() >= 3.0, "{rung}");
+    }
     assert!(by_rendition >= 3.0, "{qoe:?}");
 }

@@ -44,6 +44,8 @@ pub struct RenditionInfo {
     /// Media seconds encoded per wall-clock second over the last few seconds (1.0 keeps up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub realtime_ratio: Option<f64>,
+    /// Frames encoded since the channel started.
+    pub frames_encoded: u64,
 }
 
 /// What the daemon does for the API.

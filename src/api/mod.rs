@@ -196,6 +196,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 
 /// Prometheus text (behind the token, when one is set).
 async fn metrics(State(api): State<Api>) -> Response {
+    crate::telemetry::record_channels(&api.channels.list());
     let text = crate::telemetry::render(&api.service).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -197,14 +197,18 @@ impl Channels {
             Some(c) if c.status.on_slate.load(std::sync::atomic::Ordering::Relaxed) => "on_slate",
             Some(_) => "on_air",
         };
-        let speeds: Vec<(String, Option<f64>)> = match &e.channel {
+        let speeds: Vec<(String, Option<f64>, u64)> = match &e.channel {
             Some(c) => c
                 .status
                 .rungs
                 .iter()
-                .map(|(id, s)| (id.clone(), s.ratio()))
+                .map(|(id, s)| (id.clone(), s.ratio(), s.frames()))
                 .collect(),
-            None => e.renditions.iter().map(|id| (id.clone(), None)).collect(),
+            None => e
+                .renditions
+                .iter()
+                .map(|id| (id.clone(), None, 0))
+                .collect(),
         };
         ChannelInfo {
             name: name.to_string(),
@@ -218,9 +222,10 @@ impl Channels {
             dash: format!("{}/live/{name}/manifest.mpd", self.base),
             renditions: speeds
                 .into_iter()
-                .map(|(id, ratio)| crate::api::RenditionInfo {
+                .map(|(id, ratio, frames)| crate::api::RenditionInfo {
                     id,
                     realtime_ratio: ratio.map(|r| (r * 100.0).round() / 100.0),
+                    frames_encoded: frames,
                 })
                 .collect(),
         }

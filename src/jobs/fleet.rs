@@ -11,55 +11,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::model::{now_ms, rfc3339};
+pub use super::store::{Abilities, GPU_FIRST_MS};
 use super::store::{Store, StoreError};
-
-/// How long an `auto` job waits for a GPU node before a node without one takes it (when a
-/// healthy GPU node has room; when none has, it is taken at once).
-pub const GPU_FIRST_MS: i64 = 3_000;
-
-pub(super) fn schema() -> Vec<String> {
-    vec!["CREATE TABLE IF NOT EXISTS nodes (
-            name TEXT PRIMARY KEY,
-            url TEXT NOT NULL,
-            profile TEXT,
-            backends TEXT NOT NULL,
-            gpu BIGINT NOT NULL,
-            capacity_milli BIGINT NOT NULL,
-            used_milli BIGINT NOT NULL,
-            running BIGINT NOT NULL,
-            version TEXT NOT NULL,
-            started_at BIGINT NOT NULL,
-            heartbeat_at BIGINT NOT NULL,
-            draining BIGINT NOT NULL DEFAULT 0)"
-        .into()]
-}
-
-/// What a node can run.
-#[derive(Debug, Clone)]
-pub struct Abilities {
-    /// Usable encoding backends: nvenc, vaapi, software.
-    pub backends: Vec<String>,
-    /// A GPU backend is among them: `auto` jobs come here first.
-    pub gpu: bool,
-    /// The fleet's lease time: a heartbeat older than this is a node gone.
-    pub lease_ms: i64,
-}
-
-impl Abilities {
-    pub fn new(backends: Vec<String>, lease_ms: i64) -> Abilities {
-        let gpu = backends.iter().any(|b| b != "software");
-        Abilities {
-            backends,
-            gpu,
-            lease_ms,
-        }
-    }
-
-    /// `,nvenc,software,`: matched with LIKE in the claim.
-    pub(super) fn backend_list(&self) -> String {
-        format!(",{},", self.backends.join(","))
-    }
-}
 
 /// What a node says of itself at each heartbeat.
 #[derive(Debug, Clone)]

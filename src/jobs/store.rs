@@ -129,6 +129,37 @@ pub enum Cancel {
     NotFound,
 }
 
+/// How long an `auto` job waits for a GPU node before a node without one takes it (when a
+/// healthy GPU node has room; when none has, it is taken at once).
+pub const GPU_FIRST_MS: i64 = 3_000;
+
+/// What a node can run.
+#[derive(Debug, Clone)]
+pub struct Abilities {
+    /// Usable encoding backends: nvenc, vaapi, software.
+    pub backends: Vec<String>,
+    /// A GPU backend is among them: `auto` jobs come here first.
+    pub gpu: bool,
+    /// The fleet's lease time: a heartbeat older than this is a node gone.
+    pub lease_ms: i64,
+}
+
+impl Abilities {
+    pub fn new(backends: Vec<String>, lease_ms: i64) -> Abilities {
+        let gpu = backends.iter().any(|b| b != "software");
+        Abilities {
+            backends,
+            gpu,
+            lease_ms,
+        }
+    }
+
+    /// `,nvenc,software,`: matched with LIKE in the claim.
+    pub(super) fn backend_list(&self) -> String {
+        format!(",{},", self.backends.join(","))
+    }
+}
+
 fn schema(dialect: Dialect) -> Vec<String> {
     let serial = match dialect {
         Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -177,6 +208,21 @@ fn schema(dialect: Dialect) -> Vec<String> {
             data TEXT NOT NULL)"
         ),
         "CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, id)".into(),
+        // The fleet's nodes (fleet.rs).
+        "CREATE TABLE IF NOT EXISTS nodes (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            profile TEXT,
+            backends TEXT NOT NULL,
+            gpu BIGINT NOT NULL,
+            capacity_milli BIGINT NOT NULL,
+            used_milli BIGINT NOT NULL,
+            running BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            started_at BIGINT NOT NULL,
+            heartbeat_at BIGINT NOT NULL,
+            draining BIGINT NOT NULL DEFAULT 0)"
+            .into(),
         "CREATE TABLE IF NOT EXISTS templates (
             name TEXT PRIMARY KEY,
             options TEXT NOT NULL,
@@ -306,9 +352,6 @@ impl Store {
         store
             .add_missing_column("jobs", "backend", "TEXT NOT NULL DEFAULT 'auto'")
             .await?;
-        for statement in super::fleet::schema() {
-            store.pool.execute(AssertSqlSafe(statement)).await?;
-        }
         Ok(store)
     }
 
@@ -442,11 +485,11 @@ impl Store {
     ///
     /// What a node can run: a job naming a backend goes only to a node where it is usable; an
     /// `auto` job anywhere, GPU nodes first (a node without one takes it once it has waited
-    /// [`super::fleet::GPU_FIRST_MS`], or when no healthy GPU node has room).
+    /// [`GPU_FIRST_MS`], or when no healthy GPU node has room).
     pub async fn claim_next(
         &self,
         node: &str,
-        can: &super::fleet::Abilities,
+        can: &Abilities,
         free_milli: i64,
         capacity_milli: i64,
         lease_until: i64,
@@ -478,7 +521,7 @@ impl Store {
         .bind(capacity_milli)
         .bind(can.backend_list())
         .bind(i64::from(can.gpu))
-        .bind(super::fleet::GPU_FIRST_MS)
+        .bind(GPU_FIRST_MS)
         .bind(can.lease_ms)
         .fetch_optional(&mut *tx)
         .await?;

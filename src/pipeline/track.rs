@@ -159,9 +159,15 @@ impl VideoTrackResult {
 #[derive(Debug, Default)]
 pub struct RungSpeed {
     ratio_bits: std::sync::atomic::AtomicU64,
+    frames: std::sync::atomic::AtomicU64,
 }
 
 impl RungSpeed {
+    /// Frames encoded since the rung started (its restarts included).
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The last measurement; None before the first segment.
     pub fn ratio(&self) -> Option<f64> {
         let bits = self.ratio_bits.load(std::sync::atomic::Ordering::Relaxed);
@@ -259,6 +265,9 @@ impl RungWorker {
                 }
             }
             if let Some(speed) = &self.speed {
+                speed
+                    .frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 busy += work_started.elapsed();
                 busy_frames += 1;
                 if busy_frames == frames_per_report {

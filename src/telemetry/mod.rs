@@ -24,6 +24,9 @@ pub mod cmcd;
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
+/// Segment publish latency buckets, seconds: a segment is published within milliseconds of
+/// its last frame's instant plus the output delay; more than a segment duration is trouble.
+const PUBLISH_BUCKETS: [f64; 10] = [0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 /// Job duration buckets, seconds.
 const JOB_BUCKETS: [f64; 10] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
@@ -43,6 +46,12 @@ pub fn handle() -> &'static PrometheusHandle {
                 b.set_buckets_for_metric(
                     Matcher::Full("encore_job_duration_seconds".into()),
                     &JOB_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("encore_segment_publish_latency_seconds".into()),
+                    &PUBLISH_BUCKETS,
                 )
             })
             .and_then(|b| {
@@ -84,6 +93,28 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!("encore_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The live channels' state at scrape time: on air or on slate, restarts, and each rung's
+/// real-time ratio and frames encoded.
+pub fn record_channels(channels: &[crate::api::ChannelInfo]) {
+    for c in channels {
+        let channel = c.name.clone();
+        metrics::gauge!("encore_channel_on_air", "channel" => channel.clone())
+            .set(f64::from(u8::from(c.state == "on_air")));
+        metrics::gauge!("encore_channel_on_slate", "channel" => channel.clone())
+            .set(f64::from(u8::from(c.state == "on_slate")));
+        metrics::counter!("encore_channel_restarts_total", "channel" => channel.clone())
+            .absolute(c.restarts);
+        for r in &c.renditions {
+            let labels = [("channel", channel.clone()), ("rendition", r.id.clone())];
+            if let Some(ratio) = r.realtime_ratio {
+                metrics::gauge!("encore_rung_realtime_ratio", &labels).set(ratio);
+            }
+            metrics::counter!("encore_rung_frames_encoded_total", &labels)
+                .absolute(r.frames_encoded);
+        }
+    }
 }
 
 /// The rendition folder of a media path (`/live/news/720p/5.m4s` → `720p`).

@@ -300,3 +300,37 @@ pub fn ffmpeg_decode_all(manifest: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Parses Prometheus text with prometheus_client's own parser (in tests/openapi/.venv, which
+/// `make test` makes): every sample as (name, labels, value). Panics with the parser's error.
+pub fn parse_prometheus(
+    text: &str,
+) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    use std::io::Write;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi/.venv/bin/python");
+    let script = "import sys, json\n\
+                  from prometheus_client.parser import text_string_to_metric_families\n\
+                  print(json.dumps([[s.name, s.labels, s.value]\n\
+                      for f in text_string_to_metric_families(sys.stdin.read())\n\
+                      for s in f.samples]))";
+    let mut child = Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (`make test` makes the venv)", python.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client cannot parse /metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -309,6 +309,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         input.run()
     })?);
     let publish = PublishLoop {
+        channel: config.name.clone(),
         publisher,
         tracks,
         segment_duration: config.segment_duration,

@@ -68,6 +68,8 @@ pub(super) struct TrackInfo {
 
 /// Publishes segments as they come and keeps the manifests of the live window current.
 pub(super) struct PublishLoop {
+    /// The channel's name, in its metrics.
+    pub(super) channel: String,
     pub(super) publisher: Arc<dyn Publisher>,
     pub(super) tracks: Vec<TrackInfo>,
     pub(super) segment_duration: Duration,
@@ -148,12 +150,21 @@ impl PublishLoop {
                     let info = &self.tracks[track];
                     self.publisher.segment(&info.id, entry.number, bytes);
                     let seconds = |t: u64| t as f64 / info.timescale as f64;
-                    tracing::debug!(
-                        rendition = %info.id,
-                        number = entry.number,
-                        latency = epoch_now() - MEDIA_EPOCH_SECONDS as f64 - seconds(entry.start + entry.duration),
-                        "published"
-                    );
+                    // From the segment's last instant on the channel clock to its publication.
+                    let latency = epoch_now()
+                        - MEDIA_EPOCH_SECONDS as f64
+                        - seconds(entry.start + entry.duration);
+                    tracing::debug!(rendition = %info.id, number = entry.number, latency, "published");
+                    let labels = [
+                        ("channel", self.channel.clone()),
+                        ("rendition", info.id.clone()),
+                    ];
+                    metrics::histogram!("encore_segment_publish_latency_seconds", &labels)
+                        .record(latency.max(0.0));
+                    if entry.slate && track == 0 {
+                        metrics::gauge!("encore_channel_slate_seconds", "channel" => self.channel.clone())
+                            .increment(seconds(entry.duration));
+                    }
                     first_start.get_or_insert(seconds(entry.start));
                     last_end = last_end.max(seconds(entry.start + entry.duration));
                     let (peak, _) = bitrates(std::slice::from_ref(&entry), info.timescale);
