@@ -196,7 +196,21 @@ fn same_secret(given: &str, expected: &str) -> bool {
 
 /// Prometheus text (behind the token, when one is set).
 async fn metrics(State(api): State<Api>) -> Response {
-    crate::telemetry::record_channels(&api.channels.list());
+    let channels = api.channels.list();
+    let samples: Vec<crate::telemetry::ChannelSample> = channels
+        .iter()
+        .map(|c| crate::telemetry::ChannelSample {
+            name: &c.name,
+            state: &c.state,
+            restarts: c.restarts,
+            rungs: c
+                .renditions
+                .iter()
+                .map(|r| (r.id.as_str(), r.realtime_ratio, r.frames_encoded))
+                .collect(),
+        })
+        .collect();
+    crate::telemetry::record_channels(&samples);
     let text = crate::telemetry::render(&api.service).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -95,24 +95,36 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// The live channels' state at scrape time: on air or on slate, restarts, and each rung's
-/// real-time ratio and frames encoded.
-pub fn record_channels(channels: &[crate::api::ChannelInfo]) {
+/// A live channel as `/metrics` shows it, read at scrape time.
+pub struct ChannelSample<'a> {
+    pub name: &'a str,
+    /// starting, on_air, on_slate, stopped or failed.
+    pub state: &'a str,
+    pub restarts: u64,
+    /// Each rung: its rendition id, real-time ratio and frames encoded.
+    pub rungs: Vec<(&'a str, Option<f64>, u64)>,
+}
+
+/// The live channels' state: on air or on slate, restarts, and each rung's real-time ratio
+/// and frames encoded.
+pub fn record_channels(channels: &[ChannelSample]) {
     for c in channels {
-        let channel = c.name.clone();
+        let channel = c.name.to_string();
         metrics::gauge!("encore_channel_on_air", "channel" => channel.clone())
             .set(f64::from(u8::from(c.state == "on_air")));
         metrics::gauge!("encore_channel_on_slate", "channel" => channel.clone())
             .set(f64::from(u8::from(c.state == "on_slate")));
         metrics::counter!("encore_channel_restarts_total", "channel" => channel.clone())
             .absolute(c.restarts);
-        for r in &c.renditions {
-            let labels = [("channel", channel.clone()), ("rendition", r.id.clone())];
-            if let Some(ratio) = r.realtime_ratio {
+        for &(rendition, ratio, frames) in &c.rungs {
+            let labels = [
+                ("channel", channel.clone()),
+                ("rendition", rendition.to_string()),
+            ];
+            if let Some(ratio) = ratio {
                 metrics::gauge!("encore_rung_realtime_ratio", &labels).set(ratio);
             }
-            metrics::counter!("encore_rung_frames_encoded_total", &labels)
-                .absolute(r.frames_encoded);
+            metrics::counter!("encore_rung_frames_encoded_total", &labels).absolute(frames);
         }
     }
 }
