@@ -10,37 +10,11 @@ mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use daemon::Daemon;
-
-fn players_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/players")
-}
-
-/// Whether Chromium, node and the players are here; their absence is a failure naming the fix.
-fn players_available() -> bool {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing: Vec<&str> = [
-        (!std::path::Path::new(&chromium).exists()).then_some("chromium"),
-        Command::new("node")
-            .arg("--version")
-            .output()
-            .is_err()
-            .then_some("node"),
-        (!players_dir().join("node_modules").exists()).then_some("tests/players/node_modules"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    panic!("missing {}: run `make test-deps`", missing.join(", "));
-}
 
 /// Plays `url` with `kind` (hls or dash) for `seconds` and returns the page's report.
 fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
@@ -51,7 +25,7 @@ fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
 fn play_with(kind: &str, url: &str, seconds: u32, cmcd: Option<&str>) -> serde_json::Value {
     let mut command = Command::new("node");
     command
-        .arg(players_dir().join("play.js"))
+        .arg(web_players_dir().join("play.js"))
         .args([kind, url, &seconds.to_string()]);
     if let Some(session) = cmcd {
         command.env("PLAYER_CMCD", session);
@@ -95,7 +69,7 @@ fn assert_played(kind: &str, url: &str, report: &serde_json::Value, levels: u64,
 
 #[test]
 fn hls_js_and_dash_js_play_live_and_vod() {
-    if !players_available() {
+    if !web_players_available() {
         return;
     }
     // `news` at 30 fps; `ntsc` at 29.97 fps (segments of 60 or 59 whole frames).
@@ -149,7 +123,7 @@ fn sample(
 /// series then show its one session, the bitrates it chose by rendition, and its buffer.
 #[test]
 fn hls_js_sends_cmcd_and_the_origin_counts_its_session() {
-    if !players_available() {
+    if !web_players_available() {
         return;
     }
     let d = Daemon::start(

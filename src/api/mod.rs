@@ -3,6 +3,7 @@
 
 mod channels;
 pub mod client;
+mod console;
 mod jobs;
 mod nodes;
 mod problem;
@@ -108,6 +109,7 @@ pub fn router(api: Api) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
     v1.merge(metrics)
+        .merge(console::routes())
         .route("/readyz", get(ready))
         .route(
             "/openapi.json",

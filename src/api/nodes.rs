@@ -11,6 +11,7 @@ use crate::jobs::fleet::NodeView;
 
 pub fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new()
+        .routes(routes!(this_node))
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(drain))
@@ -20,6 +21,58 @@ pub fn routes() -> OpenApiRouter<Api> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct NodeList {
     nodes: Vec<NodeView>,
+}
+
+/// The node answering: what its probe found (each backend usable or not, and why), its
+/// capacity and load, and its NVENC sessions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ThisNode {
+    name: String,
+    /// The hw-profile that matched this machine.
+    profile: Option<String>,
+    backends: Vec<BackendView>,
+    /// Capacity units, and those in use by its jobs and live channels.
+    capacity: f64,
+    used: f64,
+    /// NVENC encode sessions open, and the driver's cap (none: no cap known).
+    nvenc_sessions_open: u32,
+    nvenc_sessions_cap: Option<u32>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct BackendView {
+    /// nvenc, vaapi or software.
+    name: String,
+    usable: bool,
+    /// Why not, when not usable; a caveat otherwise.
+    reason: Option<String>,
+}
+
+#[utoipa::path(get, operation_id = "this_node", path = "/node", tag = "nodes",
+    responses(
+        (status = 200, description = "The node answering", body = ThisNode),
+        (status = 401, description = "No or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn this_node(State(api): State<Api>) -> Json<ThisNode> {
+    let settings = &api.service.settings;
+    let nvenc = &crate::encode::backend::nvenc::SESSIONS;
+    Json(ThisNode {
+        name: settings.node.clone(),
+        profile: settings.profile.clone(),
+        backends: settings
+            .probed
+            .iter()
+            .map(|b| BackendView {
+                name: b.name.clone(),
+                usable: b.usable,
+                reason: b.reason.clone(),
+            })
+            .collect(),
+        capacity: settings.capacity,
+        used: api.service.used_milli() as f64 / 1000.0,
+        nvenc_sessions_open: nvenc.open(),
+        nvenc_sessions_cap: nvenc.cap(),
+    })
 }
 
 #[utoipa::path(get, operation_id = "list_nodes", path = "/nodes", tag = "nodes",

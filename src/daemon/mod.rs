@@ -287,6 +287,7 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
             capacity,
             abilities: Abilities::new(backends, (config.lease_time * 1000.0) as i64),
             profile: probe.profile.clone(),
+            probed: probe.backends.clone(),
             max_queued: config.max_queued_jobs.max(1),
             max_attempts: config.max_attempts.clamp(1, 100),
             webhook_secret,

@@ -77,6 +77,19 @@ impl LiveSource {
         !matches!(self, LiveSource::Url(_))
     }
 
+    /// Inputs that wait for a sender (RTMP, an SRT listener, UDP, a TCP listener): a failed
+    /// open means a sender misbehaved or left, not that the source is down, so the input is
+    /// reopened at once for the next one.
+    pub fn listens(&self) -> bool {
+        let LiveSource::Url(url) = self else {
+            return false;
+        };
+        url.starts_with("rtmp://")
+            || url.starts_with("udp://")
+            || (url.starts_with("srt://") && srt_listens(url))
+            || (url.starts_with("tcp://") && url.contains("listen"))
+    }
+
     /// A short name for logs.
     pub fn describe(&self) -> String {
         match self {
@@ -130,6 +143,11 @@ const LIVE_AUDIO_CODECS: [ff::codec::Id; 5] = [
 pub const MAX_LIVE_PIXELS: u64 = 4096 * 2304;
 pub const MAX_LIVE_SIDE: u32 = 4096;
 pub const MAX_LIVE_FPS: f64 = 120.0;
+
+/// An SRT URL Encore listens on (the default) rather than calls out from.
+fn srt_listens(url: &str) -> bool {
+    !url.contains("mode=") || url.contains("mode=listener")
+}
 
 /// The protocols libavformat may use for a live URL: its own scheme and what that one needs.
 fn protocols_for(url: &str) -> &'static str {
@@ -328,7 +346,7 @@ pub fn open(
             let mut location = url.clone();
             let mut gate = None;
             if url.starts_with("srt://") {
-                let listener = !url.contains("mode=") || url.contains("mode=listener");
+                let listener = srt_listens(url);
                 if listener {
                     options.set("mode", "listener");
                 }
@@ -430,7 +448,11 @@ fn open_with_format(
             return Err(fail("out of memory".into()));
         }
         let guard = watchdog.map(|w| {
-            let interrupt = ff::util::interrupt::new(Box::new(move || w.expired()));
+            // A publisher naming another RTMP stream key is cut off as soon as FFmpeg names
+            // it, not after its stream has been probed, so the listener is free again at once.
+            let interrupt = ff::util::interrupt::new(Box::new(move || {
+                w.expired() || super::rtmp_key::wrong_key_seen()
+            }));
             (*ps).interrupt_callback = interrupt.interrupt;
             interrupt.guard
         });

@@ -40,6 +40,8 @@ pub struct Settings {
     pub abilities: Abilities,
     /// The hw-profile that matched this machine.
     pub profile: Option<String>,
+    /// Every backend the probe looked at: usable or not, and why.
+    pub probed: Vec<crate::hw::report::BackendStatus>,
     /// Queued jobs beyond which submissions get 429.
     pub max_queued: i64,
     /// Attempts before an interrupted or retryable job fails.

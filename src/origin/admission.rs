@@ -23,6 +23,42 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+/// Requests in flight and live-edge requests held, over every origin in the process.
+static IN_FLIGHT_ALL: AtomicUsize = AtomicUsize::new(0);
+static HELD_ALL: AtomicUsize = AtomicUsize::new(0);
+
+/// The origin's load now (for `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Requests counted from admission until their body has been sent.
+    pub in_flight: usize,
+    /// Live-edge requests waiting for a segment that is not published yet.
+    pub held: usize,
+}
+
+pub fn load() -> Load {
+    Load {
+        in_flight: IN_FLIGHT_ALL.load(Ordering::Relaxed),
+        held: HELD_ALL.load(Ordering::Relaxed),
+    }
+}
+
+/// A live-edge request waiting for its segment; counted in [`Load::held`] while it lives.
+pub(crate) struct Held(());
+
+impl Held {
+    pub(crate) fn new() -> Held {
+        HELD_ALL.fetch_add(1, Ordering::Relaxed);
+        Held(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD_ALL.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The peer a request came from, set by the server on every request (a request extension).
 /// Requests without one (in-process tests) are counted in total but not per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +183,7 @@ impl Admission {
         client: Option<ClientAddr>,
     ) -> Result<InFlight, Refused> {
         let n = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        IN_FLIGHT_ALL.fetch_add(1, Ordering::Relaxed);
         let mut guard = InFlight {
             admission: self.clone(),
             client: None,
@@ -220,6 +257,7 @@ impl Drop for InFlight {
             }
         }
         self.admission.in_flight.fetch_sub(1, Ordering::AcqRel);
+        IN_FLIGHT_ALL.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

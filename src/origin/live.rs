@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
+use super::admission::Held;
 use super::http::{not_found, serve};
 use super::object::known_content_type;
 use super::store::{parse_segment_name, Channel, Lookup};
@@ -121,6 +122,7 @@ async fn segment(
         Ok(g) => g,
         Err(refused) => return refused.into_response(),
     };
+    let _held = Held::new();
     // Subscribe before looking again: a publish between the look and the wait still wakes us.
     let mut changed = ch.subscribe();
     loop {

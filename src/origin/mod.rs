@@ -76,7 +76,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-pub use admission::ClientAddr;
+pub use admission::{load, ClientAddr, Load};
 pub use clock::iso8601_millis;
 
 use admission::{Admission, InFlight, Priority, Refused};

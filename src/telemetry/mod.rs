@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format: HTTP requests by route and status with a latency
-//! histogram, jobs by state and the queue (read from the store at scrape time, so a fleet's
-//! nodes agree), job durations, the real-time ratio of running work, and capacity.
+//! histogram, the origin's requests by class, bytes and load (origin.rs), jobs by state and
+//! the queue (read from the store at scrape time, so a fleet's nodes agree), job durations, the real-time ratio of running work, and capacity.
 //!
 //! One recorder per process (the `metrics` facade, which the job service also records to:
 //! `encore_job_duration_seconds{outcome}`, `encore_job_speed_ratio{job}`); every name starts
@@ -18,6 +18,7 @@ use metrics_util::MetricKindMask;
 use crate::jobs::Service;
 
 pub mod cmcd;
+mod origin;
 
 /// Request latency buckets, seconds: a segment from memory takes well under a millisecond, a
 /// held live-edge request up to a segment duration.
@@ -42,6 +43,12 @@ pub fn handle() -> &'static PrometheusHandle {
                 Matcher::Full("encore_http_request_duration_seconds".into()),
                 &LATENCY_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("encore_origin_request_duration_seconds".into()),
+                    &LATENCY_BUCKETS,
+                )
+            })
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full("encore_job_duration_seconds".into()),
@@ -82,7 +89,10 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     let player = cmcd::of_request(request.uri().query(), request.headers());
     let media_path = request.uri().path().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Some(class) = origin::class_of(&media_path) {
+        response = origin::record(class, response, started.elapsed());
+    }
     if let Some(player) = player {
         let served = response.status().is_success();
         cmcd::record(player, served.then(|| rendition_of(&media_path)).flatten());
@@ -155,6 +165,12 @@ pub async fn render(service: &Service) -> String {
     }
     metrics::gauge!("encore_capacity_units").set(service.settings.capacity);
     metrics::gauge!("encore_capacity_used_units").set(service.used_milli() as f64 / 1000.0);
+    origin::sample();
+    let nvenc = &crate::encode::backend::nvenc::SESSIONS;
+    metrics::gauge!("encore_nvenc_sessions_open").set(f64::from(nvenc.open()));
+    if let Some(cap) = nvenc.cap() {
+        metrics::gauge!("encore_nvenc_sessions_cap").set(f64::from(cap));
+    }
     let (active, starved) = cmcd::sessions().counts();
     metrics::gauge!("encore_qoe_sessions_active").set(active as f64);
     metrics::gauge!("encore_qoe_starved_sessions").set(starved as f64);

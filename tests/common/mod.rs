@@ -334,3 +334,30 @@ pub fn parse_prometheus(
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// tests/players: the web players' scripts and their node_modules.
+pub fn web_players_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/players")
+}
+
+/// Whether Chromium, node and the web players are here; their absence is a failure naming the
+/// fix (`make test` installs them).
+pub fn web_players_available() -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing: Vec<&str> = [
+        (!Path::new(&chromium).exists()).then_some("chromium"),
+        Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then_some("node"),
+        (!web_players_dir().join("node_modules").exists()).then_some("tests/players/node_modules"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    panic!("missing {}: run `make test-deps`", missing.join(", "));
+}

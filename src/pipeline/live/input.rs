@@ -71,7 +71,9 @@ impl InputLoop {
                         last_error = message;
                     }
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    if !self.source.listens() {
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
                 }
             }
         }
