@@ -223,7 +223,7 @@ fn an_srt_caller_naming_another_stream_id_is_refused_with_a_warn() {
 #[test]
 fn an_rtmp_publisher_with_another_stream_key_is_refused() {
     let port = free_tcp_port();
-    let d = start("k", &format!("rtmp://127.0.0.1:{port}/live/key"));
+    let d = start_guarded("k", &format!("rtmp://127.0.0.1:{port}/live/key"), "");
     let mut timeline = Timeline::new(&d, "k");
     // The wrong key, for 6 s (retried while the listener is not yet up).
     let wrong = format!("rtmp://127.0.0.1:{port}/live/WRONG");
@@ -252,7 +252,7 @@ fn an_rtmp_publisher_with_another_stream_key_is_refused() {
 fn a_silent_rtmp_connection_is_dropped_and_the_real_sender_gets_in() {
     let port = free_tcp_port();
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
-    let d = start("q", &url);
+    let d = start_guarded("q", &url, "");
     // A client connects and sends nothing.
     let started = Instant::now();
     let mut silent = loop {

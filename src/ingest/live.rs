@@ -387,14 +387,16 @@ pub fn open(
                 super::rtmp_key::install();
                 super::rtmp_key::reset();
             }
-            let mut source = open_with_format(&location, None, options, Some(watchdog))
-                .map_err(|e| named_as(e, url))?;
+            let opened = open_with_format(&location, None, options, Some(watchdog))
+                .map_err(|e| named_as(e, url));
+            // The open was cut short (or finished) after the publisher named another key.
             if url.starts_with("rtmp://") && super::rtmp_key::wrong_key_seen() {
                 return Err(Error::Open {
                     path: url.clone(),
                     reason: "refused: the publisher named another stream key".into(),
                 });
             }
+            let mut source = opened?;
             source.location = url.clone();
             source.gate = gate;
             Ok(source)
