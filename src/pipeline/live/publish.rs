@@ -132,6 +132,9 @@ impl PublishLoop {
         let mut announced = false;
         let mut first_start: Option<f64> = None;
         let mut last_end = 0.0f64;
+        // Set, not added to, on each slate segment: a gauge idle for a minute leaves /metrics
+        // (telemetry), and one that comes back must not start again from zero.
+        let mut slate_seconds = 0.0f64;
         for event in events {
             match event {
                 Event::Init {
@@ -162,8 +165,9 @@ impl PublishLoop {
                     metrics::histogram!("encore_segment_publish_latency_seconds", &labels)
                         .record(latency.max(0.0));
                     if entry.slate && track == 0 {
+                        slate_seconds += seconds(entry.duration);
                         metrics::gauge!("encore_channel_slate_seconds", "channel" => self.channel.clone())
-                            .increment(seconds(entry.duration));
+                            .set(slate_seconds);
                     }
                     first_start.get_or_insert(seconds(entry.start));
                     last_end = last_end.max(seconds(entry.start + entry.duration));
