@@ -102,7 +102,7 @@ function playerKind() { return $('player-kind').value; }
 
 const channelCards = new Map(); // name → { card, stop, kind }
 
-function renderChannels(channels, rates, latency) {
+function renderChannels(channels, rates, latency, viewers) {
   const box = $('channels');
   const placeholder = $('no-channels');
   if (placeholder) placeholder.hidden = channels.length > 0;
@@ -138,7 +138,7 @@ function renderChannels(channels, rates, latency) {
     badge.textContent = ch.state.replace('_', ' ');
     const publish = latency.get(ch.name);
     entry.card.querySelector('.info').textContent =
-      `${ch.input} · restarts ${ch.restarts}` +
+      `${ch.input} · restarts ${ch.restarts} · viewers ${viewers.get(ch.name) ?? 0}` +
       (publish !== undefined ? ` · publish latency ${(publish * 1000).toFixed(0)} ms` : '') +
       (ch.error ? ` · ${ch.error}` : '');
     const rows = ch.renditions.map((r) => {
@@ -348,10 +348,12 @@ function quantile(q, buckets) {
 }
 
 // From two scrapes: encode fps per rung, requests/s by status, p99 latency, and each channel's
-// mean segment publish latency over the interval.
+// mean segment publish latency over the interval; from the last, each channel's viewers.
 function sample(now) {
   const rates = new Map();
   const publish = new Map();
+  const viewers = new Map(
+    now.metrics.filter((m) => m.name === 'encore_channel_viewers').map((m) => [m.labels.channel, m.value]));
   if (previous) {
     const seconds = (now.at - previous.at) / 1000;
     const before = new Map(previous.metrics.map((m) => [m.name + JSON.stringify(m.labels), m.value]));
@@ -381,7 +383,7 @@ function sample(now) {
     for (const [channel, s] of publishSums) if (s.count > 0) publish.set(channel, s.sum / s.count);
   }
   previous = now;
-  return { rates, publish };
+  return { rates, publish, viewers };
 }
 
 function drawChart(svgId, legendId, map) {
@@ -424,8 +426,8 @@ async function refresh() {
     const [channels, node, metricsText] = await Promise.all([
       json('/v1/channels'), json('/v1/node'), api('/metrics').then((r) => (r.ok ? r.text() : '')),
     ]);
-    const { rates, publish } = sample({ at: Date.now(), metrics: parseMetrics(metricsText) });
-    renderChannels(channels.channels, rates, publish);
+    const { rates, publish, viewers } = sample({ at: Date.now(), metrics: parseMetrics(metricsText) });
+    renderChannels(channels.channels, rates, publish, viewers);
     renderNode(node);
     await refreshJobs();
     drawChart('chart-fps', 'legend-fps', series.fps);

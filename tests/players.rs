@@ -120,7 +120,9 @@ fn sample(
 }
 
 /// hls.js with CMCD on (CTA-5004, in the query string) plays a channel; the origin's QoE
-/// series then show its one session, the bitrates it chose by rendition, and its buffer.
+/// series then show its one session, the bitrates it chose by rendition, and its buffer, and
+/// `/metrics` (read by prometheus_client's parser) carries the channel's, the origin's, the
+/// jobs' and the node's series.
 #[test]
 fn hls_js_sends_cmcd_and_the_origin_counts_its_session() {
     if !web_players_available() {
@@ -174,4 +176,49 @@ fn hls_js_sends_cmcd_and_the_origin_counts_its_session() {
         assert!(published.unwrap() >= 3.0, "{rung}");
     }
     assert!(by_rendition >= 3.0, "{qoe:?}");
+    // The player is the channel's one viewer.
+    assert_eq!(sample(&m, "encore_channel_viewers", &news), Some(1.0));
+    // The origin's series: requests by class and status, their latency and bytes, its load.
+    for class in ["manifest", "init", "segment"] {
+        let served = sample(
+            &m,
+            "encore_origin_requests_total",
+            &[("class", class), ("status", "200")],
+        );
+        assert!(served.unwrap_or(0.0) >= 2.0, "{class}: {served:?}");
+        let timed = sample(
+            &m,
+            "encore_origin_request_duration_seconds_count",
+            &[("class", class)],
+        );
+        assert!(timed.unwrap_or(0.0) >= 2.0, "{class}: {timed:?}");
+    }
+    let segment_bytes = sample(
+        &m,
+        "encore_origin_bytes_sent_total",
+        &[("class", "segment")],
+    );
+    assert!(segment_bytes.unwrap_or(0.0) > 50_000.0, "{segment_bytes:?}");
+    for gauge in ["encore_origin_in_flight", "encore_origin_held_requests"] {
+        assert!(sample(&m, gauge, &[]).is_some_and(|v| v >= 0.0), "{gauge}");
+    }
+    for reason in ["client_cap", "fair_share", "load"] {
+        let shed = sample(&m, "encore_origin_refused_total", &[("reason", reason)]);
+        assert_eq!(shed, Some(0.0), "{reason}");
+    }
+    // Jobs and the node.
+    for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
+        assert_eq!(
+            sample(&m, "encore_jobs", &[("state", state)]),
+            Some(0.0),
+            "{state}"
+        );
+    }
+    assert_eq!(sample(&m, "encore_queue_length", &[]), Some(0.0));
+    assert!(sample(&m, "encore_capacity_units", &[]).unwrap() > 0.0);
+    assert!(
+        sample(&m, "encore_capacity_used_units", &[]).unwrap() > 0.0,
+        "the channel's share"
+    );
+    assert_eq!(sample(&m, "encore_nvenc_sessions_open", &[]), Some(0.0));
 }

@@ -138,6 +138,11 @@ impl Admission {
         per_client: Option<usize>,
         retry_after: Duration,
     ) -> Admission {
+        // Every reason on /metrics from the start, at zero until a request is shed for it.
+        for reason in [Reason::ClientCap, Reason::FairShare, Reason::Load] {
+            metrics::counter!("encore_origin_refused_total", "reason" => reason.label())
+                .increment(0);
+        }
         Admission {
             max,
             low: low.unwrap_or(max / 2).min(max),

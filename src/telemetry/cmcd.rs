@@ -208,18 +208,24 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Sessions seen lately: when each last made a request and last starved.
+/// Sessions seen lately: when each last made a request and last starved, and the live channel
+/// it last fetched from.
 #[derive(Default)]
 pub struct Sessions {
     seen: Mutex<HashMap<String, (Instant, Option<Instant>)>>,
+    channels: Mutex<HashMap<String, String>>,
 }
 
 impl Sessions {
-    fn touch(&self, sid: &str, starved: bool) {
+    fn touch(&self, sid: &str, starved: bool, channel: Option<&str>) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if seen.len() >= SESSIONS_MAX && !seen.contains_key(sid) {
             seen.retain(|_, (last, _)| now.duration_since(*last) < ACTIVE);
+            self.channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|sid, _| seen.contains_key(sid));
             if seen.len() >= SESSIONS_MAX {
                 return;
             }
@@ -229,6 +235,14 @@ impl Sessions {
         if starved {
             entry.1 = Some(now);
         }
+        drop(seen);
+        // Only sessions kept above: the two maps are bounded together.
+        if let Some(channel) = channel {
+            self.channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(sid.to_string(), channel.to_string());
+        }
     }
 
     /// (sessions active, of which starved in the window); forgets the old ones.
@@ -236,11 +250,31 @@ impl Sessions {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         seen.retain(|_, (last, _)| now.duration_since(*last) < ACTIVE);
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|sid, _| seen.contains_key(sid));
         let starved = seen
             .values()
             .filter(|(_, s)| s.is_some_and(|s| now.duration_since(s) < ACTIVE))
             .count();
         (seen.len(), starved)
+    }
+}
+
+impl Sessions {
+    /// Active sessions per live channel (after [`Sessions::counts`] has forgotten the old).
+    pub fn viewers_by_channel(&self) -> HashMap<String, usize> {
+        let mut viewers = HashMap::new();
+        for channel in self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            *viewers.entry(channel.clone()).or_insert(0) += 1;
+        }
+        viewers
     }
 }
 
@@ -250,15 +284,16 @@ pub fn sessions() -> &'static Sessions {
 }
 
 /// Records a request's CMCD. `rendition` is the folder of a media object that was served
-/// (`720p`, `audio`), so its values are the package's, never the client's.
-pub fn record(cmcd: Result<Cmcd, Malformed>, rendition: Option<&str>) {
+/// (`720p`, `audio`) and `channel` the live channel it came from, so their values are the
+/// package's, never the client's.
+pub fn record(cmcd: Result<Cmcd, Malformed>, rendition: Option<&str>, channel: Option<&str>) {
     let Ok(cmcd) = cmcd else {
         metrics::counter!("encore_cmcd_malformed_total").increment(1);
         return;
     };
     metrics::counter!("encore_cmcd_requests_total").increment(1);
     if let Some(sid) = &cmcd.sid {
-        sessions().touch(sid, cmcd.bs);
+        sessions().touch(sid, cmcd.bs, channel);
     }
     if cmcd.su {
         metrics::counter!("encore_qoe_startup_requests_total").increment(1);
@@ -357,9 +392,14 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_counted() {
         let sessions = Sessions::default();
-        sessions.touch("a", false);
-        sessions.touch("b", true);
-        sessions.touch("a", false);
-        assert_eq!(sessions.counts(), (2, 1));
+        sessions.touch("a", false, Some("news"));
+        sessions.touch("b", true, Some("news"));
+        sessions.touch("a", false, Some("news"));
+        sessions.touch("c", false, Some("sport"));
+        sessions.touch("d", false, None);
+        assert_eq!(sessions.counts(), (4, 1));
+        let viewers = sessions.viewers_by_channel();
+        assert_eq!(viewers.get("news"), Some(&2));
+        assert_eq!(viewers.get("sport"), Some(&1));
     }
 }

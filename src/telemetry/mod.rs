@@ -95,7 +95,11 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     }
     if let Some(player) = player {
         let served = response.status().is_success();
-        cmcd::record(player, served.then(|| rendition_of(&media_path)).flatten());
+        cmcd::record(
+            player,
+            served.then(|| rendition_of(&media_path)).flatten(),
+            served.then(|| channel_of(&media_path)).flatten(),
+        );
     }
     let status = response.status().as_u16().to_string();
     metrics::counter!("encore_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
@@ -115,11 +119,15 @@ pub struct ChannelSample<'a> {
     pub rungs: Vec<(&'a str, Option<f64>, u64)>,
 }
 
-/// The live channels' state: on air or on slate, restarts, and each rung's real-time ratio
-/// and frames encoded.
+/// The live channels' state: on air or on slate, restarts, viewers (CMCD sessions active in
+/// the last minute), and each rung's real-time ratio and frames encoded.
 pub fn record_channels(channels: &[ChannelSample]) {
+    cmcd::sessions().counts(); // forgets sessions gone quiet
+    let viewers = cmcd::sessions().viewers_by_channel();
     for c in channels {
         let channel = c.name.to_string();
+        metrics::gauge!("encore_channel_viewers", "channel" => channel.clone())
+            .set(viewers.get(c.name).copied().unwrap_or(0) as f64);
         metrics::gauge!("encore_channel_on_air", "channel" => channel.clone())
             .set(f64::from(u8::from(c.state == "on_air")));
         metrics::gauge!("encore_channel_on_slate", "channel" => channel.clone())
@@ -137,6 +145,14 @@ pub fn record_channels(channels: &[ChannelSample]) {
             metrics::counter!("encore_rung_frames_encoded_total", &labels).absolute(frames);
         }
     }
+}
+
+/// The live channel of a media path (`/live/news/720p/5.m4s` → `news`).
+fn channel_of(path: &str) -> Option<&str> {
+    path.strip_prefix("/live/")?
+        .split('/')
+        .next()
+        .filter(|c| !c.is_empty())
 }
 
 /// The rendition folder of a media path (`/live/news/720p/5.m4s` → `720p`).
