@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use api::{source, Backend, FileServer, Node};
+use api::{source, Backend, FileServer, Node, WebhookReceiver};
 use common::{ffmpeg_decode_all, tempdir};
 
 /// Leases run out after 4 s here (30 s by default), so a dead node's jobs move quickly.
@@ -299,4 +299,84 @@ fn a_database_restart_loses_no_job_and_runs_none_twice() {
     }
     let listed = nodes(&b);
     assert!(listed["a"]["healthy"] == true && listed["b"]["healthy"] == true);
+}
+
+/// Two nodes on one store and a slow webhook receiver (each delivery takes 1.5 s to answer,
+/// longer than a node's poll for due deliveries): every state change of every job arrives
+/// exactly once, sent by one node.
+#[test]
+fn two_nodes_send_each_webhook_once() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let pg = Backend::new(true);
+    let files = inputs();
+    let small = source(640, 360, 2);
+    let hooks = WebhookReceiver::start_slow(0, Duration::from_millis(1500));
+    let dirs = [tempdir(), tempdir()];
+    let fleet: Vec<Node> = ["a", "b"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| {
+            Node::start_named(
+                dir.path(),
+                &pg,
+                name,
+                &format!("{FLEET}webhook_secret = \"{SECRET}\"\n"),
+                &[],
+            )
+        })
+        .collect();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            fleet[i % 2].submit(
+                &json!({"input": input_url(&files, &small), "ladder": "360:800k",
+                        "webhook": {"url": hooks.url}})
+                .to_string(),
+            )
+        })
+        .collect();
+    for id in &ids {
+        let job = fleet[0].wait_for(id, &["succeeded", "failed"], Duration::from_secs(300));
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    // queued, running, succeeded for each job: nine deliveries, each sent once.
+    let started = Instant::now();
+    loop {
+        let delivered: usize = ids
+            .iter()
+            .map(|id| {
+                fleet[1].job(id)["webhook_deliveries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|d| d["status"] == "delivered")
+                    .count()
+            })
+            .sum();
+        if delivered == 9 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{delivered} of 9 deliveries made"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // a second send, if any, would land by now
+    let received = hooks.hooks();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for hook in &received {
+        *per_id
+            .entry(hook.headers["webhook-id"].clone())
+            .or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 9, "{per_id:?}");
+    assert!(
+        per_id.values().all(|&n| n == 1),
+        "sent more than once: {per_id:?}"
+    );
+    for id in &ids {
+        for d in fleet[0].job(id)["webhook_deliveries"].as_array().unwrap() {
+            assert_eq!(d["attempts"], 1, "{d}");
+        }
+    }
 }

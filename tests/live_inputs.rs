@@ -360,16 +360,16 @@ fn feeds_a_live_channel_does_not_take_are_refused_and_it_stays_on_slate() {
         &url,
     ]);
     // MPEG-4 Part 2 in MPEG-TS: an allowed container, not a codec a live channel takes. Sent
-    // for 8 s: the input reopens up to 2 s after the last refusal, then probes. (Before the NUT
-    // feed: a reopen may first read what the previous sender left in the socket, and a refusal
-    // repeating the one before is not logged again.)
+    // for 12 s: a reopen may first read the tail of the previous feed mixed with this one
+    // (stream analysis then gives up after 5 s), and a refusal repeating the one before is
+    // not logged again. (Before the NUT feed for the same reason.)
     ffmpeg_push(&[
         "-f",
         "lavfi",
         "-i",
         "testsrc2=size=320x180:rate=15",
         "-t",
-        "8",
+        "12",
         "-c:v",
         "mpeg4",
         "-g",

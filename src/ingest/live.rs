@@ -293,6 +293,12 @@ const SILENT_SENDER_US: u64 = 5_000_000;
 /// How much of a network input stream analysis may read at each connect, in microseconds.
 const LIVE_ANALYZE_DURATION_US: u64 = 2_000_000;
 
+/// How long stream analysis may take once a network sender's data has arrived. A feed that
+/// changes under the same port (a new sender's stream after the tail of the old one) can
+/// leave a stream whose parameters never come, and libavformat would then read up to its
+/// probe size (minutes at a low bitrate) with the input deaf to everything else.
+const STREAM_INFO_WITHIN: Duration = Duration::from_secs(5);
+
 /// Opens a live source; `watchdog` can interrupt the open and every later read.
 pub fn open(
     source: &LiveSource,
@@ -449,6 +455,8 @@ fn open_with_format(
         if ps.is_null() {
             return Err(fail("out of memory".into()));
         }
+        let network = location.contains("://");
+        let deadline = watchdog.clone().filter(|_| network);
         let guard = watchdog.map(|w| {
             // A publisher naming another RTMP stream key is cut off as soon as FFmpeg names
             // it, not after its stream has been probed, so the listener is free again at once.
@@ -476,9 +484,21 @@ fn open_with_format(
             }
             return Err(fail(error.to_string()));
         }
+        if let Some(w) = &deadline {
+            w.arm(STREAM_INFO_WITHIN);
+        }
         let rc = ff::ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
         if rc < 0 {
             ff::ffi::avformat_close_input(&mut ps);
+            if deadline
+                .as_ref()
+                .is_some_and(|w| w.expired() && !w.stopped())
+            {
+                return Err(fail(format!(
+                    "refused: no usable stream description within {} s of the feed's data",
+                    STREAM_INFO_WITHIN.as_secs()
+                )));
+            }
             return Err(fail(format!(
                 "no stream information: {}",
                 ff::Error::from(rc)

@@ -974,6 +974,23 @@ impl Store {
         rows.iter().map(Self::delivery).collect()
     }
 
+    /// Takes a due delivery for one try: its next time moves `for_ms` ahead, so no other node
+    /// sends it meanwhile (and if this one dies mid-try, another sends it after that). False
+    /// when another node took it first.
+    pub async fn claim_delivery(&self, id: &str, for_ms: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let taken = sqlx::query(
+            "UPDATE webhook_deliveries SET next_at = $2
+             WHERE id = $1 AND status = 'pending' AND next_at <= $3",
+        )
+        .bind(id)
+        .bind(now + for_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     pub async fn deliveries(&self, job_id: &str) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM webhook_deliveries WHERE job_id = $1 ORDER BY created_at, id",

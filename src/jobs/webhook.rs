@@ -16,6 +16,8 @@ use super::service::Service;
 /// Tries per delivery; the waits double from 1 s, at most an hour apart (about 3.5 h in all).
 pub const MAX_TRIES: i64 = 16;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claimed delivery stays with the node trying it: a try and then some.
+const CLAIM_MS: i64 = 2 * REQUEST_TIMEOUT.as_millis() as i64;
 
 /// The signing key: `whsec_` + base64 (the Standard Webhooks form), or any other text as bytes.
 pub fn secret_bytes(secret: &str) -> Result<Vec<u8>, String> {
@@ -51,7 +53,13 @@ pub async fn sender(service: Arc<Service>) {
         match service.store.due_deliveries(32).await {
             Ok(due) => {
                 for delivery in due {
-                    deliver(&service, &client, delivery).await;
+                    // Nodes on one store share the deliveries: each is sent by the node that
+                    // claims it (for longer than one try can take).
+                    match service.store.claim_delivery(&delivery.id, CLAIM_MS).await {
+                        Ok(true) => deliver(&service, &client, delivery).await,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("webhooks: {e}"),
+                    }
                 }
             }
             Err(e) => tracing::warn!("webhooks: {e}"),

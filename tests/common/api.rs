@@ -415,6 +415,11 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub fn start(fail_first: usize) -> WebhookReceiver {
+        WebhookReceiver::start_slow(fail_first, Duration::ZERO)
+    }
+
+    /// A receiver that takes `delay` to answer each delivery (a slow application).
+    pub fn start_slow(fail_first: usize, delay: Duration) -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         let received: Arc<Mutex<Vec<Hook>>> = Arc::default();
@@ -432,6 +437,7 @@ impl WebhookReceiver {
                             *left = left.saturating_sub(1);
                             fail
                         };
+                        std::thread::sleep(delay);
                         let status = if fail {
                             "500 Internal Server Error"
                         } else {
