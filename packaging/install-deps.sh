@@ -45,6 +45,8 @@ if $test; then
   packages+=(python3-venv)
   # tests/packaging.rs: `systemd-analyze verify` on the unit, dpkg-deb on the package
   packages+=(systemd binutils)
+  # tests/gstreamer.rs: GStreamer's players (gst-launch-1.0, the HLS/DASH demuxers, decoders)
+  packages+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 
 if $bench; then
