@@ -111,7 +111,9 @@ fn gstreamer_plays_live_hls_live_dash_and_vod() {
     assert_plays("playbin3", &format!("{}/live/gst/master.m3u8", d.base));
     assert_plays("playbin", &format!("{}/live/gst/manifest.mpd", d.base));
 
-    // VOD: 14 s transcoded with `encore transcode` into the origin's VOD folder.
+    // VOD: 14 s transcoded with `encore transcode` into the origin's VOD folder. The source:
+    //   ffmpeg -f lavfi -i testsrc2=size=320x180:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000
+    //     -t 14 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac gst-vod-14s.mp4
     let source = common::fixture(
         "gst-vod-14s.mp4",
         &[
