@@ -8,7 +8,7 @@ mod common;
 mod postgres;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ fn inputs() -> FileServer {
     FileServer::start(&common::fixtures_dir())
 }
 
-fn input_url(files: &FileServer, path: &PathBuf) -> String {
+fn input_url(files: &FileServer, path: &Path) -> String {
     format!(
         "{}/{}",
         files.base,

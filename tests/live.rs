@@ -142,6 +142,102 @@ fn test_pattern_channel_is_epoch_locked_and_stops_cleanly() {
     assert!(d.terminate().success(), "SIGTERM exits 0");
 }
 
+/// GStreamer's older `hlsdemux` counts media time from the first segment it loads: its
+/// session gets playlists that say so in every URI and segments whose `tfdt` counts from there.
+#[test]
+fn a_gstreamer_session_gets_a_timeline_from_its_first_segment() {
+    let d = Daemon::start(TEST_CHANNEL);
+    d.wait_for("/live/t/master.m3u8", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    let gstreamer = reqwest::blocking::Client::builder()
+        .user_agent("GStreamer souphttpsrc 1.22.0 libsoup/3.2.2")
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let get = |path: &str| gstreamer.get(format!("{}{path}", d.base)).send().unwrap();
+
+    // The master playlist redirects to a session starting at the window's first segment.
+    let redirect = get("/live/t/master.m3u8");
+    assert_eq!(redirect.status(), 302);
+    assert_eq!(redirect.headers()["cache-control"], "private, no-store");
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let first: u64 = location
+        .strip_prefix("/live/t/master.m3u8?rebase=")
+        .unwrap_or_else(|| panic!("{location}"))
+        .parse()
+        .unwrap();
+    let window = d.media_playlist("/live/t/180p/index.m3u8").media_sequence;
+    assert!(
+        first <= window && window <= first + 2,
+        "{first} vs {window}"
+    );
+
+    // Its playlists name every URI with the session; other players' are unchanged.
+    let master = match m3u8_rs::parse_playlist_res(&get(&location).bytes().unwrap()) {
+        Ok(Playlist::MasterPlaylist(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    let session = format!("?rebase={first}");
+    assert!(master.variants.iter().all(|v| v.uri.ends_with(&session)));
+    assert!(master
+        .alternatives
+        .iter()
+        .all(|a| a.uri.as_deref().is_some_and(|u| u.ends_with(&session))));
+    let plain = d.get("/live/t/master.m3u8");
+    assert_eq!(plain.status(), 200);
+    assert!(!plain.text().unwrap().contains("rebase"));
+    let media = match m3u8_rs::parse_playlist_res(
+        &get(&format!("/live/t/180p/index.m3u8{session}"))
+            .bytes()
+            .unwrap(),
+    ) {
+        Ok(Playlist::MediaPlaylist(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert!(media.segments.iter().all(|s| s.uri.ends_with(&session)));
+    let newest = media.media_sequence + media.segments.len() as u64 - 1;
+    // Any player may ask for a session: `?rebase` without a number (a CDN passes it on).
+    let asked = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/live/t/audio/index.m3u8?rebase", d.base))
+        .send()
+        .unwrap();
+    assert_eq!(asked.status(), 302);
+    assert!(asked.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/live/t/audio/index.m3u8?rebase="));
+
+    // Its segments: tfdt counts from segment `first` (D = 1 s), video and audio alike; every
+    // other byte is the published segment's.
+    for (rendition, timescale) in [("180p", 90_000u64), ("audio", 48_000)] {
+        let path = format!("/live/t/{rendition}/{newest}.m4s");
+        let published = d.get(&path);
+        let rebased = get(&format!("{path}{session}"));
+        assert_eq!(rebased.status(), 200);
+        assert_ne!(published.headers()["etag"], rebased.headers()["etag"]);
+        let (published, rebased) = (published.bytes().unwrap(), rebased.bytes().unwrap());
+        assert_eq!(published.len(), rebased.len());
+        let differing = published
+            .iter()
+            .zip(rebased.iter())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!((1..=8).contains(&differing), "{differing} bytes differ");
+        let (published, rebased) = (segment_view(&published), segment_view(&rebased));
+        assert_eq!(
+            published.tfdt - rebased.tfdt,
+            (first - MEDIA_EPOCH) * timescale,
+            "{rendition}"
+        );
+        assert_eq!(published.samples, rebased.samples);
+    }
+    d.terminate();
+}
+
 #[test]
 fn a_file_played_once_ends_as_vod() {
     // 3 s at 15 fps with audio.

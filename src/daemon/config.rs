@@ -75,6 +75,10 @@ pub struct Config {
     pub header_timeout: f64,
     /// Seconds a response may wait for a client that takes no data before it is closed.
     pub send_timeout: f64,
+    /// HLS players, by a substring of their `User-Agent`, that count live media time from the
+    /// first segment they load (GStreamer's `hlsdemux`): they get a session timeline
+    /// (`?rebase=N`). Empty: none.
+    pub rebase_user_agents: Vec<String>,
     pub channels: Vec<ChannelSpec>,
 }
 
@@ -101,6 +105,7 @@ impl Default for Config {
             max_connections: None,
             header_timeout: 10.0,
             send_timeout: 60.0,
+            rebase_user_agents: crate::origin::default_rebase_user_agents(),
             channels: Vec::new(),
         }
     }

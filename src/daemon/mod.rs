@@ -97,6 +97,7 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         vod_root: Some(vod_root),
         max_in_flight: config.max_in_flight,
         max_in_flight_per_client: config.max_in_flight_per_client,
+        rebase_user_agents: config.rebase_user_agents.clone(),
         ..OriginConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -433,7 +433,7 @@ impl Service {
                     self.stop_local(&id);
                 }
             }
-            if !reached_since.is_some_and(|t| t.elapsed() >= lease) {
+            if reached_since.is_none_or(|t| t.elapsed() < lease) {
                 continue;
             }
             // Only expired leases: no node is named "".

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::admission::Held;
 use super::http::{not_found, serve};
-use super::object::known_content_type;
+use super::object::{known_content_type, Object, M3U8};
+use super::rebase::{self, Session};
 use super::store::{parse_segment_name, Channel, Lookup};
 use super::{ClientAddr, Origin, Priority};
 
@@ -25,6 +26,8 @@ const GONE_MAX_AGE: u64 = 1;
 pub(crate) async fn top(
     State(origin): State<Origin>,
     Path((channel, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    uri: Uri,
     client: Client,
     req: HeaderMap,
 ) -> Response {
@@ -35,8 +38,30 @@ pub(crate) async fn top(
     let Some(obj) = ch.manifest(&file) else {
         return not_found(1);
     };
+    if obj.content_type == M3U8 {
+        match rebase::session(query.as_deref(), &req, &origin.config().rebase_user_agents) {
+            Session::Pinned(first) => {
+                return serve_manifest(&origin, &rebase::playlist(&obj, first), client, &req)
+            }
+            Session::Wanted => {
+                if let Some(first) = ch.first_listed_segment() {
+                    return rebase::redirect(uri.path(), first);
+                }
+            }
+            Session::None => {}
+        }
+    }
+    serve_manifest(&origin, &obj, client, &req)
+}
+
+fn serve_manifest(
+    origin: &Origin,
+    obj: &Object,
+    client: Option<ClientAddr>,
+    req: &HeaderMap,
+) -> Response {
     match origin.admit(Priority::Essential, client) {
-        Ok(guard) => serve(&obj, &req, guard),
+        Ok(guard) => serve(obj, req, guard),
         Err(refused) => refused.into_response(),
     }
 }
@@ -45,6 +70,8 @@ pub(crate) async fn top(
 pub(crate) async fn rendition(
     State(origin): State<Origin>,
     Path((channel, rendition, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    uri: Uri,
     client: Client,
     req: HeaderMap,
 ) -> Response {
@@ -52,8 +79,9 @@ pub(crate) async fn rendition(
     let Some(ch) = origin.channel(&channel) else {
         return not_found(1);
     };
+    let session = rebase::session(query.as_deref(), &req, &origin.config().rebase_user_agents);
     if let Some(number) = parse_segment_name(&file) {
-        return segment(&origin, &ch, &rendition, number, client, &req).await;
+        return segment(&origin, &ch, &rendition, number, client, &req, session).await;
     }
     let obj = if file == INIT_NAME {
         ch.init(&rendition)
@@ -68,10 +96,20 @@ pub(crate) async fn rendition(
     let Some(obj) = obj else {
         return not_found(1);
     };
-    match origin.admit(Priority::Essential, client) {
-        Ok(guard) => serve(&obj, &req, guard),
-        Err(refused) => refused.into_response(),
+    if obj.content_type == M3U8 {
+        match session {
+            Session::Pinned(first) => {
+                return serve_manifest(&origin, &rebase::playlist(&obj, first), client, &req)
+            }
+            Session::Wanted => {
+                if let Some(first) = rebase::first_segment(&obj.body) {
+                    return rebase::redirect(uri.path(), first);
+                }
+            }
+            Session::None => {}
+        }
     }
+    serve_manifest(&origin, &obj, client, &req)
 }
 
 async fn segment(
@@ -81,15 +119,26 @@ async fn segment(
     number: u64,
     client: Option<ClientAddr>,
     req: &HeaderMap,
+    session: Session,
 ) -> Response {
     let timing = ch.timing;
     let now = SystemTime::now();
     let priority = priority(origin, ch, rendition, number, now);
+    // A session's copy (`rebase.rs`); the stored one when it cannot be made.
+    let session_copy = |obj: Arc<Object>| -> Arc<Object> {
+        let Session::Pinned(first) = session else {
+            return obj;
+        };
+        let rebased = ch
+            .init(rendition)
+            .and_then(|init| rebase::segment(&obj, &init.body, &timing, first));
+        rebased.map_or(obj, Arc::new)
+    };
 
     match ch.segment(rendition, number) {
         Lookup::Found(obj) => {
             return match origin.admit(priority, client) {
-                Ok(guard) => serve(&obj, req, guard),
+                Ok(guard) => serve(&session_copy(obj), req, guard),
                 Err(refused) => refused.into_response(),
             }
         }
@@ -127,7 +176,7 @@ async fn segment(
     let mut changed = ch.subscribe();
     loop {
         match ch.segment(rendition, number) {
-            Lookup::Found(obj) => return serve(&obj, req, guard),
+            Lookup::Found(obj) => return serve(&session_copy(obj), req, guard),
             Lookup::Evicted | Lookup::UnknownRendition => return not_found(GONE_MAX_AGE),
             Lookup::Missing => {}
         }

@@ -60,6 +60,7 @@ mod clock;
 mod http;
 mod live;
 mod object;
+mod rebase;
 mod store;
 mod vod;
 
@@ -106,6 +107,10 @@ pub struct OriginConfig {
     pub vod_manifest_max_age: Duration,
     /// Cache lifetime of VOD init and media segments.
     pub vod_media_max_age: Duration,
+    /// HLS players (substrings of their `User-Agent`) that count live media time from the
+    /// first segment they load: their live playlists are redirected to a session timeline
+    /// (`rebase.rs`). Empty: none.
+    pub rebase_user_agents: Vec<String>,
 }
 
 impl Default for OriginConfig {
@@ -119,8 +124,14 @@ impl Default for OriginConfig {
             retry_after: Duration::from_secs(2),
             vod_manifest_max_age: Duration::from_secs(300),
             vod_media_max_age: Duration::from_secs(86_400),
+            rebase_user_agents: default_rebase_user_agents(),
         }
     }
+}
+
+/// GStreamer's `hlsdemux` (1.22's `playbin`; `hlsdemux2` plays either timeline).
+pub fn default_rebase_user_agents() -> Vec<String> {
+    vec!["GStreamer".to_owned()]
 }
 
 /// The origin: a cheap, cloneable handle (`Arc` inside) shared by the router and the pipeline.

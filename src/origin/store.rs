@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::object::{cache_control_value, content_type_for, Object};
-use crate::package::INIT_NAME;
+use crate::package::{INIT_NAME, MEDIA_PLAYLIST_NAME};
 
 /// The timing of a live channel: which wall-clock instants each segment number belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,17 @@ impl Channel {
             .manifests
             .get(name)
             .cloned()
+    }
+
+    /// The lowest first segment over the renditions' media playlists: where a player loading
+    /// them now starts counting. `None` before any is published.
+    pub fn first_listed_segment(&self) -> Option<u64> {
+        self.read()
+            .renditions
+            .values()
+            .filter_map(|r| r.manifests.get(MEDIA_PLAYLIST_NAME))
+            .filter_map(|m| super::rebase::first_segment(&m.body))
+            .min()
     }
 
     pub fn init(&self, rendition: &str) -> Option<Arc<Object>> {

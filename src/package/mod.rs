@@ -13,6 +13,12 @@ pub use presentation::{
     LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
 };
 
+/// Media time zero of every live channel: 2000-01-01T00:00:00Z in Unix seconds, the DASH
+/// availabilityStartTime. Segment numbers still count D-long segments since the Unix epoch
+/// (this instant is a whole number of segments after it, since live D divides a day); media
+/// time starts here because some clients read an availabilityStartTime of 1970 as absent.
+pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+
 /// Name of a rendition's init segment inside its folder.
 pub const INIT_NAME: &str = "init.mp4";
 /// Name of a rendition's HLS media playlist inside its folder.

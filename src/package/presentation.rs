@@ -289,9 +289,7 @@ pub(crate) mod fixtures {
         p
     }
 
-    /// 2000-01-01T00:00:00Z in Unix seconds: the daemon's media time zero and MPD
-    /// availabilityStartTime (segment numbers still count from the Unix epoch).
-    pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+    pub use crate::package::MEDIA_EPOCH_SECONDS;
 
     /// `p` (a live fixture) as the daemon publishes it: media time from 2000-01-01.
     pub fn from_media_epoch(mut p: Presentation) -> Presentation {

@@ -157,11 +157,7 @@ impl Channel {
     }
 }
 
-/// Media time zero of every live channel: 2000-01-01T00:00:00Z, the DASH availabilityStartTime.
-/// Segment numbers still count D-long segments since the Unix epoch (this instant is a whole
-/// number of segments after it, since live D divides a day); media time starts here because
-/// some clients read an availabilityStartTime of 1970 as absent.
-pub const MEDIA_EPOCH_SECONDS: u64 = 946_684_800;
+pub use crate::package::MEDIA_EPOCH_SECONDS;
 
 /// How long after its instant an output frame is sent, to absorb input jitter.
 const OUTPUT_DELAY: Duration = Duration::from_millis(60);
