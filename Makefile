@@ -21,6 +21,9 @@ test-deps:
 	@bash packaging/install-deps.sh --test
 	@[ tests/players/node_modules/.package-lock.json -nt tests/players/package-lock.json ] || \
 	    npm ci --prefix tests/players --no-audit --no-fund --loglevel=error
+	@# An S3-compatible server that checks signatures, for the object storage tests (built once).
+	@command -v s3s-fs >/dev/null 2>&1 || [ -x "$${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs" ] || \
+	    $(CARGO) install s3s-fs --version 0.14.1 --features binary --locked
 	@[ $(VENV)/.installed -nt tests/openapi/requirements.txt ] || { \
 	    $(PYTHON) -m venv $(VENV) && \
 	    $(VENV)/bin/pip install --quiet --disable-pip-version-check \

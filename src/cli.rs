@@ -164,6 +164,10 @@ pub struct ServeArgs {
     /// Serve the /v1 API on its own address instead of the origin's.
     #[arg(long)]
     pub api_listen: Option<String>,
+    /// Object storage for job outputs: s3://BUCKET/PREFIX (credentials, region and endpoint
+    /// from the AWS_* environment variables) or file:///FOLDER.
+    #[arg(long, env = "ENCORE_STORE")]
+    pub store: Option<String>,
     /// This node's name in a fleet (default: the host name).
     #[arg(long)]
     pub node: Option<String>,
@@ -192,6 +196,9 @@ impl ServeArgs {
         }
         if let Some(addr) = &self.api_listen {
             config.api_listen = Some(addr.clone());
+        }
+        if let Some(store) = &self.store {
+            config.store = Some(store.clone());
         }
         if let Some(node) = &self.node {
             config.node_name = Some(node.clone());

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod loadgen;
 pub mod media;
+pub mod objects;
 pub mod origin;
 pub mod package;
 pub mod pipeline;

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("ingest", 1),
     ("encode", 1),
     ("hw", 1),
+    ("objects", 1),
     ("pipeline", 2),
     ("origin", 3),
     ("jobs", 3),

@@ -55,6 +55,10 @@ pub struct Config {
     pub max_attempts: i64,
     /// Signs webhooks: `whsec_` + base64 (Standard Webhooks), or at least 16 characters.
     pub webhook_secret: Option<String>,
+    /// Object storage for job outputs (`s3://BUCKET/PREFIX`, `file:///FOLDER`): a finished
+    /// job's folder is uploaded there, segments first and manifests last. Absent: outputs stay
+    /// in DATA_DIR/vod only.
+    pub store: Option<String>,
     /// This node's name in job attempts and the fleet's node list; absent = the host name.
     pub node_name: Option<String>,
     /// Seconds without a heartbeat after which a node counts as gone and its jobs run
@@ -97,6 +101,7 @@ impl Default for Config {
             max_queued_jobs: 1000,
             max_attempts: 3,
             webhook_secret: None,
+            store: None,
             node_name: None,
             lease_time: 30.0,
             public_url: None,

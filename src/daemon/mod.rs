@@ -280,6 +280,11 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
         .map(crate::jobs::webhook::secret_bytes)
         .transpose()?;
     let node = config.node_name.clone().unwrap_or_else(host_name);
+    let objects = config
+        .store
+        .as_deref()
+        .map(crate::objects::Objects::open)
+        .transpose()?;
     tracing::info!(node = %node, capacity, "job store {}", redact(&url));
     let service = Service::new(
         store,
@@ -297,6 +302,7 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
                 allow_link_local: config.allow_link_local_inputs,
             },
             vod_root: vod_root.to_path_buf(),
+            objects,
         },
     );
     tokio::spawn(crate::jobs::webhook::sender(service.clone()));

@@ -112,13 +112,15 @@ impl JobError {
 
 /// The stage a running job is in: opening and probing its input, transcoding (each segment
 /// is packaged as CMAF the moment it is encoded, so packaging is part of it), publishing
-/// (manifests written, the output renamed into place).
+/// (manifests written, the output renamed into place), uploading (to the node's object
+/// storage, when it has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Probing,
     Transcoding,
     Publishing,
+    Uploading,
 }
 
 /// Where a running job is; sent at most twice a second.

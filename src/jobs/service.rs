@@ -49,6 +49,8 @@ pub struct Settings {
     pub webhook_secret: Option<Vec<u8>>,
     pub inputs: InputPolicy,
     pub vod_root: PathBuf,
+    /// Where finished outputs are uploaded, when the node has object storage.
+    pub objects: Option<crate::objects::Objects>,
 }
 
 struct Running {
@@ -109,6 +111,9 @@ pub struct JobView {
     pub summary: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback: Option<Playback>,
+    /// The output's objects (segments, then manifests), when the node has object storage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
     pub webhook_deliveries: Vec<Delivery>,
 }
 
@@ -258,6 +263,12 @@ impl Service {
             cancel_requested: row.cancel_requested && !row.state.is_final(),
             attempts,
             error: row.error,
+            outputs: row
+                .summary
+                .as_ref()
+                .and_then(|s| s.get("outputs"))
+                .and_then(|o| serde_json::from_value(o.clone()).ok())
+                .unwrap_or_default(),
             summary: row.summary,
             playback,
             webhook_deliveries,
@@ -448,6 +459,32 @@ impl Service {
         }
     }
 
+    /// With object storage: the output folder uploaded (segments first, manifests last), its
+    /// objects' URLs added to the summary as `outputs`. A failed upload fails the job as
+    /// `output_write_failed`, retryable, naming the object.
+    async fn upload_outputs(&self, id: &str, mut summary: Value) -> Result<Value, JobError> {
+        let Some(objects) = &self.settings.objects else {
+            return Ok(summary);
+        };
+        let _ = self
+            .progressed(
+                id,
+                &Progress {
+                    phase: Some(Phase::Uploading),
+                    ..Progress::default()
+                },
+            )
+            .await;
+        let written = objects
+            .upload_folder(&self.settings.vod_root.join(id), id)
+            .await
+            .map_err(|e| JobError::new("output_write_failed", e.to_string(), true))?;
+        if let Value::Object(map) = &mut summary {
+            map.insert("outputs".into(), Value::from(written));
+        }
+        Ok(summary)
+    }
+
     async fn run(self: Arc<Self>, job: JobRow) {
         self.state_changed(&job.id).await;
         let cancel = self
@@ -496,7 +533,10 @@ impl Service {
             }
         };
         let outcome = match result {
-            Ok(Ok(summary)) => Ok(serde_json::to_value(&summary).expect("plain data serializes")),
+            Ok(Ok(summary)) => {
+                let summary = serde_json::to_value(&summary).expect("plain data serializes");
+                self.upload_outputs(&job.id, summary).await
+            }
             Ok(Err(e)) => Err(JobError::from_pipeline(&e)),
             Err(panic) => Err(JobError::new(
                 "internal",

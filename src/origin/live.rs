@@ -44,7 +44,10 @@ pub(crate) async fn top(
                 return serve_manifest(&origin, &rebase::playlist(&obj, first), client, &req)
             }
             Session::Wanted => {
-                if let Some(first) = ch.first_listed_segment() {
+                // Where a player loading the media playlists now starts counting.
+                let listed = ch.media_playlists();
+                let first = listed.iter().filter_map(|m| rebase::first_segment(&m.body));
+                if let Some(first) = first.min() {
                     return rebase::redirect(uri.path(), first);
                 }
             }

@@ -199,15 +199,13 @@ impl Channel {
             .cloned()
     }
 
-    /// The lowest first segment over the renditions' media playlists: where a player loading
-    /// them now starts counting. `None` before any is published.
-    pub fn first_listed_segment(&self) -> Option<u64> {
+    /// Every rendition's HLS media playlist.
+    pub fn media_playlists(&self) -> Vec<Arc<Object>> {
         self.read()
             .renditions
             .values()
-            .filter_map(|r| r.manifests.get(MEDIA_PLAYLIST_NAME))
-            .filter_map(|m| super::rebase::first_segment(&m.body))
-            .min()
+            .filter_map(|r| r.manifests.get(MEDIA_PLAYLIST_NAME).cloned())
+            .collect()
     }
 
     pub fn init(&self, rendition: &str) -> Option<Arc<Object>> {

@@ -1,0 +1,277 @@
+//! Object storage: where a fleet keeps its outputs (S3-compatible storage, or a folder).
+//!
+//! A finished VOD output is uploaded as a whole folder in an order that keeps every reader
+//! safe: media and init segments first (in parallel, large ones in parts), then the media
+//! playlists, then the top-level manifests. A reader therefore never finds a manifest that
+//! names an object not yet there.
+//!
+//! Locations: `s3://bucket/prefix` (endpoint, region and credentials from the usual AWS
+//! environment variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP` for a plain-HTTP endpoint), or `file:///folder`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, RetryConfig};
+use tokio::io::AsyncWriteExt;
+
+/// Uploads running at once for one output.
+const PARALLEL_UPLOADS: usize = 8;
+/// Above this an object goes up in parts of this size (S3's minimum part is 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+
+/// An object store and the prefix under which this node writes.
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    prefix: Key,
+    /// The location as the user wrote it, without a trailing `/`: the base of object URLs.
+    location: String,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// An object that could not be written, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadError {
+    /// The object's URL (`s3://bucket/prefix/…`).
+    pub object: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write {}: {}", self.object, self.reason)
+    }
+}
+
+impl Objects {
+    /// Opens `s3://bucket/prefix` or `file:///folder`. Nothing is contacted yet.
+    pub fn open(location: &str) -> Result<Objects, String> {
+        let location = location.trim_end_matches('/').to_owned();
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) =
+            if let Some(rest) = location.strip_prefix("s3://") {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!("{location}: no bucket (s3://BUCKET/PREFIX)"));
+                }
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        max_retries: 4,
+                        retry_timeout: Duration::from_secs(60),
+                        ..RetryConfig::default()
+                    })
+                    .build()
+                    .map_err(|e| format!("{location}: {e}"))?;
+                (Arc::new(s3), prefix)
+            } else if let Some(folder) = location.strip_prefix("file://") {
+                std::fs::create_dir_all(folder).map_err(|e| format!("{location}: {e}"))?;
+                let local = LocalFileSystem::new_with_prefix(folder)
+                    .map_err(|e| format!("{location}: {e}"))?;
+                (Arc::new(local), "")
+            } else {
+                return Err(format!(
+                "{location}: not an object store location (s3://BUCKET/PREFIX or file:///FOLDER)"
+            ));
+            };
+        let prefix = Key::parse(prefix).map_err(|e| format!("{location}: {e}"))?;
+        Ok(Objects {
+            store,
+            prefix,
+            location,
+        })
+    }
+
+    /// A store held in memory (for tests of the code around it).
+    pub fn in_memory() -> Objects {
+        Objects {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            prefix: Key::from("out"),
+            location: "memory://out".into(),
+        }
+    }
+
+    /// The URL of the object at `relative` (e.g. `job-1/master.m3u8`).
+    pub fn url(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.location)
+    }
+
+    fn key(&self, relative: &str) -> Key {
+        self.prefix
+            .parts()
+            .chain(Key::from(relative).parts())
+            .collect()
+    }
+
+    /// Uploads every file under `folder` to `{name}/…`, segments first and manifests last
+    /// (module docs). Returns the URLs of what was written, in the order written.
+    pub async fn upload_folder(
+        &self,
+        folder: &Path,
+        name: &str,
+    ) -> Result<Vec<String>, UploadError> {
+        let files = files_under(folder).map_err(|e| UploadError {
+            object: self.url(name),
+            reason: format!("cannot list {}: {e}", folder.display()),
+        })?;
+        let mut written = Vec::with_capacity(files.len());
+        for wave in upload_waves(files) {
+            let urls: Vec<String> = futures_util::stream::iter(wave)
+                .map(|relative| async move {
+                    let relative_key = format!("{name}/{relative}");
+                    self.upload_file(&folder.join(&relative), &relative_key)
+                        .await
+                        .map(|()| self.url(&relative_key))
+                })
+                .buffer_unordered(PARALLEL_UPLOADS)
+                .try_collect()
+                .await?;
+            written.extend(urls);
+        }
+        Ok(written)
+    }
+
+    /// One file, streamed: in one request up to PART_SIZE, in parts above.
+    async fn upload_file(&self, file: &Path, relative: &str) -> Result<(), UploadError> {
+        let failed = |reason: String| UploadError {
+            object: self.url(relative),
+            reason,
+        };
+        let mut source = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
+        let mut sink = BufWriter::with_capacity(self.store.clone(), self.key(relative), PART_SIZE);
+        let copied = tokio::io::copy(&mut source, &mut sink).await;
+        let finished = match copied {
+            Ok(_) => sink.shutdown().await,
+            Err(e) => {
+                let _ = sink.abort().await;
+                Err(e)
+            }
+        };
+        finished.map_err(|e| failed(e.to_string()))
+    }
+
+    /// Reads an object whole (small objects: manifests, tests).
+    pub async fn read(&self, relative: &str) -> Result<bytes::Bytes, String> {
+        let got = self
+            .store
+            .get(&self.key(relative))
+            .await
+            .map_err(|e| format!("{}: {e}", self.url(relative)))?;
+        got.bytes()
+            .await
+            .map_err(|e| format!("{}: {e}", self.url(relative)))
+    }
+}
+
+/// Files under `folder`, as `/`-separated paths relative to it, sorted.
+fn files_under(folder: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pending: Vec<PathBuf> = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(folder) {
+                let parts: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The order that keeps readers safe: everything that is not a manifest, then the manifests
+/// inside rendition folders, then the top-level ones (which name those).
+fn upload_waves(files: Vec<String>) -> Vec<Vec<String>> {
+    let is_manifest = |f: &str| f.ends_with(".m3u8") || f.ends_with(".mpd");
+    let mut waves = vec![Vec::new(), Vec::new(), Vec::new()];
+    for f in files {
+        let wave = match (is_manifest(&f), f.contains('/')) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        };
+        waves[wave].push(f);
+    }
+    waves.retain(|w| !w.is_empty());
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_go_last_top_level_ones_after_media_playlists() {
+        let files = [
+            "manifest.mpd",
+            "master.m3u8",
+            "720p/index.m3u8",
+            "720p/0.m4s",
+            "720p/init.mp4",
+            "audio/index.m3u8",
+            "audio/0.m4s",
+        ]
+        .map(String::from)
+        .to_vec();
+        let waves = upload_waves(files);
+        assert_eq!(waves.len(), 3);
+        assert!(waves[0]
+            .iter()
+            .all(|f| f.ends_with(".m4s") || f.ends_with(".mp4")));
+        assert_eq!(waves[1], ["720p/index.m3u8", "audio/index.m3u8"]);
+        assert_eq!(waves[2], ["manifest.mpd", "master.m3u8"]);
+    }
+
+    #[tokio::test]
+    async fn a_folder_lands_whole_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("360p")).unwrap();
+        std::fs::write(dir.path().join("master.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::write(dir.path().join("360p/0.m4s"), vec![7u8; PART_SIZE * 2 + 3]).unwrap();
+        let objects = Objects::in_memory();
+        let written = objects.upload_folder(dir.path(), "job-1").await.unwrap();
+        assert_eq!(
+            written,
+            [
+                "memory://out/job-1/360p/0.m4s",
+                "memory://out/job-1/master.m3u8"
+            ]
+        );
+        let big = objects.read("job-1/360p/0.m4s").await.unwrap();
+        assert_eq!(big.len(), PART_SIZE * 2 + 3);
+        assert_eq!(
+            &objects.read("job-1/master.m3u8").await.unwrap()[..],
+            b"#EXTM3U\n"
+        );
+    }
+
+    #[test]
+    fn locations_are_checked() {
+        assert!(Objects::open("s3:///x").unwrap_err().contains("no bucket"));
+        assert!(Objects::open("ftp://x")
+            .unwrap_err()
+            .contains("not an object store"));
+    }
+}
