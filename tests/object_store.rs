@@ -140,3 +140,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// An input in the bucket (`s3://BUCKET/KEY`) is read where it lies: the job succeeds and its
+/// record keeps the `s3://` URL, never the signed one FFmpeg opened. A missing object is
+/// refused at submission.
+#[test]
+fn an_input_object_is_read_from_the_bucket() {
+    let s3 = S3Server::start("media");
+    let input = source(640, 360, 4);
+    // s3s-fs serves the files of its folder as objects.
+    std::fs::create_dir_all(s3.root().join("media/in")).unwrap();
+    std::fs::copy(&input, s3.root().join("media/in/talk.mp4")).unwrap();
+    let dir = tempdir();
+    let node = Node::start_with_env(dir.path(), &Backend::Sqlite, STORE, &s3.env(s3::SECRET_KEY));
+    let missing = node.post(
+        "/v1/jobs",
+        &json!({"input": "s3://media/in/nothing.mp4"}).to_string(),
+    );
+    assert_eq!(missing.status, 422, "{}", missing.text);
+    assert!(missing.text.contains("no such object"), "{}", missing.text);
+
+    let id =
+        node.submit(&json!({"input": "s3://media/in/talk.mp4", "ladder": "240:400k"}).to_string());
+    let job = node.wait_for(&id, &["succeeded", "failed"], Duration::from_secs(120));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["input"], "s3://media/in/talk.mp4");
+    assert_eq!(job["summary"]["input"], "s3://media/in/talk.mp4");
+    assert!(!job.to_string().contains("X-Amz-Signature"), "{job:#}");
+    let (ok, stderr) = ffmpeg_decode_all(&s3.root().join(format!("media/encore/{id}/master.m3u8")));
+    assert!(ok, "{stderr}");
+}

@@ -96,6 +96,8 @@ pub enum Bitrate {
 /// `POST /v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRequest {
+    /// An http(s) URL, an object `s3://BUCKET/KEY` (read in place), or a path inside one of
+    /// the node's input roots.
     pub input: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
@@ -449,12 +451,18 @@ impl InputPolicy {
     /// Checks `input` (pointer `/input`); returns the location the pipeline opens.
     pub async fn check(&self, input: &str) -> Result<String, FieldError> {
         let bad = |detail: String| FieldError::new("/input", detail);
+        if let Some(object) = crate::objects::InputObject::parse(input) {
+            object.map_err(&bad)?.check().await.map_err(bad)?;
+            return Ok(input.to_string());
+        }
         if input.contains("://") {
             self.check_url(input, "/input").await?;
             return Ok(input.to_string());
         }
         if input.contains(':') && !input.starts_with('/') {
-            return Err(bad("only http and https URLs, or paths, are allowed".into()));
+            return Err(bad(
+                "only http, https and s3 URLs, or paths, are allowed".into()
+            ));
         }
         let path = Path::new(input);
         if path.components().any(|c| c == Component::ParentDir) {
@@ -497,7 +505,7 @@ impl InputPolicy {
         let scheme = url.split_once("://").map_or("", |(s, _)| s);
         if scheme != "http" && scheme != "https" {
             return Err(bad(format!(
-                "the scheme {scheme:?} is not allowed (http, https, or a path inside an input root)"
+                "the scheme {scheme:?} is not allowed (http, https, s3, or a path inside an input root)"
             )));
         }
         let (host, port) = url_host(url).ok_or_else(|| bad("the URL has no host".into()))?;

@@ -501,9 +501,29 @@ impl Service {
                 },
             )
             .await;
-        let mut pipeline_job = job
-            .options
-            .pipeline_job(&job.input, self.settings.vod_root.join(&job.id));
+        // An object input opens as a presigned URL, made now (it expires); never shown.
+        let presigned = match crate::objects::InputObject::parse(&job.input) {
+            None => None,
+            Some(object) => {
+                let url = match object {
+                    Ok(o) => o.presigned().await,
+                    Err(e) => Err(e),
+                };
+                match url {
+                    Ok(url) => Some(url),
+                    Err(e) => {
+                        let failed = JobError::new("input_unreachable", e, true);
+                        return self
+                            .finish(&job, Err(failed), std::time::Instant::now())
+                            .await;
+                    }
+                }
+            }
+        };
+        let mut pipeline_job = job.options.pipeline_job(
+            presigned.as_deref().unwrap_or(&job.input),
+            self.settings.vod_root.join(&job.id),
+        );
         // An attempt before a crash may have published; this one replaces it whole.
         pipeline_job.force = true;
         pipeline_job.cancel = Some(cancel);
@@ -532,9 +552,12 @@ impl Service {
                 }
             }
         };
-        let outcome = match result {
+        let mut outcome = match result {
             Ok(Ok(summary)) => {
-                let summary = serde_json::to_value(&summary).expect("plain data serializes");
+                let mut summary = serde_json::to_value(&summary).expect("plain data serializes");
+                if presigned.is_some() {
+                    summary["input"] = Value::from(job.input.as_str());
+                }
                 self.upload_outputs(&job.id, summary).await
             }
             Ok(Err(e)) => Err(JobError::from_pipeline(&e)),
@@ -544,6 +567,19 @@ impl Service {
                 false,
             )),
         };
+        if let (Err(e), Some(url)) = (&mut outcome, &presigned) {
+            e.message = e.message.replace(url.as_str(), &job.input);
+        }
+        self.finish(&job, outcome, started).await;
+    }
+
+    /// Records the outcome of a run (retrying while the store is away) and announces it.
+    async fn finish(
+        &self,
+        job: &JobRow,
+        outcome: Result<Value, JobError>,
+        started: std::time::Instant,
+    ) {
         if let Err(e) = &outcome {
             if e.code != "cancelled" {
                 tracing::warn!(job = %job.id, "failed: {}", e.message);
@@ -562,7 +598,7 @@ impl Service {
             let recorded = self
                 .store
                 .finish(
-                    &job,
+                    job,
                     &self.settings.node,
                     outcome.as_ref(),
                     Some(RETRY_AFTER_MS),

@@ -178,6 +178,73 @@ impl Objects {
     }
 }
 
+/// An input object, `s3://BUCKET/KEY`, as FFmpeg opens it: a presigned `GET` URL (valid for
+/// [`INPUT_URL_LIFETIME`]) that FFmpeg reads with byte ranges, so the object streams in and is
+/// never copied whole to disk. Credentials, region and endpoint: the AWS environment variables.
+pub struct InputObject {
+    pub url: String,
+    store: object_store::aws::AmazonS3,
+    key: Key,
+}
+
+/// How long a presigned input URL stays valid: longer than any transcode.
+pub const INPUT_URL_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+impl InputObject {
+    /// Parses `s3://BUCKET/KEY`; `None` for other locations.
+    pub fn parse(url: &str) -> Option<Result<InputObject, String>> {
+        let rest = url.strip_prefix("s3://")?;
+        let parsed = (|| {
+            let (bucket, key) = rest
+                .split_once('/')
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                .ok_or_else(|| format!("{url}: expected s3://BUCKET/KEY"))?;
+            // A submission waits for the check: a few quick tries, not minutes.
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(10),
+                    ..RetryConfig::default()
+                })
+                .with_client_options(
+                    object_store::ClientOptions::new().with_timeout(Duration::from_secs(10)),
+                )
+                .build()
+                .map_err(|e| format!("{url}: {e}"))?;
+            let key = Key::parse(key).map_err(|e| format!("{url}: {e}"))?;
+            Ok(InputObject {
+                url: url.to_owned(),
+                store,
+                key,
+            })
+        })();
+        Some(parsed)
+    }
+
+    /// Whether the object is there and readable (a `HEAD` request).
+    pub async fn check(&self) -> Result<(), String> {
+        self.store
+            .head(&self.key)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => format!("{}: no such object", self.url),
+                e => format!("{}: {e}", self.url),
+            })
+    }
+
+    /// The presigned URL FFmpeg opens.
+    pub async fn presigned(&self) -> Result<String, String> {
+        use object_store::signer::Signer;
+        self.store
+            .signed_url(axum::http::Method::GET, &self.key, INPUT_URL_LIFETIME)
+            .await
+            .map(|u| u.to_string())
+            .map_err(|e| format!("{}: {e}", self.url))
+    }
+}
+
 /// Files under `folder`, as `/`-separated paths relative to it, sorted.
 fn files_under(folder: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
