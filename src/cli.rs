@@ -32,6 +32,9 @@ pub enum Command {
     Transcode(TranscodeArgs),
     /// Run the daemon: the HTTP origin and the live channels of the configuration.
     Serve(ServeArgs),
+    /// A stateless origin: serves `/vod/{job}/…` of every job of a fleet from object storage
+    /// (no data folder, no database, no encoding), for a CDN or a cache to sit in front of.
+    Origin(OriginArgs),
     /// Report this machine's CPU, memory, GPUs, usable backends and matching hw-profile.
     Probe {
         /// Print JSON instead of text.
@@ -54,6 +57,23 @@ pub enum Command {
     /// Simulated players against an HLS or DASH origin (Encore, nginx, a CDN): requests,
     /// bytes, latency, errors and stalls, a line a second and a summary.
     Loadgen(LoadgenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OriginArgs {
+    /// Object storage holding the outputs: s3://BUCKET/PREFIX (credentials, region and
+    /// endpoint from the AWS_* environment variables) or file:///FOLDER.
+    #[arg(long, env = "ENCORE_STORE")]
+    pub store: String,
+    /// Listen address.
+    #[arg(short, long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Requests served at once before the origin answers 503 with Retry-After.
+    #[arg(long, default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// Requests one client may have in flight (default: an eighth of max-in-flight).
+    #[arg(long)]
+    pub max_in_flight_per_client: Option<usize>,
 }
 
 #[derive(Debug, Args)]

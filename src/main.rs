@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Transcode(args) => transcode(args),
         Command::Serve(args) => serve(args),
+        Command::Origin(args) => encore::daemon::origin(args).map_err(|e| (2, e)),
         Command::Probe { json } => probe(*json),
         Command::Bench(args) => bench(args),
         Command::Selftest { gpu } => match encore::selftest::run(*gpu) {

@@ -170,3 +170,86 @@ fn an_input_object_is_read_from_the_bucket() {
     let (ok, stderr) = ffmpeg_decode_all(&s3.root().join(format!("media/encore/{id}/master.m3u8")));
     assert!(ok, "{stderr}");
 }
+
+/// `encore origin` with no files of its own serves a job's output from the bucket: with the
+/// headers a cache needs, to ffmpeg, hls.js and dash.js.
+#[test]
+fn an_origin_with_no_files_serves_outputs_from_the_bucket() {
+    let players = common::web_players_available();
+    let s3 = S3Server::start("media");
+    let files = FileServer::start(&common::fixtures_dir());
+    let input = source(640, 360, 6);
+    let dir = tempdir();
+    let node = Node::start_with_env(dir.path(), &Backend::Sqlite, STORE, &s3.env(s3::SECRET_KEY));
+    let name = input.file_name().unwrap().to_string_lossy().into_owned();
+    let id = node.submit(
+        &json!({"input": format!("{}/{name}", files.base), "ladder": "360:800k,240:400k"})
+            .to_string(),
+    );
+    let job = node.wait_for(&id, &["succeeded", "failed"], Duration::from_secs(120));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    drop(node);
+
+    let mut origin = common::encore()
+        .args([
+            "origin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "s3://media/encore",
+        ])
+        .envs(s3.env(s3::SECRET_KEY))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(origin.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("encore: serving on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let master = client
+        .get(format!("{base}/vod/{id}/master.m3u8"))
+        .send()
+        .unwrap();
+    assert_eq!(master.status(), 200);
+    assert!(master.headers().contains_key("etag"));
+    assert!(master.headers().contains_key("last-modified"));
+    let segment = client
+        .get(format!("{base}/vod/{id}/360p/init.mp4"))
+        .send()
+        .unwrap();
+    assert_eq!(segment.status(), 200);
+    assert!(segment.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let missing = client
+        .get(format!("{base}/vod/no-such-job/master.m3u8"))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let url = format!("{base}/vod/{id}/master.m3u8");
+    let (ok, stderr) = ffmpeg_decode_all(Path::new(&url));
+    assert!(ok, "{stderr}");
+    if players {
+        for (kind, file) in [("hls", "master.m3u8"), ("dash", "manifest.mpd")] {
+            let url = format!("{base}/vod/{id}/{file}");
+            let report = common::play(kind, &url, 6);
+            common::assert_played(kind, &url, &report, 2, 3.0);
+        }
+    }
+    let _ = origin.kill();
+    let _ = origin.wait();
+    assert!(
+        players,
+        "Chromium, node or tests/players/node_modules missing: `make test-deps`"
+    );
+}

@@ -92,9 +92,15 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     }
 
     crate::telemetry::handle();
-    let service = start_jobs(&config, &vod_root).await?;
+    let objects = config
+        .store
+        .as_deref()
+        .map(crate::objects::Objects::open)
+        .transpose()?;
+    let service = start_jobs(&config, &vod_root, objects.clone()).await?;
     let origin = Origin::new(OriginConfig {
         vod_root: Some(vod_root),
+        vod_store: objects,
         max_in_flight: config.max_in_flight,
         max_in_flight_per_client: config.max_in_flight_per_client,
         rebase_user_agents: config.rebase_user_agents.clone(),
@@ -221,6 +227,52 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     }
 }
 
+/// `encore origin`: the origin alone, serving VOD outputs from object storage, until SIGTERM or
+/// SIGINT. The HTTP limits are the daemon's defaults.
+pub fn origin(args: &crate::cli::OriginArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("encore-http")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut signals = signals::Signals::install()?;
+        let store = crate::objects::Objects::open(&args.store)?;
+        if args.max_in_flight == 0 || args.max_in_flight_per_client == Some(0) {
+            return Err("--max-in-flight and --max-in-flight-per-client must be at least 1".into());
+        }
+        crate::telemetry::handle();
+        let origin = Origin::new(OriginConfig {
+            vod_store: Some(store),
+            max_in_flight: args.max_in_flight,
+            max_in_flight_per_client: args.max_in_flight_per_client,
+            ..OriginConfig::default()
+        });
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let defaults = Config::default();
+        let limits = http::Limits {
+            header_timeout: Duration::from_secs_f64(defaults.header_timeout),
+            send_timeout: Duration::from_secs_f64(defaults.send_timeout),
+            max_connections: http::default_max_connections(http::raise_open_files_limit()),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = serve_on(listener, origin.router(), limits, stop_rx);
+        println!("encore: serving on http://{addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tracing::info!(store = %args.store, "origin serving VOD outputs from object storage");
+        notify::notify(&format!("READY=1\nSTATUS=serving on http://{addr}"));
+        while signals.next().await == signals::Request::Reload {}
+        notify::notify("STOPPING=1");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+        Ok(())
+    })
+}
+
 /// Tells the service manager's watchdog the daemon is alive, as long as its runtime runs and
 /// the channels' registry answers (a deadlock there stops the keep-alives, and the manager
 /// restarts the daemon).
@@ -246,7 +298,11 @@ fn serve_on(
 }
 
 /// The job store, the node's capacity, the scheduler and the webhook sender.
-async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, String> {
+async fn start_jobs(
+    config: &Config,
+    vod_root: &Path,
+    objects: Option<crate::objects::Objects>,
+) -> Result<Arc<Service>, String> {
     let url = match &config.database_url {
         Some(url) => url.clone(),
         None => format!("sqlite://{}", config.data_dir.join("encore.db").display()),
@@ -280,11 +336,6 @@ async fn start_jobs(config: &Config, vod_root: &Path) -> Result<Arc<Service>, St
         .map(crate::jobs::webhook::secret_bytes)
         .transpose()?;
     let node = config.node_name.clone().unwrap_or_else(host_name);
-    let objects = config
-        .store
-        .as_deref()
-        .map(crate::objects::Objects::open)
-        .transpose()?;
     tracing::info!(node = %node, capacity, "job store {}", redact(&url));
     let service = Service::new(
         store,

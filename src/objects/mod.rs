@@ -35,6 +35,24 @@ pub struct Objects {
     location: String,
 }
 
+/// Two handles on the same location are the same store.
+impl PartialEq for Objects {
+    fn eq(&self, other: &Objects) -> bool {
+        self.location == other.location
+    }
+}
+
+impl Eq for Objects {}
+
+/// An object read whole, with what HTTP validators need.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub body: bytes::Bytes,
+    /// The store's entity tag, when it gives one.
+    pub etag: Option<String>,
+    pub modified: std::time::SystemTime,
+}
+
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Objects")
@@ -165,6 +183,26 @@ impl Objects {
         finished.map_err(|e| failed(e.to_string()))
     }
 
+    /// Reads the object at `relative` whole; `None` when there is none.
+    pub async fn get(&self, relative: &str) -> Result<Option<Stored>, String> {
+        let got = match self.store.get(&self.key(relative)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", self.url(relative))),
+        };
+        let etag = got.meta.e_tag.clone();
+        let modified = std::time::SystemTime::from(got.meta.last_modified);
+        let body = got
+            .bytes()
+            .await
+            .map_err(|e| format!("{}: {e}", self.url(relative)))?;
+        Ok(Some(Stored {
+            body,
+            etag,
+            modified,
+        }))
+    }
+
     /// Reads an object whole (small objects: manifests, tests).
     pub async fn read(&self, relative: &str) -> Result<bytes::Bytes, String> {
         let got = self
@@ -207,9 +245,6 @@ impl InputObject {
                     retry_timeout: Duration::from_secs(10),
                     ..RetryConfig::default()
                 })
-                .with_client_options(
-                    object_store::ClientOptions::new().with_timeout(Duration::from_secs(10)),
-                )
                 .build()
                 .map_err(|e| format!("{url}: {e}"))?;
             let key = Key::parse(key).map_err(|e| format!("{url}: {e}"))?;

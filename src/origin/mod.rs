@@ -88,8 +88,11 @@ use store::{Channel, Tagger};
 /// Origin settings. Every field has a default ([`OriginConfig::default`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginConfig {
-    /// Folder of finished VOD outputs served under `/vod/`; `None` disables `/vod/`.
+    /// Folder of finished VOD outputs served under `/vod/`.
     pub vod_root: Option<PathBuf>,
+    /// Object storage holding VOD outputs as `{name}/…`, read for what `vod_root` lacks.
+    /// Without either, `/vod/` is all 404.
+    pub vod_store: Option<crate::objects::Objects>,
     /// Requests in flight above which even manifests and live-edge segments get 503.
     pub max_in_flight: usize,
     /// Requests in flight above which DVR segments and VOD media get 503; `None`: half of
@@ -117,6 +120,7 @@ impl Default for OriginConfig {
     fn default() -> Self {
         OriginConfig {
             vod_root: None,
+            vod_store: None,
             max_in_flight: 4096,
             low_priority_max_in_flight: None,
             max_in_flight_per_client: None,

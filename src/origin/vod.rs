@@ -6,6 +6,11 @@
 //! ones memory-mapped; either way the body is served as `Bytes` without another copy. Small
 //! files stay in memory after their first request ([`VodCache`]), so a hot segment or playlist
 //! is served with no file-system call at all.
+//!
+//! With object storage (`OriginConfig::vod_store`), what the folder lacks is read from the
+//! store (`{name}/…`, as jobs upload it) and kept in the same cache for longer
+//! ([`STORE_REVALIDATE`]): outputs in the store are written once, manifests last, so an origin
+//! with no files of its own serves every job of a fleet.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -40,6 +45,12 @@ const REVALIDATE: Duration = Duration::from_secs(1);
 /// Memory the cache may hold; past it the cache starts over.
 const CACHE_BUDGET: usize = 64 << 20;
 
+/// How long an object read from the store is served from memory before it is read again.
+const STORE_REVALIDATE: Duration = Duration::from_secs(30);
+
+/// Objects from the store above this size are served but not kept.
+const STORE_CACHE_MAX_OBJECT: usize = 8 << 20;
+
 /// Small VOD files (below [`MAP_THRESHOLD`]) recently served, by path.
 #[derive(Default)]
 pub(crate) struct VodCache {
@@ -50,12 +61,12 @@ pub(crate) struct VodCache {
 type Served = (Arc<Object>, Instant);
 
 impl VodCache {
-    fn fresh(&self, path: &PathBuf) -> Option<Arc<Object>> {
+    fn fresh(&self, path: &PathBuf, within: Duration) -> Option<Arc<Object>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .0
             .get(path)
-            .filter(|(_, loaded)| loaded.elapsed() < REVALIDATE)
+            .filter(|(_, loaded)| loaded.elapsed() < within)
             .map(|(obj, _)| obj.clone())
     }
 
@@ -107,9 +118,6 @@ async fn get(
     client: Option<ClientAddr>,
     req: &HeaderMap,
 ) -> Response {
-    let Some(root) = origin.config().vod_root.clone() else {
-        return not_found(MISSING_MAX_AGE);
-    };
     let file = parts[parts.len() - 1];
     let Some(content_type) = known_content_type(file) else {
         return not_found(MISSING_MAX_AGE);
@@ -140,13 +148,18 @@ async fn get(
         Err(refused) => return refused.into_response(),
     };
 
+    let content_type = HeaderValue::from_static(content_type);
+    let Some(root) = cfg.vod_root.clone() else {
+        return from_store(origin, parts, content_type, cache, req, guard).await;
+    };
     let mut path: PathBuf = root;
     path.extend(parts);
-    if let Some(obj) = origin.vod_cache().fresh(&path) {
+    if let Some(obj) = origin.vod_cache().fresh(&path, REVALIDATE) {
         return serve(&obj, req, guard);
     }
-    let content_type = HeaderValue::from_static(content_type);
     let key = path.clone();
+    let type_for_store = content_type.clone();
+    let cache_for_store = cache.clone();
     let loaded = tokio::task::spawn_blocking(move || load(path, content_type, cache)).await;
     match loaded {
         Ok(Ok(obj)) => {
@@ -165,7 +178,7 @@ async fn get(
                     | std::io::ErrorKind::InvalidInput
             ) =>
         {
-            not_found(MISSING_MAX_AGE)
+            from_store(origin, parts, type_for_store, cache_for_store, req, guard).await
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, parts = ?parts, "VOD file could not be read");
@@ -184,6 +197,73 @@ async fn get(
             )
         }
     }
+}
+
+/// The object `parts` from the store (404 without one, or when it has none).
+async fn from_store(
+    origin: &Origin,
+    parts: &[&str],
+    content_type: HeaderValue,
+    cache: HeaderValue,
+    req: &HeaderMap,
+    guard: super::admission::InFlight,
+) -> Response {
+    let Some(store) = &origin.config().vod_store else {
+        return not_found(MISSING_MAX_AGE);
+    };
+    let relative = parts.join("/");
+    // A key no local path can be: local ones are absolute.
+    let key = PathBuf::from(format!("store:{relative}"));
+    if let Some(obj) = origin.vod_cache().fresh(&key, STORE_REVALIDATE) {
+        return serve(&obj, req, guard);
+    }
+    match store.get(&relative).await {
+        Ok(Some(stored)) => {
+            // The store's tag when it gives one (the same on every origin), else like a file's.
+            let etag = stored
+                .etag
+                .map(|t| {
+                    if t.starts_with('"') || t.starts_with("W/") {
+                        t
+                    } else {
+                        format!("\"{t}\"")
+                    }
+                })
+                .and_then(|t| HeaderValue::from_str(&t).ok())
+                .unwrap_or_else(|| file_etag(stored.modified, stored.body.len()));
+            let obj = Arc::new(Object::new(
+                stored.body,
+                content_type,
+                etag,
+                stored.modified,
+                cache,
+            ));
+            if obj.body.len() <= STORE_CACHE_MAX_OBJECT {
+                origin.vod_cache().insert(key, obj.clone());
+            }
+            serve(&obj, req, guard)
+        }
+        Ok(None) => not_found(MISSING_MAX_AGE),
+        Err(e) => {
+            tracing::warn!(error = %e, "VOD object could not be read");
+            text(
+                StatusCode::BAD_GATEWAY,
+                "object storage did not answer\n",
+                HeaderValue::from_static("max-age=1"),
+            )
+        }
+    }
+}
+
+/// Like nginx: modification time and length. Stable across restarts and across origins
+/// serving the same copy.
+fn file_etag(modified: std::time::SystemTime, len: usize) -> HeaderValue {
+    let mtime = modified
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos();
+    HeaderValue::from_str(&format!("\"{mtime:x}-{len:x}\""))
+        .expect("hex digits are a valid header value")
 }
 
 fn load(path: PathBuf, content_type: HeaderValue, cache: HeaderValue) -> std::io::Result<Object> {
@@ -207,13 +287,6 @@ fn load(path: PathBuf, content_type: HeaderValue, cache: HeaderValue) -> std::io
         Bytes::from_owner(map)
     };
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-    let mtime = modified
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos();
-    // Like nginx: modification time and length. Stable across restarts and across origins
-    // serving the same copy.
-    let etag = HeaderValue::from_str(&format!("\"{mtime:x}-{:x}\"", body.len()))
-        .expect("hex digits are a valid header value");
+    let etag = file_etag(modified, body.len());
     Ok(Object::new(body, content_type, etag, modified, cache))
 }

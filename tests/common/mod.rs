@@ -361,3 +361,60 @@ pub fn web_players_available() -> bool {
     }
     panic!("missing {}: run `make test-deps`", missing.join(", "));
 }
+
+/// Plays `url` with `kind` (hls or dash) for `seconds` and returns the page's report.
+pub fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
+    play_with(kind, url, seconds, None)
+}
+
+/// As `play`; `cmcd`: the player sends CMCD with this session id.
+pub fn play_with(kind: &str, url: &str, seconds: u32, cmcd: Option<&str>) -> serde_json::Value {
+    let mut command = Command::new("node");
+    command
+        .arg(web_players_dir().join("play.js"))
+        .args([kind, url, &seconds.to_string()]);
+    if let Some(session) = cmcd {
+        command.env("PLAYER_CMCD", session);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{kind} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Started, decoded frames, advanced at least `min_played` s, no fatal error.
+pub fn assert_played(
+    kind: &str,
+    url: &str,
+    report: &serde_json::Value,
+    levels: u64,
+    min_played: f64,
+) {
+    println!("{kind} {url}: {report}");
+    let fatal: Vec<_> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fatal"] == true)
+        .collect();
+    assert!(fatal.is_empty(), "{kind} {url}: fatal errors {fatal:?}");
+    assert!(report["mediaError"].is_null(), "{kind} {url}: {report}");
+    assert_eq!(report["levels"], levels, "{kind} {url}: renditions seen");
+    assert!(
+        report["width"].as_u64().unwrap() > 0,
+        "{kind} {url}: no picture"
+    );
+    assert!(
+        report["totalFrames"].as_u64().unwrap() > 30,
+        "{kind} {url}: {report}"
+    );
+    let advanced = report["advanced"].as_f64().unwrap();
+    assert!(
+        advanced >= min_played,
+        "{kind} {url}: advanced {advanced} s"
+    );
+}
