@@ -29,7 +29,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Transcode(args) => transcode(args),
         Command::Serve(args) => serve(args),
-        Command::Origin(args) => encore::daemon::origin(args).map_err(|e| (2, e)),
+        Command::Origin(args) => encore::daemon::origin(&encore::daemon::OriginOnly {
+            store: args.store.clone(),
+            listen: args.listen.clone(),
+            max_in_flight: args.max_in_flight,
+            max_in_flight_per_client: args.max_in_flight_per_client,
+        })
+        .map_err(|e| (2, e)),
         Command::Probe { json } => probe(*json),
         Command::Bench(args) => bench(args),
         Command::Selftest { gpu } => match encore::selftest::run(*gpu) {

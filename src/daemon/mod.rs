@@ -227,9 +227,19 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     }
 }
 
+/// What `encore origin` is given.
+#[derive(Debug, Clone)]
+pub struct OriginOnly {
+    /// `s3://BUCKET/PREFIX` or `file:///FOLDER`.
+    pub store: String,
+    pub listen: String,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_client: Option<usize>,
+}
+
 /// `encore origin`: the origin alone, serving VOD outputs from object storage, until SIGTERM or
 /// SIGINT. The HTTP limits are the daemon's defaults.
-pub fn origin(args: &crate::cli::OriginArgs) -> Result<(), String> {
+pub fn origin(args: &OriginOnly) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("encore-http")
