@@ -21,6 +21,22 @@ use s3::S3Server;
 
 const STORE: &str = "store = \"s3://media/encore\"\nmax_attempts = 1\n";
 
+/// A node storing in `s3` that ran one job (a SECONDS-long 360p source into two rungs) to
+/// success: the node, the job's id and record.
+fn finished_job(s3: &S3Server, dir: &Path, seconds: u32) -> (Node, String, serde_json::Value) {
+    let files = FileServer::start(&common::fixtures_dir());
+    let input = source(640, 360, seconds);
+    let node = Node::start_with_env(dir, &Backend::Sqlite, STORE, &s3.env(s3::SECRET_KEY));
+    let name = input.file_name().unwrap().to_string_lossy().into_owned();
+    let id = node.submit(
+        &json!({"input": format!("{}/{name}", files.base), "ladder": "360:800k,240:400k"})
+            .to_string(),
+    );
+    let job = node.wait_for(&id, &["succeeded", "failed"], Duration::from_secs(120));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    (node, id, job)
+}
+
 fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
@@ -31,17 +47,8 @@ fn modified(path: &Path) -> SystemTime {
 #[test]
 fn a_finished_job_lands_in_the_bucket_with_its_manifests_last() {
     let s3 = S3Server::start("media");
-    let files = FileServer::start(&common::fixtures_dir());
-    let input = source(640, 360, 4);
     let dir = tempdir();
-    let node = Node::start_with_env(dir.path(), &Backend::Sqlite, STORE, &s3.env(s3::SECRET_KEY));
-    let name = input.file_name().unwrap().to_string_lossy().into_owned();
-    let id = node.submit(
-        &json!({"input": format!("{}/{name}", files.base), "ladder": "360:800k,240:400k"})
-            .to_string(),
-    );
-    let job = node.wait_for(&id, &["succeeded", "failed"], Duration::from_secs(120));
-    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let (node, id, job) = finished_job(&s3, dir.path(), 4);
 
     let local = node.data.join("vod").join(&id);
     let stored = s3.root().join("media/encore").join(&id);
@@ -177,17 +184,8 @@ fn an_input_object_is_read_from_the_bucket() {
 fn an_origin_with_no_files_serves_outputs_from_the_bucket() {
     let players = common::web_players_available();
     let s3 = S3Server::start("media");
-    let files = FileServer::start(&common::fixtures_dir());
-    let input = source(640, 360, 6);
     let dir = tempdir();
-    let node = Node::start_with_env(dir.path(), &Backend::Sqlite, STORE, &s3.env(s3::SECRET_KEY));
-    let name = input.file_name().unwrap().to_string_lossy().into_owned();
-    let id = node.submit(
-        &json!({"input": format!("{}/{name}", files.base), "ladder": "360:800k,240:400k"})
-            .to_string(),
-    );
-    let job = node.wait_for(&id, &["succeeded", "failed"], Duration::from_secs(120));
-    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let (node, id, _) = finished_job(&s3, dir.path(), 6);
     drop(node);
 
     let mut origin = common::encore()
