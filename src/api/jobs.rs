@@ -150,7 +150,7 @@ async fn submit(
     match service.store.insert_job(new).await? {
         Inserted::Created(row) => {
             let id = row.id.clone();
-            service.state_changed(&id).await;
+            service.announce(row.clone()).await;
             service.queued();
             let view = service.view(row).await?;
             let location = format!("/v1/jobs/{id}");

@@ -288,6 +288,21 @@ impl Service {
         let Some(row) = self.store.job(id).await? else {
             return Ok(());
         };
+        self.try_announce(row).await
+    }
+
+    /// Records the state of `row` as it is (a job just inserted: `queued`, even when a
+    /// scheduler has claimed it since).
+    pub async fn announce(&self, row: JobRow) {
+        let id = row.id.clone();
+        if let Err(e) = self.try_announce(row).await {
+            tracing::warn!(job = %id, "cannot record the state change: {e}");
+        }
+    }
+
+    async fn try_announce(&self, row: JobRow) -> Result<(), StoreError> {
+        let id = row.id.clone();
+        let id = id.as_str();
         let hook = row.request.webhook.clone();
         let state = row.state;
         let mut view = self.view(row).await?;

@@ -382,12 +382,14 @@ impl Store {
         }
         let now = now_ms();
         let (key, hash) = new.idempotency.clone().unzip();
-        let inserted = sqlx::query(
+        // The row as inserted (RETURNING): a scheduler may claim it before a second look.
+        let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO jobs (id, state, priority, input, request, options, cost_milli, created_at,
                 updated_at, not_before, attempts, max_attempts, cancel_requested,
                 idempotency_key, request_hash, backend)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7, 0, $8, 0, $9, $10, $11)",
-        )
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $7, $7, 0, $8, 0, $9, $10, $11)
+             RETURNING {JOB_COLUMNS}"
+        )))
         .bind(&new.id)
         .bind(new.request.priority)
         .bind(&new.input)
@@ -399,22 +401,20 @@ impl Store {
         .bind(key.clone())
         .bind(hash.clone())
         .bind(&new.options.backend)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await;
         match inserted {
-            Ok(_) => {}
+            Ok(row) => Ok(Inserted::Created(JobRow::from_row(&row)?)),
             // Two requests with one key at once: the other one won.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() && key.is_some() => {
                 let (key, hash) = new.idempotency.expect("checked");
                 if let Some(found) = self.job_by_key(&key, &hash).await? {
                     return Ok(found);
                 }
-                return Err(sqlx::Error::Database(e).into());
+                Err(sqlx::Error::Database(e).into())
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        let row = self.job(&new.id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        Ok(Inserted::Created(row))
     }
 
     async fn job_by_key(&self, key: &str, hash: &str) -> Result<Option<Inserted>, StoreError> {
