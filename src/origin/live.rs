@@ -48,7 +48,9 @@ pub(crate) async fn top(
                 let listed = ch.media_playlists();
                 let first = listed.iter().filter_map(|m| rebase::first_segment(&m.body));
                 if let Some(first) = first.min() {
-                    return rebase::redirect(uri.path(), first);
+                    if let Some(found) = rebase::redirect(uri.path(), first) {
+                        return found;
+                    }
                 }
             }
             Session::None => {}
@@ -106,7 +108,9 @@ pub(crate) async fn rendition(
             }
             Session::Wanted => {
                 if let Some(first) = rebase::first_segment(&obj.body) {
-                    return rebase::redirect(uri.path(), first);
+                    if let Some(found) = rebase::redirect(uri.path(), first) {
+                        return found;
+                    }
                 }
             }
             Session::None => {}

@@ -62,19 +62,17 @@ pub(crate) fn session(query: Option<&str>, req: &HeaderMap, agents: &[String]) -
     }
 }
 
-/// The 302 to `path?rebase=N`. Never cached: the number depends on the moment.
-pub(crate) fn redirect(path: &str, first: u64) -> Response {
+/// The 302 to `path?rebase=N`. Never cached: the number depends on the moment. `None` if the
+/// path cannot be a header value (a request path always can).
+pub(crate) fn redirect(path: &str, first: u64) -> Option<Response> {
+    let location = HeaderValue::from_str(&format!("{path}?{PARAM}={first}")).ok()?;
     let mut res = Response::new(axum::body::Body::empty());
     *res.status_mut() = StatusCode::FOUND;
     let h = res.headers_mut();
     add_cors(h);
-    let location = format!("{path}?{PARAM}={first}");
-    h.insert(
-        LOCATION,
-        HeaderValue::from_str(&location).expect("a checked path and digits"),
-    );
+    h.insert(LOCATION, location);
     h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    res
+    Some(res)
 }
 
 /// The number of the first segment a media playlist lists (`EXT-X-MEDIA-SEQUENCE`, 0 when absent
@@ -138,7 +136,7 @@ fn derived(original: &Object, body: Bytes, first: u64) -> Object {
     let mut obj = Object::new(
         body,
         original.content_type.clone(),
-        HeaderValue::from_str(&tag).expect("an ETag and digits"),
+        HeaderValue::from_str(&tag).unwrap_or_else(|_| original.etag.clone()),
         std::time::UNIX_EPOCH,
         original.cache_control.clone(),
     );
