@@ -188,29 +188,8 @@ fn an_origin_with_no_files_serves_outputs_from_the_bucket() {
     let (node, id, _) = finished_job(&s3, dir.path(), 6);
     drop(node);
 
-    let mut origin = common::encore()
-        .args([
-            "origin",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "s3://media/encore",
-        ])
-        .envs(s3.env(s3::SECRET_KEY))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(origin.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("encore: serving on ")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .to_owned();
+    let origin = s3::OriginOnly::start("s3://media/encore", &s3.env(s3::SECRET_KEY));
+    let base = origin.base.clone();
     let client = reqwest::blocking::Client::new();
     let master = client
         .get(format!("{base}/vod/{id}/master.m3u8"))
@@ -244,8 +223,7 @@ fn an_origin_with_no_files_serves_outputs_from_the_bucket() {
             common::assert_played(kind, &url, &report, 2, 3.0);
         }
     }
-    let _ = origin.kill();
-    let _ = origin.wait();
+    drop(origin);
     assert!(
         players,
         "Chromium, node or tests/players/node_modules missing: `make test-deps`"

@@ -22,8 +22,8 @@ pub struct ChannelInfo {
     /// `config` (the configuration file's, read-only) or `api`.
     #[schema(value_type = String)]
     pub source: &'static str,
-    /// starting, on_air, on_slate, stopped, or failed (a configuration's channel that could
-    /// not start; `error` says why).
+    /// starting, on_air, on_slate, stopped, standby (in a fleet: carried by another node, or
+    /// by none yet), or failed (a channel that could not start; `error` says why).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -33,6 +33,9 @@ pub struct ChannelInfo {
     /// The channel's fields, as given (defaults filled in).
     #[schema(value_type = Object)]
     pub spec: serde_json::Value,
+    /// In a fleet: the node that carries the channel now (the others keep it on standby).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub hls: String,
     pub dash: String,
     pub renditions: Vec<RenditionInfo>,

@@ -1,10 +1,18 @@
 //! The daemon's live channels: those of the configuration file and those created over the API
 //! (stored, and started again after a restart). Each holds its capacity while it runs.
+//!
+//! In a fleet (a shared PostgreSQL store) each channel runs on one node at a time, the holder
+//! of its lease row (jobs/fleet.rs): every node that can carry a channel keeps it on standby,
+//! and [`Channels::keep_leases`] renews the leases of the channels running here and takes
+//! those whose holder stopped renewing. The channel then starts here at the live edge: its
+//! numbers are locked to the clock, so players (through the archive in object storage, or any
+//! node's origin) continue with the same segment numbers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use futures_util::future::BoxFuture;
@@ -12,9 +20,11 @@ use futures_util::FutureExt;
 
 use super::config::ChannelSpec;
 use crate::api::{ChannelControl, ChannelInfo, Problem};
+use crate::jobs::model::now_ms;
 use crate::jobs::options::{ladder_cost, FieldError};
 use crate::jobs::Service;
 use crate::media::Ladder;
+use crate::objects::{LiveArchive, Objects};
 use crate::origin::{ChannelTiming, Origin};
 use crate::pipeline::live::{self, Channel, ChannelConfig};
 
@@ -26,7 +36,37 @@ struct Entry {
     error: Option<String>,
     renditions: Vec<String>,
     cost_milli: i64,
+    /// Its archive in object storage, while it runs here with `archive = true`.
+    archive: Option<LiveArchive>,
+    /// In a fleet: the node that holds the channel's lease, as last read.
+    carried_by: Option<String>,
+    /// In a fleet: after a failed start, not tried here again before this instant.
+    retry_at: Option<Instant>,
 }
+
+impl Entry {
+    /// Known here, not running here (a fleet's standby).
+    fn standby(spec: ChannelSpec, from_config: bool) -> Entry {
+        Entry {
+            spec,
+            from_config,
+            channel: None,
+            error: None,
+            renditions: Vec::new(),
+            cost_milli: 0,
+            archive: None,
+            carried_by: None,
+            retry_at: None,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.channel.as_ref().is_some_and(|c| !c.is_finished())
+    }
+}
+
+/// After a failed start, a fleet node leaves the channel to the others this long.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 pub struct Channels {
     origin: Origin,
@@ -35,6 +75,12 @@ pub struct Channels {
     /// `http://host:port` of the origin, for the URLs in channel records.
     pub base: String,
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// Where channels with `archive = true` are archived.
+    objects: Option<Objects>,
+    /// A fleet: each channel runs on the node holding its lease (module docs).
+    leased: bool,
+    /// The daemon is stopping: take no channel.
+    stopping: AtomicBool,
 }
 
 impl Channels {
@@ -43,13 +89,18 @@ impl Channels {
         service: Arc<Service>,
         input_roots: Vec<PathBuf>,
         base: String,
+        objects: Option<Objects>,
     ) -> Channels {
+        let leased = service.store.is_shared();
         Channels {
             origin,
             service,
             input_roots,
             base,
             entries: Mutex::new(BTreeMap::new()),
+            objects,
+            leased,
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -57,9 +108,35 @@ impl Channels {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a channel: opens its encoders off the async threads, publishes to the origin.
+    /// Starts a channel; in a fleet, puts it on standby here and starts it if its lease is
+    /// free (or already this node's).
     pub async fn start(&self, spec: ChannelSpec, from_config: bool) -> Result<(), String> {
+        if !self.leased {
+            return self.launch(spec, from_config).await;
+        }
+        spec.resolve()?;
+        self.check_archive(&spec)?;
+        let name = spec.name.clone();
+        self.lock()
+            .insert(name.clone(), Entry::standby(spec, from_config));
+        self.try_take(&name).await
+    }
+
+    fn check_archive(&self, spec: &ChannelSpec) -> Result<(), String> {
+        if spec.archive && self.objects.is_none() {
+            return Err(format!(
+                "channel {:?}: archive = true needs an object store (store = \"s3://…\")",
+                spec.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a channel here: opens its encoders off the async threads, publishes to the origin
+    /// (and to its archive).
+    async fn launch(&self, spec: ChannelSpec, from_config: bool) -> Result<(), String> {
         let config = spec.resolve()?;
+        self.check_archive(&spec)?;
         let name = config.name.clone();
         let cost_milli = (channel_cost(&config) * 1000.0).round() as i64;
         let timing = ChannelTiming {
@@ -68,8 +145,18 @@ impl Channels {
             dvr_window: config.dvr_window,
         };
         let publisher = self.origin.add_channel(&name, timing);
-        let shared = publisher.clone();
-        let started = tokio::task::spawn_blocking(move || live::start(config, Arc::new(shared)))
+        let archive = match (&self.objects, spec.archive) {
+            (Some(objects), true) => Some(LiveArchive::start(objects.clone(), &name)),
+            _ => None,
+        };
+        let shared: Arc<dyn live::Publisher> = match &archive {
+            Some(archive) => Arc::new(super::Archived {
+                local: publisher.clone(),
+                archive: archive.clone(),
+            }),
+            None => Arc::new(publisher.clone()),
+        };
+        let started = tokio::task::spawn_blocking(move || live::start(config, shared))
             .await
             .map_err(|e| e.to_string())?;
         match started {
@@ -82,12 +169,12 @@ impl Channels {
                 self.lock().insert(
                     name,
                     Entry {
-                        spec,
-                        from_config,
                         channel: Some(channel),
-                        error: None,
                         renditions,
                         cost_milli,
+                        archive,
+                        carried_by: self.leased.then(|| self.service.node().to_owned()),
+                        ..Entry::standby(spec, from_config)
                     },
                 );
                 Ok(())
@@ -95,17 +182,15 @@ impl Channels {
             Err(e) => {
                 self.origin.remove_channel(&name);
                 let message = format!("channel {name:?}: {e}");
-                if from_config {
-                    // Shown as failed, and tried again by the next SIGHUP.
+                if from_config || self.leased {
+                    // Shown as failed, and tried again by the next SIGHUP (in a fleet: left
+                    // to the other nodes for a while).
                     self.lock().insert(
                         name,
                         Entry {
-                            renditions: Vec::new(),
-                            spec,
-                            from_config,
-                            channel: None,
                             error: Some(e.to_string()),
-                            cost_milli: 0,
+                            retry_at: Some(Instant::now() + RETRY_AFTER_FAILURE),
+                            ..Entry::standby(spec, from_config)
                         },
                     );
                 }
@@ -114,19 +199,191 @@ impl Channels {
         }
     }
 
+    /// In a fleet: takes the lease of `name` if it is free, this node's, or (once this node
+    /// may judge) expired, and starts the channel here. A start that fails gives it back.
+    async fn try_take(&self, name: &str) -> Result<(), String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (spec, from_config) = match self.lock().get(name) {
+            Some(e) if e.channel.is_none() && e.retry_at.is_none_or(|t| Instant::now() >= t) => {
+                (e.spec.clone(), e.from_config)
+            }
+            _ => return Ok(()),
+        };
+        let node = self.service.node();
+        let now = now_ms();
+        let until = now + self.service.lease_ms();
+        let store = &self.service.store;
+        match store
+            .take_channel(name, node, now, until, self.service.judges_leases())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(channel = %name, "cannot read the channel's lease: {e}");
+                return Ok(());
+            }
+        }
+        tracing::info!(channel = %name, node, "channel lease taken: the channel runs here");
+        let launched = self.launch(spec, from_config).await;
+        if launched.is_err() {
+            let _ = store.release_channel(name, node).await;
+        }
+        launched
+    }
+
+    /// In a fleet, until the daemon stops: renews the leases of the channels running here,
+    /// stops those another node took (this node was judged gone), follows the channels
+    /// created and removed over other nodes' APIs, and takes the channels nobody carries.
+    pub async fn keep_leases(self: Arc<Self>) {
+        if !self.leased {
+            return;
+        }
+        // Several times per lease: a takeover waits for the lease to run out, then this.
+        let every = Duration::from_millis((self.service.lease_ms() / 8).clamp(100, 2_000) as u64);
+        let mut unreachable = false;
+        while !self.stopping.load(Ordering::SeqCst) {
+            tokio::time::sleep(every).await;
+            self.follow_stored_channels().await;
+            let names: Vec<(String, bool)> = self
+                .lock()
+                .iter()
+                .map(|(n, e)| (n.clone(), e.running()))
+                .collect();
+            let node = self.service.node();
+            for (name, running) in names {
+                if !running {
+                    if let Err(e) = self.try_take(&name).await {
+                        tracing::error!(channel = %name, "did not start: {e}");
+                    }
+                    continue;
+                }
+                let until = now_ms() + self.service.lease_ms();
+                match self.service.store.renew_channel(&name, node, until).await {
+                    Ok(true) => unreachable = false,
+                    Ok(false) => {
+                        tracing::warn!(
+                            channel = %name,
+                            "another node carries this channel now: stopping it here"
+                        );
+                        self.stop_here(&name, false).await;
+                    }
+                    // Nobody can take it while the store is down (the others judge leases
+                    // only after reaching it for a whole lease): the channel goes on.
+                    Err(e) => {
+                        if !std::mem::replace(&mut unreachable, true) {
+                            tracing::warn!(channel = %name, "cannot renew the channel's lease: {e}");
+                        }
+                    }
+                }
+            }
+            if let Ok(leases) = self.service.store.channel_leases().await {
+                let mut entries = self.lock();
+                for (name, entry) in entries.iter_mut() {
+                    entry.carried_by = leases
+                        .iter()
+                        .find(|l| &l.channel == name && l.expires_at >= now_ms())
+                        .map(|l| l.node.clone());
+                }
+            }
+        }
+    }
+
+    /// In a fleet: API channels are created and removed on any node; each node keeps its
+    /// standby list as the store has it.
+    async fn follow_stored_channels(&self) {
+        let Ok(stored) = self.service.store.channels().await else {
+            return;
+        };
+        let gone: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(n, e)| !e.from_config && !stored.iter().any(|(s, _)| s == *n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.stop_here(&name, true).await;
+            self.lock().remove(&name);
+        }
+        for (name, text) in stored {
+            if self.contains(&name) {
+                continue;
+            }
+            match serde_json::from_str::<ChannelSpec>(&text) {
+                Ok(spec) => {
+                    self.lock().insert(name, Entry::standby(spec, false));
+                }
+                Err(e) => tracing::error!(channel = %name, "stored channel unreadable: {e}"),
+            }
+        }
+    }
+
+    /// In a fleet: stops `name` here and keeps it on standby. `ended`: the channel ends
+    /// (removed), so its archive gets the final playlists; otherwise it goes on elsewhere and
+    /// the archive is left as the other node writes it.
+    async fn stop_here(&self, name: &str, ended: bool) {
+        let taken = {
+            let mut entries = self.lock();
+            let Some(entry) = entries.get_mut(name) else {
+                return;
+            };
+            let cost = std::mem::take(&mut entry.cost_milli);
+            let archive = entry.archive.take();
+            entry.channel.take().map(|c| (c, cost, archive))
+        };
+        let Some((channel, cost, archive)) = taken else {
+            return;
+        };
+        if let (Some(archive), false) = (archive, ended) {
+            archive.close();
+        }
+        stop(vec![(name.to_owned(), channel)], super::STOP_GRACE).await;
+        // Requests here now go to the archive (if any), written by the node carrying it.
+        self.origin.remove_channel(name);
+        self.service.release_live(cost);
+        let _ = self
+            .service
+            .store
+            .release_channel(name, self.service.node())
+            .await;
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.lock().contains_key(name)
     }
 
     /// Stops every channel (closing segments, ending playlists), waiting at most `grace`;
     /// returns the names of those that did not stop in time.
+    /// In a fleet the channels go on elsewhere: their archives are not ended, and their
+    /// leases are given back so that another node takes them at once.
     pub async fn stop_all(&self, grace: Duration) -> Vec<String> {
+        self.stopping.store(true, Ordering::SeqCst);
         let running: Vec<(String, Channel)> = self
             .lock()
             .iter_mut()
-            .filter_map(|(n, e)| e.channel.take().map(|c| (n.clone(), c)))
+            .filter_map(|(n, e)| {
+                if self.leased {
+                    if let Some(archive) = e.archive.take() {
+                        archive.close();
+                    }
+                }
+                e.channel.take().map(|c| (n.clone(), c))
+            })
             .collect();
-        stop(running, grace).await
+        let names: Vec<String> = running.iter().map(|(n, _)| n.clone()).collect();
+        let late = stop(running, grace).await;
+        if self.leased {
+            for name in names {
+                let _ = self
+                    .service
+                    .store
+                    .release_channel(&name, self.service.node())
+                    .await;
+            }
+        }
+        late
     }
 
     /// Applies the configuration file's channels anew (SIGHUP): new ones start, removed ones
@@ -160,6 +417,10 @@ impl Channels {
                 if let Some(channel) = entry.channel {
                     stopping.push((name, channel));
                 }
+                if let Some(archive) = entry.archive.filter(|_| self.leased) {
+                    // Restarted here or elsewhere: not the end of the channel.
+                    archive.close();
+                }
             }
             wanted.retain(|name, _| {
                 let taken = entries.contains_key(name);
@@ -170,8 +431,18 @@ impl Channels {
             });
         }
         let stopped = stopping.len();
+        let names: Vec<String> = stopping.iter().map(|(n, _)| n.clone()).collect();
         for name in stop(stopping, super::STOP_GRACE).await {
             tracing::warn!(channel = %name, "SIGHUP: the old channel did not stop in time");
+        }
+        if self.leased {
+            for name in names {
+                let _ = self
+                    .service
+                    .store
+                    .release_channel(&name, self.service.node())
+                    .await;
+            }
         }
         self.service.release_live(released);
         let starting = wanted.len();
@@ -191,6 +462,7 @@ impl Channels {
     fn info(&self, name: &str, e: &Entry) -> ChannelInfo {
         let state = match &e.channel {
             None if e.error.is_some() => "failed",
+            None if self.leased => "standby",
             None => "stopped",
             Some(c) if c.is_finished() => "stopped",
             Some(c) if !self.origin.channel_has_segments(name) => "starting",
@@ -218,6 +490,7 @@ impl Channels {
             restarts: e.channel.as_ref().map_or(0, |c| c.status.total_restarts()),
             input: e.spec.input.clone(),
             spec: shown_spec(&e.spec),
+            node: e.carried_by.clone(),
             hls: format!("{}/live/{name}/master.m3u8", self.base),
             dash: format!("{}/live/{name}/manifest.mpd", self.base),
             renditions: speeds
@@ -408,6 +681,13 @@ impl ChannelControl for Channels {
             self.service.store.delete_channel(&name).await?;
             if let Some(channel) = taken.channel {
                 stop(vec![(name.clone(), channel)], super::STOP_GRACE).await;
+                if self.leased {
+                    let _ = self
+                        .service
+                        .store
+                        .release_channel(&name, self.service.node())
+                        .await;
+                }
             }
             self.service.release_live(taken.cost_milli);
             Ok(())

@@ -162,6 +162,10 @@ pub struct ChannelSpec {
     /// (`mode=caller`); 1 to 512 characters. Never shown by the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streamid: Option<String>,
+    /// Also write the channel's segments and manifests to the node's object store, under
+    /// `live/{name}/` (catch-up, and origins that do not encode). Needs `store`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive: bool,
 }
 
 /// The longest DVR window: a day of segments, held in memory.
@@ -215,6 +219,7 @@ impl ChannelSpec {
             passphrase: None,
             allowed_sources: Vec::new(),
             streamid: None,
+            archive: false,
         }
     }
 
@@ -388,6 +393,14 @@ impl Config {
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1 (0 would refuse every request)".into());
+        }
+        if self.store.is_none() {
+            if let Some(c) = self.channels.iter().find(|c| c.archive) {
+                return Err(format!(
+                    "channel {:?}: archive = true needs an object store (store = \"s3://…\")",
+                    c.name
+                ));
+            }
         }
         Ok(())
     }

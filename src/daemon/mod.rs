@@ -40,6 +40,39 @@ impl Publisher for ChannelPublisher {
     }
 }
 
+/// A channel published to the origin and archived in object storage (`archive = true`).
+struct Archived {
+    local: ChannelPublisher,
+    archive: crate::objects::LiveArchive,
+}
+
+impl Publisher for Archived {
+    fn init(&self, rendition: &str, bytes: Vec<u8>) {
+        let bytes = Bytes::from(bytes);
+        self.local.publish_init(rendition, bytes.clone());
+        self.archive
+            .media(&format!("{rendition}/{}", crate::package::INIT_NAME), bytes);
+    }
+    fn segment(&self, rendition: &str, number: u64, bytes: Vec<u8>) {
+        let bytes = Bytes::from(bytes);
+        self.local.publish_segment(rendition, number, bytes.clone());
+        let name = crate::package::segment_name(number);
+        self.archive.media(&format!("{rendition}/{name}"), bytes);
+    }
+    fn manifest(&self, path: &str, text: String) {
+        let bytes = Bytes::from(text);
+        self.local.publish_manifest(path, bytes.clone());
+        self.archive.manifest(path, bytes);
+    }
+    fn evict_before(&self, number: u64) {
+        // The archive keeps every segment (catch-up); the store's lifecycle rules expire them.
+        self.local.evict_before(number);
+    }
+    fn end(&self) {
+        self.local.end();
+    }
+}
+
 /// How long a stop may take before the daemon exits anyway.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -100,7 +133,7 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     let service = start_jobs(&config, &vod_root, objects.clone()).await?;
     let origin = Origin::new(OriginConfig {
         vod_root: Some(vod_root),
-        vod_store: objects,
+        store: objects.clone(),
         max_in_flight: config.max_in_flight,
         max_in_flight_per_client: config.max_in_flight_per_client,
         rebase_user_agents: config.rebase_user_agents.clone(),
@@ -130,6 +163,7 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         service.clone(),
         config.input_roots.clone(),
         base,
+        objects,
     ));
     for spec in config.channels.iter().cloned() {
         let name = spec.name.clone();
@@ -151,6 +185,8 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         }
     }
     restore_api_channels(&service, &channels).await;
+    // In a fleet: this node carries the channels whose leases it holds.
+    tokio::spawn(channels.clone().keep_leases());
 
     let api = crate::api::router(crate::api::Api {
         service: service.clone(),
@@ -253,7 +289,7 @@ pub fn origin(args: &OriginOnly) -> Result<(), String> {
         }
         crate::telemetry::handle();
         let origin = Origin::new(OriginConfig {
-            vod_store: Some(store),
+            store: Some(store),
             max_in_flight: args.max_in_flight,
             max_in_flight_per_client: args.max_in_flight_per_client,
             ..OriginConfig::default()

@@ -5,6 +5,10 @@
 //! A node is healthy while its heartbeat is younger than the lease time: past that, the other
 //! nodes give its running jobs back to the queue as a new attempt (service.rs), and a late
 //! result of the old attempt is refused (the store fences every result by node and attempt).
+//!
+//! Live channels of a fleet are held the same way, by a lease row per channel: the node that
+//! holds it carries the channel and renews it; when it stops renewing, another node that can
+//! carry the channel takes the row and starts it at the live edge (daemon/channels.rs).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -157,5 +161,94 @@ impl Store {
             .execute(&self.pool)
             .await?;
         self.node(name, lease_ms).await
+    }
+}
+
+/// Who carries a live channel of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelLease {
+    pub channel: String,
+    pub node: String,
+    /// Since when this node holds it (ms since the Unix epoch).
+    pub taken_at: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Takes (or keeps) the lease of `channel` for `node` until `until`: succeeds when nobody
+    /// holds it, when `node` already does, or (with `judge`) when the holder's lease ran out
+    /// before `now`.
+    pub async fn take_channel(
+        &self,
+        channel: &str,
+        node: &str,
+        now: i64,
+        until: i64,
+        judge: bool,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO channel_leases (channel, node, taken_at, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (channel) DO UPDATE SET node = excluded.node,
+                expires_at = excluded.expires_at,
+                taken_at = CASE WHEN channel_leases.node = excluded.node
+                           THEN channel_leases.taken_at ELSE excluded.taken_at END
+             WHERE channel_leases.node = excluded.node
+                OR ($5 = 1 AND channel_leases.expires_at < $3)",
+        )
+        .bind(channel)
+        .bind(node)
+        .bind(now)
+        .bind(until)
+        .bind(i64::from(judge))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Renews `node`'s lease of `channel`; false when another node holds it now.
+    pub async fn renew_channel(
+        &self,
+        channel: &str,
+        node: &str,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE channel_leases SET expires_at = $3 WHERE channel = $1 AND node = $2",
+        )
+        .bind(channel)
+        .bind(node)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `node` stopped carrying `channel` in good order: another node may take it at once.
+    pub async fn release_channel(&self, channel: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM channel_leases WHERE channel = $1 AND node = $2")
+            .bind(channel)
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every channel lease, by channel.
+    pub async fn channel_leases(&self) -> Result<Vec<ChannelLease>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, node, taken_at, expires_at FROM channel_leases ORDER BY channel",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChannelLease {
+                    channel: r.try_get("channel")?,
+                    node: r.try_get("node")?,
+                    taken_at: r.try_get("taken_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
     }
 }

@@ -67,6 +67,9 @@ pub struct Service {
     live_milli: AtomicI64,
     /// The node is stopping: claim nothing more.
     stopping: AtomicBool,
+    /// This node has reached the store for a whole lease time: it may judge other nodes'
+    /// leases (lease_keeper).
+    judges_leases: AtomicBool,
     /// The queue or the free capacity changed.
     wake: Notify,
     pub(super) webhook_wake: Notify,
@@ -132,10 +135,22 @@ impl Service {
             running: Mutex::new(HashMap::new()),
             live_milli: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            judges_leases: AtomicBool::new(false),
             wake: Notify::new(),
             webhook_wake: Notify::new(),
             events: broadcast::channel(1024).0,
         })
+    }
+
+    /// Whether this node may take over what another node's expired lease held: only once it
+    /// has reached the store for a whole lease time (after an outage every lease looks expired).
+    pub fn judges_leases(&self) -> bool {
+        self.judges_leases.load(Ordering::SeqCst)
+    }
+
+    /// This node's name in the fleet.
+    pub fn node(&self) -> &str {
+        &self.settings.node
     }
 
     pub fn lease_ms(&self) -> i64 {
@@ -459,7 +474,9 @@ impl Service {
                     self.stop_local(&id);
                 }
             }
-            if reached_since.is_none_or(|t| t.elapsed() < lease) {
+            let judges = reached_since.is_some_and(|t| t.elapsed() >= lease);
+            self.judges_leases.store(judges, Ordering::SeqCst);
+            if !judges {
                 continue;
             }
             // Only expired leases: no node is named "".

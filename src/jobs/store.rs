@@ -233,6 +233,13 @@ fn schema(dialect: Dialect) -> Vec<String> {
             spec TEXT NOT NULL,
             created_at BIGINT NOT NULL)"
             .into(),
+        // Which node carries each live channel of a fleet (fleet.rs).
+        "CREATE TABLE IF NOT EXISTS channel_leases (
+            channel TEXT PRIMARY KEY,
+            node TEXT NOT NULL,
+            taken_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL)"
+            .into(),
         "CREATE TABLE IF NOT EXISTS webhook_deliveries (
             id TEXT PRIMARY KEY,
             job_id TEXT NOT NULL,
@@ -367,6 +374,11 @@ impl Store {
             self.pool.execute(AssertSqlSafe(add)).await?;
         }
         Ok(())
+    }
+
+    /// Shared by several nodes (PostgreSQL): a fleet, where live channels are leased.
+    pub fn is_shared(&self) -> bool {
+        self.dialect == Dialect::Postgres
     }
 
     /// The database answers.

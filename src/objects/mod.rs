@@ -9,6 +9,10 @@
 //! environment variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP` for a plain-HTTP endpoint), or `file:///folder`.
 
+mod archive;
+
+pub use archive::{LiveArchive, LIVE_PREFIX};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,6 +185,18 @@ impl Objects {
             }
         };
         finished.map_err(|e| failed(e.to_string()))
+    }
+
+    /// Writes `body` to `relative` in one request (small objects: live segments, manifests).
+    pub async fn put(&self, relative: &str, body: bytes::Bytes) -> Result<(), UploadError> {
+        self.store
+            .put(&self.key(relative), object_store::PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| UploadError {
+                object: self.url(relative),
+                reason: e.to_string(),
+            })
     }
 
     /// Reads the object at `relative` whole; `None` when there is none.

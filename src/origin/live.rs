@@ -10,10 +10,14 @@ use axum::Extension;
 
 use super::admission::Held;
 use super::http::{not_found, serve};
-use super::object::{known_content_type, Object, M3U8};
+use super::object::{cache_control_value, known_content_type, Object, M3U8, MPD};
 use super::rebase::{self, Session};
+use super::store::valid_name;
 use super::store::{parse_segment_name, Channel, Lookup};
+use super::vod::from_store;
 use super::{ClientAddr, Origin, Priority};
+use crate::objects::LIVE_PREFIX;
+use axum::http::HeaderValue;
 
 /// The client's address, when the server set it.
 type Client = Option<Extension<ClientAddr>>;
@@ -33,7 +37,7 @@ pub(crate) async fn top(
 ) -> Response {
     let client = client.map(|Extension(c)| c);
     let Some(ch) = origin.channel(&channel) else {
-        return not_found(1);
+        return archived(&origin, &channel, &[&file], client, &req).await;
     };
     let Some(obj) = ch.manifest(&file) else {
         return not_found(1);
@@ -59,6 +63,56 @@ pub(crate) async fn top(
     serve_manifest(&origin, &obj, client, &req)
 }
 
+/// A channel that does not run here: its archive in object storage (`archive = true` on the
+/// node that carries it), when this origin has a store. Manifests are read again every half
+/// second and may be cached for a second; segments are written once.
+async fn archived(
+    origin: &Origin,
+    channel: &str,
+    parts: &[&str],
+    client: Option<ClientAddr>,
+    req: &HeaderMap,
+) -> Response {
+    let file = parts[parts.len() - 1];
+    let content_type = match known_content_type(file) {
+        Some(t) if origin.config().store.is_some() => t,
+        _ => return not_found(GONE_MAX_AGE),
+    };
+    if !valid_name(channel) || !parts.iter().all(|p| valid_name(p)) {
+        return not_found(GONE_MAX_AGE);
+    }
+    let (priority, cache, revalidate) = if matches!(content_type, M3U8 | MPD) {
+        (
+            Priority::Essential,
+            "public, max-age=1",
+            Duration::from_millis(500),
+        )
+    } else if file == INIT_NAME {
+        (
+            Priority::Essential,
+            "public, max-age=2",
+            Duration::from_secs(2),
+        )
+    } else {
+        (Priority::Low, "public, max-age=60", Duration::from_secs(30))
+    };
+    let guard = match origin.admit(priority, client) {
+        Ok(g) => g,
+        Err(refused) => return refused.into_response(),
+    };
+    let relative = format!("{LIVE_PREFIX}/{channel}/{}", parts.join("/"));
+    from_store(
+        origin,
+        &relative,
+        HeaderValue::from_static(content_type),
+        cache_control_value(cache),
+        revalidate,
+        req,
+        guard,
+    )
+    .await
+}
+
 fn serve_manifest(
     origin: &Origin,
     obj: &Object,
@@ -82,7 +136,7 @@ pub(crate) async fn rendition(
 ) -> Response {
     let client = client.map(|Extension(c)| c);
     let Some(ch) = origin.channel(&channel) else {
-        return not_found(1);
+        return archived(&origin, &channel, &[&rendition, &file], client, &req).await;
     };
     let session = rebase::session(query.as_deref(), &req, &origin.config().rebase_user_agents);
     if let Some(number) = parse_segment_name(&file) {

@@ -92,7 +92,7 @@ pub struct OriginConfig {
     pub vod_root: Option<PathBuf>,
     /// Object storage holding VOD outputs as `{name}/…`, read for what `vod_root` lacks.
     /// Without either, `/vod/` is all 404.
-    pub vod_store: Option<crate::objects::Objects>,
+    pub store: Option<crate::objects::Objects>,
     /// Requests in flight above which even manifests and live-edge segments get 503.
     pub max_in_flight: usize,
     /// Requests in flight above which DVR segments and VOD media get 503; `None`: half of
@@ -120,7 +120,7 @@ impl Default for OriginConfig {
     fn default() -> Self {
         OriginConfig {
             vod_root: None,
-            vod_store: None,
+            store: None,
             max_in_flight: 4096,
             low_priority_max_in_flight: None,
             max_in_flight_per_client: None,

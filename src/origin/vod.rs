@@ -7,7 +7,7 @@
 //! files stay in memory after their first request ([`VodCache`]), so a hot segment or playlist
 //! is served with no file-system call at all.
 //!
-//! With object storage (`OriginConfig::vod_store`), what the folder lacks is read from the
+//! With object storage (`OriginConfig::store`), what the folder lacks is read from the
 //! store (`{name}/…`, as jobs upload it) and kept in the same cache for longer
 //! ([`STORE_REVALIDATE`]): outputs in the store are written once, manifests last, so an origin
 //! with no files of its own serves every job of a fleet.
@@ -149,8 +149,18 @@ async fn get(
     };
 
     let content_type = HeaderValue::from_static(content_type);
+    let relative = parts.join("/");
     let Some(root) = cfg.vod_root.clone() else {
-        return from_store(origin, parts, content_type, cache, req, guard).await;
+        return from_store(
+            origin,
+            &relative,
+            content_type,
+            cache,
+            STORE_REVALIDATE,
+            req,
+            guard,
+        )
+        .await;
     };
     let mut path: PathBuf = root;
     path.extend(parts);
@@ -178,7 +188,16 @@ async fn get(
                     | std::io::ErrorKind::InvalidInput
             ) =>
         {
-            from_store(origin, parts, type_for_store, cache_for_store, req, guard).await
+            from_store(
+                origin,
+                &relative,
+                type_for_store,
+                cache_for_store,
+                STORE_REVALIDATE,
+                req,
+                guard,
+            )
+            .await
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, parts = ?parts, "VOD file could not be read");
@@ -199,25 +218,26 @@ async fn get(
     }
 }
 
-/// The object `parts` from the store (404 without one, or when it has none).
-async fn from_store(
+/// The object at `relative` (checked names only) from the store, 404 without one or when it
+/// has none; kept in memory and served from there for `revalidate`.
+pub(crate) async fn from_store(
     origin: &Origin,
-    parts: &[&str],
+    relative: &str,
     content_type: HeaderValue,
     cache: HeaderValue,
+    revalidate: Duration,
     req: &HeaderMap,
     guard: super::admission::InFlight,
 ) -> Response {
-    let Some(store) = &origin.config().vod_store else {
+    let Some(store) = &origin.config().store else {
         return not_found(MISSING_MAX_AGE);
     };
-    let relative = parts.join("/");
     // A key no local path can be: local ones are absolute.
     let key = PathBuf::from(format!("store:{relative}"));
-    if let Some(obj) = origin.vod_cache().fresh(&key, STORE_REVALIDATE) {
+    if let Some(obj) = origin.vod_cache().fresh(&key, revalidate) {
         return serve(&obj, req, guard);
     }
-    match store.get(&relative).await {
+    match store.get(relative).await {
         Ok(Some(stored)) => {
             // The store's tag when it gives one (the same on every origin), else like a file's.
             let etag = stored
@@ -243,9 +263,10 @@ async fn from_store(
             }
             serve(&obj, req, guard)
         }
-        Ok(None) => not_found(MISSING_MAX_AGE),
+        // A live object may be written within the second; a VOD one when its job ends.
+        Ok(None) => not_found(revalidate.as_secs().clamp(1, MISSING_MAX_AGE)),
         Err(e) => {
-            tracing::warn!(error = %e, "VOD object could not be read");
+            tracing::warn!(error = %e, "object could not be read from the store");
             text(
                 StatusCode::BAD_GATEWAY,
                 "object storage did not answer\n",

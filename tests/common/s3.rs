@@ -96,3 +96,41 @@ fn binary() -> Option<PathBuf> {
         Some(cargo_home.join("bin/s3s-fs")).filter(|p| p.is_file())
     })
 }
+
+/// `encore origin` serving from object storage at `location` (on an [`S3Server`], with `env`):
+/// killed when dropped.
+pub struct OriginOnly {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    child: Child,
+}
+
+impl OriginOnly {
+    pub fn start(location: &str, env: &[(&str, &str)]) -> OriginOnly {
+        let mut child = crate::common::encore()
+            .args(["origin", "--listen", "127.0.0.1:0", "--store", location])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut first,
+        )
+        .unwrap();
+        let base = first
+            .trim()
+            .strip_prefix("encore: serving on ")
+            .unwrap_or_else(|| panic!("{first:?}"))
+            .to_owned();
+        OriginOnly { base, child }
+    }
+}
+
+impl Drop for OriginOnly {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
