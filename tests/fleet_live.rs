@@ -79,7 +79,9 @@ fn stored_segments(folder: &Path) -> Vec<(u64, SystemTime)> {
 }
 
 /// The media sequence and segment numbers of an HLS media playlist.
-fn listed(playlist: &str) -> (u64, Vec<u64>) {
+type Listed = (u64, Vec<u64>);
+
+fn listed(playlist: &str) -> Listed {
     let sequence = playlist
         .lines()
         .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
@@ -139,7 +141,7 @@ fn a_dead_nodes_channel_moves_to_the_standby_and_the_player_goes_on() {
     );
 
     // The origin's playlists, every 200 ms until the end.
-    let snapshots: Arc<Mutex<Vec<(u64, Vec<u64>)>>> = Arc::default();
+    let snapshots: Arc<Mutex<Vec<Listed>>> = Arc::default();
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {
         let (snapshots, watching, media) = (snapshots.clone(), watching.clone(), media.clone());

@@ -103,7 +103,7 @@ impl LiveArchive {
         if self.queue.try_send(item).is_err() {
             // Said at the first drop and then every 100th: a store that is down drops a lot.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 tracing::warn!(
                     channel = %self.channel,
                     dropped = n + 1,
