@@ -32,8 +32,9 @@ pub enum Command {
     Transcode(TranscodeArgs),
     /// Run the daemon: the HTTP origin and the live channels of the configuration.
     Serve(ServeArgs),
-    /// A stateless origin: serves `/vod/{job}/…` of every job of a fleet from object storage
-    /// (no data folder, no database, no encoding), for a CDN or a cache to sit in front of.
+    /// A stateless origin: serves `/vod/{job}/…` of every job of a fleet, and
+    /// `/live/{channel}/…` of every archived channel, from object storage (no data folder, no
+    /// database, no encoding), for a CDN or a cache to sit in front of.
     Origin(OriginArgs),
     /// Report this machine's CPU, memory, GPUs, usable backends and matching hw-profile.
     Probe {

@@ -119,7 +119,8 @@ impl Channels {
         let name = spec.name.clone();
         self.lock()
             .insert(name.clone(), Entry::standby(spec, from_config));
-        self.try_take(&name).await
+        // Only a free lease (or this node's own) here: expired ones are the keeper's to judge.
+        self.try_take(&name, false).await
     }
 
     fn check_archive(&self, spec: &ChannelSpec) -> Result<(), String> {
@@ -199,9 +200,9 @@ impl Channels {
         }
     }
 
-    /// In a fleet: takes the lease of `name` if it is free, this node's, or (once this node
-    /// may judge) expired, and starts the channel here. A start that fails gives it back.
-    async fn try_take(&self, name: &str) -> Result<(), String> {
+    /// In a fleet: takes the lease of `name` if it is free, this node's, or (with `judge`)
+    /// expired, and starts the channel here. A start that fails gives it back.
+    async fn try_take(&self, name: &str, judge: bool) -> Result<(), String> {
         if self.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -215,10 +216,7 @@ impl Channels {
         let now = now_ms();
         let until = now + self.service.lease_ms();
         let store = &self.service.store;
-        match store
-            .take_channel(name, node, now, until, self.service.judges_leases())
-            .await
-        {
+        match store.take_channel(name, node, now, until, judge).await {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(e) => {
@@ -243,10 +241,23 @@ impl Channels {
         }
         // Several times per lease: a takeover waits for the lease to run out, then this.
         let every = Duration::from_millis((self.service.lease_ms() / 8).clamp(100, 2_000) as u64);
+        let lease = Duration::from_millis(self.service.lease_ms() as u64);
         let mut unreachable = false;
+        // As for jobs (jobs/service.rs): after the store was out of reach (or slow to answer:
+        // an outage too), every lease looks expired; judge them only after a whole lease time
+        // of answers, when their holders have renewed.
+        let mut reached_since: Option<Instant> = None;
         while !self.stopping.load(Ordering::SeqCst) {
             tokio::time::sleep(every).await;
-            self.follow_stored_channels().await;
+            let asked = Instant::now();
+            let reached = self.follow_stored_channels().await;
+            if !reached || asked.elapsed() > lease / 2 {
+                reached_since = None;
+            } else {
+                reached_since.get_or_insert(asked);
+            }
+            let judge =
+                self.service.judges_leases() && reached_since.is_some_and(|t| t.elapsed() >= lease);
             let names: Vec<(String, bool)> = self
                 .lock()
                 .iter()
@@ -255,7 +266,7 @@ impl Channels {
             let node = self.service.node();
             for (name, running) in names {
                 if !running {
-                    if let Err(e) = self.try_take(&name).await {
+                    if let Err(e) = self.try_take(&name, judge).await {
                         tracing::error!(channel = %name, "did not start: {e}");
                     }
                     continue;
@@ -293,9 +304,10 @@ impl Channels {
 
     /// In a fleet: API channels are created and removed on any node; each node keeps its
     /// standby list as the store has it.
-    async fn follow_stored_channels(&self) {
+    /// False when the store did not answer.
+    async fn follow_stored_channels(&self) -> bool {
         let Ok(stored) = self.service.store.channels().await else {
-            return;
+            return false;
         };
         let gone: Vec<String> = self
             .lock()
@@ -318,6 +330,7 @@ impl Channels {
                 Err(e) => tracing::error!(channel = %name, "stored channel unreadable: {e}"),
             }
         }
+        true
     }
 
     /// In a fleet: stops `name` here and keeps it on standby. `ended`: the channel ends

@@ -273,7 +273,7 @@ pub struct OriginOnly {
     pub max_in_flight_per_client: Option<usize>,
 }
 
-/// `encore origin`: the origin alone, serving VOD outputs from object storage, until SIGTERM or
+/// `encore origin`: the origin alone, serving VOD outputs and live archives from object storage, until SIGTERM or
 /// SIGINT. The HTTP limits are the daemon's defaults.
 pub fn origin(args: &OriginOnly) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -309,7 +309,7 @@ pub fn origin(args: &OriginOnly) -> Result<(), String> {
         println!("encore: serving on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        tracing::info!(store = %args.store, "origin serving VOD outputs from object storage");
+        tracing::info!(store = %args.store, "origin serving VOD outputs and live archives from object storage");
         notify::notify(&format!("READY=1\nSTATUS=serving on http://{addr}"));
         while signals.next().await == signals::Request::Reload {}
         notify::notify("STOPPING=1");
