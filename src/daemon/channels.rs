@@ -112,7 +112,7 @@ impl Channels {
     /// free (or already this node's).
     pub async fn start(&self, spec: ChannelSpec, from_config: bool) -> Result<(), String> {
         if !self.leased {
-            return self.launch(spec, from_config).await;
+            return self.launch(spec, from_config, false).await;
         }
         spec.resolve()?;
         self.check_archive(&spec)?;
@@ -134,9 +134,16 @@ impl Channels {
     }
 
     /// Runs a channel here: opens its encoders off the async threads, publishes to the origin
-    /// (and to its archive).
-    async fn launch(&self, spec: ChannelSpec, from_config: bool) -> Result<(), String> {
-        let config = spec.resolve()?;
+    /// (and to its archive). `takeover`: it ran on another node until now, and its players
+    /// wait: it joins the segment in progress if it can.
+    async fn launch(
+        &self,
+        spec: ChannelSpec,
+        from_config: bool,
+        takeover: bool,
+    ) -> Result<(), String> {
+        let mut config = spec.resolve()?;
+        config.join_segment_in_progress = takeover;
         self.check_archive(&spec)?;
         let name = config.name.clone();
         let cost_milli = (channel_cost(&config) * 1000.0).round() as i64;
@@ -206,13 +213,14 @@ impl Channels {
         if self.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let (spec, from_config) = match self.lock().get(name) {
+        let node = self.service.node();
+        let (spec, from_config, takeover) = match self.lock().get(name) {
             Some(e) if e.channel.is_none() && e.retry_at.is_none_or(|t| Instant::now() >= t) => {
-                (e.spec.clone(), e.from_config)
+                let elsewhere = e.carried_by.as_deref().is_some_and(|n| n != node);
+                (e.spec.clone(), e.from_config, elsewhere)
             }
             _ => return Ok(()),
         };
-        let node = self.service.node();
         let now = now_ms();
         let until = now + self.service.lease_ms();
         let store = &self.service.store;
@@ -225,7 +233,7 @@ impl Channels {
             }
         }
         tracing::info!(channel = %name, node, "channel lease taken: the channel runs here");
-        let launched = self.launch(spec, from_config).await;
+        let launched = self.launch(spec, from_config, takeover).await;
         if launched.is_err() {
             let _ = store.release_channel(name, node).await;
         }
@@ -247,8 +255,9 @@ impl Channels {
         // an outage too), every lease looks expired; judge them only after a whole lease time
         // of answers, when their holders have renewed.
         let mut reached_since: Option<Instant> = None;
+        let mut wait = every;
         while !self.stopping.load(Ordering::SeqCst) {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(wait).await;
             let asked = Instant::now();
             let reached = self.follow_stored_channels().await;
             if !reached || asked.elapsed() > lease / 2 {
@@ -290,13 +299,18 @@ impl Channels {
                     }
                 }
             }
+            wait = every;
             if let Ok(leases) = self.service.store.channel_leases().await {
                 let mut entries = self.lock();
                 for (name, entry) in entries.iter_mut() {
-                    entry.carried_by = leases
-                        .iter()
-                        .find(|l| &l.channel == name && l.expires_at >= now_ms())
-                        .map(|l| l.node.clone());
+                    let lease = leases.iter().find(|l| &l.channel == name);
+                    entry.carried_by = lease.map(|l| l.node.clone());
+                    // Another node's lease: try again just after it runs out, not up to a
+                    // round later.
+                    if let Some(l) = lease.filter(|l| l.node != node && !entry.running()) {
+                        let left = (l.expires_at - now_ms() + 20).max(10) as u64;
+                        wait = wait.min(Duration::from_millis(left));
+                    }
                 }
             }
         }

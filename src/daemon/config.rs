@@ -303,6 +303,7 @@ impl ChannelSpec {
             },
             deinterlace: self.deinterlace.parse().map_err(|e| at("deinterlace", e))?,
             utc_timing_url: "/time".into(),
+            join_segment_in_progress: false,
         })
     }
 }

@@ -8,8 +8,7 @@
 // The player library is hls.js or dash.js from this folder's node_modules (`npm ci`); Chromium is
 // the system's (`CHROMIUM`, default /usr/bin/chromium). The page starts muted playback, records
 // every player error, and after SECONDS of wall time reports the video element's state, with
-// `advanced`: the media time played since the first 'playing' event, and `stalls`: the media
-// times at which it waited for data after that.
+// `advanced`: the media time played since the first 'playing' event.
 'use strict';
 const puppeteer = require('puppeteer-core');
 
@@ -34,18 +33,10 @@ async function main() {
     await page.addScriptTag({ path: require.resolve(library) });
     await page.evaluate((kind, url, cmcdSession) => {
       const video = document.getElementById('v');
-      window.report = { errors: [], levels: 0, firstPlayingTime: null, stalls: [] };
+      window.report = { errors: [], levels: 0, firstPlayingTime: null };
       // Media time at the first 'playing': live DASH starts far from zero.
-      // Stalls: playback had started and stopped to wait for data (media times); waiting
-      // again before playing resumed is the same stall.
-      let playingNow = false;
       video.addEventListener('playing', () => {
         if (window.report.firstPlayingTime === null) window.report.firstPlayingTime = video.currentTime;
-        playingNow = true;
-      });
-      video.addEventListener('waiting', () => {
-        if (playingNow) window.report.stalls.push(video.currentTime);
-        playingNow = false;
       });
       if (kind === 'hls') {
         const cmcd = cmcdSession ? { sessionId: cmcdSession, contentId: 'test', useHeaders: false } : undefined;

@@ -108,6 +108,10 @@ pub struct ChannelConfig {
     pub deinterlace: crate::ingest::deinterlace::Mode,
     /// Origin path of the clock endpoint for DASH UTCTiming.
     pub utc_timing_url: String,
+    /// Start in the segment in progress when little of it has passed (its start shown as
+    /// slate), rather than at the next boundary: for a channel taken over from a node that
+    /// died, whose players are waiting.
+    pub join_segment_in_progress: bool,
 }
 
 /// What a running channel sends: the slate or its input, and each rung's speed.
@@ -159,6 +163,19 @@ impl Channel {
 
 pub use crate::package::MEDIA_EPOCH_SECONDS;
 
+/// The first segment of a channel starting at `now_ms` (ms since the Unix epoch), and whether
+/// it is the one in progress (`join`, and less than D/2 minus [`JOIN_MARGIN`] of it passed).
+fn first_segment(now_ms: u64, segment_ms: u64, join: bool) -> (u64, bool) {
+    let in_progress = now_ms / segment_ms;
+    let passed_ms = now_ms - in_progress * segment_ms;
+    let joins = join && passed_ms + JOIN_MARGIN.as_millis() as u64 <= segment_ms / 2;
+    (if joins { in_progress } else { in_progress + 1 }, joins)
+}
+
+/// Joining the segment in progress: room left for the start itself and the output delay
+/// before the video clock would count as behind (D/2) and skip ahead.
+const JOIN_MARGIN: Duration = Duration::from_millis(200);
+
 /// How long after its instant an output frame is sent, to absorb input jitter.
 const OUTPUT_DELAY: Duration = Duration::from_millis(60);
 
@@ -191,11 +208,17 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
     let feed = Arc::new(Feed::default());
     let (events_tx, events_rx) = bounded::<Event>(EVENT_QUEUE);
     let tracks = track_infos(&config, &rungs, timescale);
-    // Everything starts at the next segment boundary, so the first segment is whole.
-    // In whole milliseconds, as every other place reckons D.
+    // Everything starts at a segment boundary, so the first segment is whole: the next one,
+    // or (joining) the one in progress when the clock can still make up its start, which
+    // VideoClock does while it is less than D/2 behind. In whole milliseconds, as every other
+    // place reckons D.
     let segment_ms = config.segment_duration.as_millis() as u64;
     let clock = Arc::new(ChannelClock::system(&config.name));
-    let first_segment = (clock.now() * 1000.0) as u64 / segment_ms + 1;
+    let (first_segment, joins) = first_segment(
+        (clock.now() * 1000.0) as u64,
+        segment_ms,
+        config.join_segment_in_progress,
+    );
     let start_seconds = (first_segment * segment_ms) as f64 / 1000.0;
     let mut threads = Vec::new();
 
@@ -317,7 +340,7 @@ pub fn start(config: ChannelConfig, publisher: Arc<dyn Publisher>) -> Result<Cha
         publish.run(events_rx)
     })?);
 
-    tracing::info!(channel = %config.name, input = %config.input.describe(), rungs = rungs.len(), first_segment, "channel started");
+    tracing::info!(channel = %config.name, input = %config.input.describe(), rungs = rungs.len(), first_segment, joined = joins, "channel started");
     Ok(Channel {
         name: config.name,
         renditions: rungs.iter().map(|r| r.id(&rungs)).collect(),
@@ -386,4 +409,39 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .name(name.clone())
         .spawn(f)
         .map_err(|e| Error::Thread(format!("{name}: {e}")))
+}
+
+#[cfg(test)]
+mod start_tests {
+    use super::first_segment;
+
+    #[test]
+    fn a_channel_starts_at_the_next_boundary_unless_it_joins_early_in_a_segment() {
+        // D = 2 s; 898121520 · 2 s is a boundary.
+        let boundary = 898_121_520 * 2_000;
+        assert_eq!(
+            first_segment(boundary + 100, 2_000, false),
+            (898_121_521, false)
+        );
+        assert_eq!(
+            first_segment(boundary + 100, 2_000, true),
+            (898_121_520, true)
+        );
+        // 0.8 s passed + the 0.2 s margin is D/2: still in time.
+        assert_eq!(
+            first_segment(boundary + 800, 2_000, true),
+            (898_121_520, true)
+        );
+        assert_eq!(
+            first_segment(boundary + 801, 2_000, true),
+            (898_121_521, false)
+        );
+        assert_eq!(
+            first_segment(boundary + 1_999, 2_000, true),
+            (898_121_521, false)
+        );
+        // D = 1 s: 0.3 s at most.
+        assert_eq!(first_segment(5_000_300, 1_000, true), (5_000, true));
+        assert_eq!(first_segment(5_000_301, 1_000, true), (5_001, false));
+    }
 }
