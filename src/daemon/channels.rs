@@ -235,7 +235,7 @@ impl Channels {
         tracing::info!(channel = %name, node, "channel lease taken: the channel runs here");
         let launched = self.launch(spec, from_config, takeover).await;
         if launched.is_err() {
-            let _ = store.release_channel(name, node).await;
+            self.release_leases(&[name.to_owned()]).await;
         }
         launched
     }
@@ -370,11 +370,25 @@ impl Channels {
         // Requests here now go to the archive (if any), written by the node carrying it.
         self.origin.remove_channel(name);
         self.service.release_live(cost);
-        let _ = self
-            .service
-            .store
-            .release_channel(name, self.service.node())
-            .await;
+        self.release_leases(&[name.to_owned()]).await;
+    }
+
+    /// In a fleet: this node no longer carries `names`; another may take them at once.
+    async fn release_leases(&self, names: &[String]) {
+        if !self.leased {
+            return;
+        }
+        for name in names {
+            let released = self
+                .service
+                .store
+                .release_channel(name, self.service.node())
+                .await;
+            if let Err(e) = released {
+                // The lease runs out by itself.
+                tracing::warn!(channel = %name, "cannot give the channel's lease back: {e}");
+            }
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -401,15 +415,7 @@ impl Channels {
             .collect();
         let names: Vec<String> = running.iter().map(|(n, _)| n.clone()).collect();
         let late = stop(running, grace).await;
-        if self.leased {
-            for name in names {
-                let _ = self
-                    .service
-                    .store
-                    .release_channel(&name, self.service.node())
-                    .await;
-            }
-        }
+        self.release_leases(&names).await;
         late
     }
 
@@ -462,15 +468,7 @@ impl Channels {
         for name in stop(stopping, super::STOP_GRACE).await {
             tracing::warn!(channel = %name, "SIGHUP: the old channel did not stop in time");
         }
-        if self.leased {
-            for name in names {
-                let _ = self
-                    .service
-                    .store
-                    .release_channel(&name, self.service.node())
-                    .await;
-            }
-        }
+        self.release_leases(&names).await;
         self.service.release_live(released);
         let starting = wanted.len();
         for (name, spec) in wanted {
@@ -708,13 +706,7 @@ impl ChannelControl for Channels {
             self.service.store.delete_channel(&name).await?;
             if let Some(channel) = taken.channel {
                 stop(vec![(name.clone(), channel)], super::STOP_GRACE).await;
-                if self.leased {
-                    let _ = self
-                        .service
-                        .store
-                        .release_channel(&name, self.service.node())
-                        .await;
-                }
+                self.release_leases(std::slice::from_ref(&name)).await;
             }
             self.service.release_live(taken.cost_milli);
             Ok(())
