@@ -22,9 +22,10 @@ use common::tempdir;
 use s3::{OriginOnly, S3Server};
 
 const LEASE_SECONDS: f64 = 4.0;
-const SEGMENT_SECONDS: f64 = 2.0;
+const SEGMENT_SECONDS: f64 = 4.0;
 
-/// Both nodes carry the same channel; leases run out after 4 s (30 s by default).
+/// Both nodes carry the same channel; leases run out after 4 s (30 s by default). D = 4 s:
+/// the worst takeover by construction is lease + (D/2 + 0.2 s) + D + publish latency.
 fn config() -> String {
     format!(
         "lease_time = {LEASE_SECONDS}
@@ -160,7 +161,7 @@ fn a_dead_nodes_channel_moves_to_the_standby_and_the_player_goes_on() {
     let master = format!("{}/live/news/master.m3u8", origin.base);
     let player = players.then(|| {
         let master = master.clone();
-        std::thread::spawn(move || common::play("hls", &master, 45))
+        std::thread::spawn(move || common::play("hls", &master, 50))
     });
 
     std::thread::sleep(Duration::from_secs(15));

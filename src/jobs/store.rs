@@ -537,7 +537,14 @@ impl Store {
         .bind(can.lease_ms)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            // The head of the queue may not fit (too big for the room left): the subquery
+            // locked its row all the same. Release it now: a dropped transaction is rolled
+            // back only when its connection is next used, and until then other claims skip
+            // that row and start a lower-priority job before it (seen once in CI).
+            tx.rollback().await?;
+            return Ok(None);
+        };
         let job = JobRow::from_row(&row)?;
         sqlx::query(
             "INSERT INTO job_attempts (job_id, number, node, started_at) VALUES ($1, $2, $3, $4)",
