@@ -42,6 +42,8 @@ struct Entry {
     carried_by: Option<String>,
     /// In a fleet: after a failed start, not tried here again before this instant.
     retry_at: Option<Instant>,
+    /// In a fleet: its lease is being taken and its encoders opened; nobody else may.
+    starting: bool,
 }
 
 impl Entry {
@@ -57,6 +59,7 @@ impl Entry {
             archive: None,
             carried_by: None,
             retry_at: None,
+            starting: false,
         }
     }
 
@@ -117,8 +120,17 @@ impl Channels {
         spec.resolve()?;
         self.check_archive(&spec)?;
         let name = spec.name.clone();
-        self.lock()
-            .insert(name.clone(), Entry::standby(spec, from_config));
+        {
+            let mut entries = self.lock();
+            // One that runs or starts here already (the keeper found it first) is left alone.
+            if entries
+                .get(&name)
+                .is_some_and(|e| e.running() || e.starting)
+            {
+                return Ok(());
+            }
+            entries.insert(name.clone(), Entry::standby(spec, from_config));
+        }
         // Only a free lease (or this node's own) here: expired ones are the keeper's to judge.
         self.try_take(&name, false).await
     }
@@ -172,19 +184,34 @@ impl Channels {
                 // Under load the origin refuses the top rung first.
                 let order: Vec<&str> = channel.renditions.iter().map(String::as_str).collect();
                 publisher.set_rendition_order(&order);
-                self.service.reserve_live(cost_milli);
                 let renditions = channel.renditions.clone();
-                self.lock().insert(
-                    name,
-                    Entry {
-                        channel: Some(channel),
-                        renditions,
-                        cost_milli,
-                        archive,
-                        carried_by: self.leased.then(|| self.service.node().to_owned()),
-                        ..Entry::standby(spec, from_config)
-                    },
-                );
+                let unwanted = {
+                    let mut entries = self.lock();
+                    // In a fleet the entry was there as it started; gone now means removed
+                    // meanwhile (SIGHUP, an API delete): the channel stops again.
+                    if self.leased && !entries.contains_key(&name) {
+                        Some(channel)
+                    } else {
+                        self.service.reserve_live(cost_milli);
+                        entries.insert(
+                            name.clone(),
+                            Entry {
+                                channel: Some(channel),
+                                renditions,
+                                cost_milli,
+                                archive,
+                                carried_by: self.leased.then(|| self.service.node().to_owned()),
+                                starting: self.leased,
+                                ..Entry::standby(spec, from_config)
+                            },
+                        );
+                        None
+                    }
+                };
+                if let Some(channel) = unwanted {
+                    stop(vec![(name.clone(), channel)], super::STOP_GRACE).await;
+                    self.origin.remove_channel(&name);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -214,17 +241,44 @@ impl Channels {
             return Ok(());
         }
         let node = self.service.node();
-        let (spec, from_config, takeover) = match self.lock().get(name) {
-            Some(e) if e.channel.is_none() && e.retry_at.is_none_or(|t| Instant::now() >= t) => {
+        let (spec, from_config, takeover) = match self.lock().get_mut(name) {
+            Some(e)
+                if e.channel.is_none()
+                    && !e.starting
+                    && e.retry_at.is_none_or(|t| Instant::now() >= t) =>
+            {
+                e.starting = true;
                 let elsewhere = e.carried_by.as_deref().is_some_and(|n| n != node);
                 (e.spec.clone(), e.from_config, elsewhere)
             }
             _ => return Ok(()),
         };
+        let launched = self
+            .take_and_launch(name, spec, from_config, takeover, judge)
+            .await;
+        if let Some(e) = self.lock().get_mut(name) {
+            e.starting = false;
+        }
+        launched
+    }
+
+    async fn take_and_launch(
+        &self,
+        name: &str,
+        spec: ChannelSpec,
+        from_config: bool,
+        takeover: bool,
+        judge: bool,
+    ) -> Result<(), String> {
+        let node = self.service.node();
         let now = now_ms();
         let until = now + self.service.lease_ms();
-        let store = &self.service.store;
-        match store.take_channel(name, node, now, until, judge).await {
+        match self
+            .service
+            .store
+            .take_channel(name, node, now, until, judge)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(e) => {
@@ -232,12 +286,24 @@ impl Channels {
                 return Ok(());
             }
         }
+        if self.stopping.load(Ordering::SeqCst) {
+            self.release_leases(&[name.to_owned()]).await;
+            return Ok(());
+        }
         tracing::info!(channel = %name, node, "channel lease taken: the channel runs here");
         let launched = self.launch(spec, from_config, takeover).await;
         if launched.is_err() {
             self.release_leases(&[name.to_owned()]).await;
+            return launched;
         }
-        launched
+        if !self.contains(name) {
+            // Removed while it started (launch stopped it again).
+            self.release_leases(&[name.to_owned()]).await;
+        } else if self.stopping.load(Ordering::SeqCst) {
+            // Started after the daemon's stop collected its channels.
+            self.stop_here(name, false).await;
+        }
+        Ok(())
     }
 
     /// In a fleet, until the daemon stops: renews the leases of the channels running here,
@@ -267,19 +333,14 @@ impl Channels {
             }
             let judge =
                 self.service.judges_leases() && reached_since.is_some_and(|t| t.elapsed() >= lease);
-            let names: Vec<(String, bool)> = self
-                .lock()
-                .iter()
-                .map(|(n, e)| (n.clone(), e.running()))
-                .collect();
+            let (running, idle): (Vec<String>, Vec<String>) = {
+                let entries = self.lock();
+                let names = entries.keys().cloned();
+                names.partition(|n| entries[n].running())
+            };
             let node = self.service.node();
-            for (name, running) in names {
-                if !running {
-                    if let Err(e) = self.try_take(&name, judge).await {
-                        tracing::error!(channel = %name, "did not start: {e}");
-                    }
-                    continue;
-                }
+            // Renewals first: a slow start below must not let this node's leases run out.
+            for name in running {
                 let until = now_ms() + self.service.lease_ms();
                 match self.service.store.renew_channel(&name, node, until).await {
                     Ok(true) => unreachable = false,
@@ -290,13 +351,19 @@ impl Channels {
                         );
                         self.stop_here(&name, false).await;
                     }
-                    // Nobody can take it while the store is down (the others judge leases
-                    // only after reaching it for a whole lease): the channel goes on.
+                    // Cut off from the store: the channel goes on (a database restart must
+                    // not take every channel of the fleet off the air). Others take it only
+                    // once they have reached the store for a whole lease.
                     Err(e) => {
                         if !std::mem::replace(&mut unreachable, true) {
                             tracing::warn!(channel = %name, "cannot renew the channel's lease: {e}");
                         }
                     }
+                }
+            }
+            for name in idle {
+                if let Err(e) = self.try_take(&name, judge).await {
+                    tracing::error!(channel = %name, "did not start: {e}");
                 }
             }
             wait = every;
@@ -307,9 +374,12 @@ impl Channels {
                     entry.carried_by = lease.map(|l| l.node.clone());
                     // Another node's lease: try again just after it runs out, not up to a
                     // round later.
-                    if let Some(l) = lease.filter(|l| l.node != node && !entry.running()) {
-                        let left = (l.expires_at - now_ms() + 20).max(10) as u64;
-                        wait = wait.min(Duration::from_millis(left));
+                    let left = lease
+                        .filter(|l| l.node != node && !entry.running())
+                        .map(|l| l.expires_at - now_ms() + 20)
+                        .filter(|left| *left > 0);
+                    if let Some(left) = left {
+                        wait = wait.min(Duration::from_millis(left as u64));
                     }
                 }
             }
@@ -317,17 +387,22 @@ impl Channels {
     }
 
     /// In a fleet: API channels are created and removed on any node; each node keeps its
-    /// standby list as the store has it.
-    /// False when the store did not answer.
+    /// standby list as the store has it. False when the store did not answer.
     async fn follow_stored_channels(&self) -> bool {
+        // Only those known before the read can be judged removed: one created here meanwhile
+        // is in the store, not yet in what was read.
+        let known: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| !e.from_config)
+            .map(|(n, _)| n.clone())
+            .collect();
         let Ok(stored) = self.service.store.channels().await else {
             return false;
         };
-        let gone: Vec<String> = self
-            .lock()
-            .iter()
-            .filter(|(n, e)| !e.from_config && !stored.iter().any(|(s, _)| s == *n))
-            .map(|(n, _)| n.clone())
+        let gone: Vec<String> = known
+            .into_iter()
+            .filter(|n| !stored.iter().any(|(s, _)| s == n))
             .collect();
         for name in gone {
             self.stop_here(&name, true).await;

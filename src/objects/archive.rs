@@ -3,11 +3,11 @@
 //! catch-up and for origins that do not encode (`encore origin --store`).
 //!
 //! The pipeline never waits for the store: publishing only queues (a bounded queue; when the
-//! store falls behind that far, the oldest work is dropped and counted, never the channel
-//! slowed). The writer takes what has queued as one batch and writes its segments first, in
-//! parallel, then the newest copy of each manifest: a manifest in the store never names a
-//! segment that is not there yet. A batch whose segments could not be written leaves the
-//! manifests as they were. A channel's first manifests wait for its first three segments
+//! store falls that far behind, what comes is dropped and counted, never the channel slowed).
+//! The writer takes what has queued as one batch and writes its segments first, in parallel,
+//! then the newest copy of each manifest: a manifest in the store never names a segment that
+//! is not there yet. Segments the store refused are tried again with the next batch, and the
+//! manifests wait until none is left. A channel's first manifests wait for its first three segments
 //! ([`SEGMENTS_BEFORE_MANIFESTS`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,8 +126,11 @@ async fn write(
     let mut numbers = BTreeSet::new();
     // The newest copy of each manifest not yet written: an older one is never worth writing.
     let mut manifests = BTreeMap::new();
+    // Segments not written yet (the store refused them): tried again with the next batch, and
+    // no manifest is written while any is left, as one may name it.
+    let mut unwritten: Vec<(String, Bytes)> = Vec::new();
     while let Some(first) = items.recv().await {
-        let mut media = Vec::new();
+        let mut media = std::mem::take(&mut unwritten);
         let mut take = |item| match item {
             Item::Media(path, body) => media.push((path, body)),
             Item::Manifest(path, body) => {
@@ -139,37 +142,51 @@ async fn write(
             take(item);
         }
         let new_numbers: Vec<u64> = media.iter().filter_map(|(p, _)| number(p)).collect();
-        let written = match put_all(&objects, &channel, media).await {
-            Ok(()) => {
-                if numbers.len() < SEGMENTS_BEFORE_MANIFESTS {
-                    numbers.extend(new_numbers);
-                }
-                if numbers.len() < SEGMENTS_BEFORE_MANIFESTS {
-                    Ok(())
-                } else {
-                    let batch = std::mem::take(&mut manifests).into_iter().collect();
-                    put_all(&objects, &channel, batch).await
-                }
+        let (refused, error) = put_all(&objects, &channel, media).await;
+        let written = if refused.is_empty() {
+            numbers.extend(new_numbers);
+            if numbers.len() < SEGMENTS_BEFORE_MANIFESTS {
+                None
+            } else {
+                let batch = std::mem::take(&mut manifests).into_iter().collect();
+                let (refused, error) = put_all(&objects, &channel, batch).await;
+                // A refused manifest waits for the next copy (there always is one).
+                drop(refused);
+                error
             }
-            Err(e) => Err(e),
+        } else {
+            // Bounded like the queue: past it, the oldest are given up (and said).
+            let over = refused.len().saturating_sub(QUEUE);
+            if over > 0 {
+                tracing::warn!(channel = %channel, "archive: {over} segments given up");
+            }
+            unwritten = refused.into_iter().skip(over).collect();
+            error
         };
         match written {
-            Ok(()) if std::mem::take(&mut failing) => {
+            None if std::mem::take(&mut failing) => {
                 tracing::info!(channel = %channel, "archive: object storage answers again");
             }
-            Ok(()) => {}
+            None => {}
             // Said once per outage.
-            Err(e) if !std::mem::replace(&mut failing, true) => {
+            Some(e) if !std::mem::replace(&mut failing, true) => {
                 tracing::warn!(channel = %channel, "archive: {e}");
             }
-            Err(_) => {}
+            Some(_) => {}
         }
     }
-    // The channel ended before it had enough segments: what it published is all there is
-    // (unless it goes on elsewhere).
-    if !manifests.is_empty() && !closed.load(Ordering::SeqCst) {
-        if let Err(e) = put_all(&objects, &channel, manifests.into_iter().collect()).await {
+    // The channel ended: what it published is all there is, unless it goes on elsewhere
+    // (then the node carrying it writes the manifests).
+    if !closed.load(Ordering::SeqCst) {
+        let (refused, error) = put_all(&objects, &channel, unwritten).await;
+        if let Some(e) = &error {
             tracing::warn!(channel = %channel, "archive: {e}");
+        }
+        if refused.is_empty() && !manifests.is_empty() {
+            let (_, error) = put_all(&objects, &channel, manifests.into_iter().collect()).await;
+            if let Some(e) = error {
+                tracing::warn!(channel = %channel, "archive: {e}");
+            }
         }
     }
 }
@@ -179,13 +196,14 @@ fn number(path: &str) -> Option<u64> {
     path.rsplit('/').next()?.strip_suffix(".m4s")?.parse().ok()
 }
 
-/// Writes every object (in parallel); the first failure, with how many failed.
+/// Writes every object (in parallel, each tried three times): those the store refused, and
+/// the first refusal with how many there were.
 async fn put_all(
     objects: &Objects,
     channel: &str,
     batch: Vec<(String, Bytes)>,
-) -> Result<(), String> {
-    let failures: Vec<String> = futures_util::stream::iter(batch)
+) -> (Vec<(String, Bytes)>, Option<String>) {
+    let failures: Vec<((String, Bytes), String)> = futures_util::stream::iter(batch)
         .map(|(path, body)| async move {
             let relative = format!("{LIVE_PREFIX}/{channel}/{path}");
             let mut tried = objects.put(&relative, body.clone()).await;
@@ -196,14 +214,14 @@ async fn put_all(
                 tokio::time::sleep(wait).await;
                 tried = objects.put(&relative, body.clone()).await;
             }
-            tried.err().map(|e| e.to_string())
+            tried.err().map(|e| ((path, body), e.to_string()))
         })
         .buffer_unordered(PARALLEL_UPLOADS)
         .filter_map(|failed| async move { failed })
         .collect()
         .await;
-    match failures.first() {
-        None => Ok(()),
-        Some(first) => Err(format!("{first} ({} objects not written)", failures.len())),
-    }
+    let error = failures
+        .first()
+        .map(|(_, first)| format!("{first} ({} objects not written)", failures.len()));
+    (failures.into_iter().map(|(item, _)| item).collect(), error)
 }

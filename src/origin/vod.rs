@@ -31,6 +31,7 @@ use super::object::Object;
 use super::object::{cache_control_value, known_content_type, M3U8, MPD};
 use super::store::valid_name;
 use super::{ClientAddr, Origin, Priority};
+use crate::objects::LIVE_PREFIX;
 
 /// Below this size a file is read into memory: cheaper than mapping and unmapping it.
 const MAP_THRESHOLD: u64 = 256 * 1024;
@@ -122,7 +123,8 @@ async fn get(
     let Some(content_type) = known_content_type(file) else {
         return not_found(MISSING_MAX_AGE);
     };
-    if !parts.iter().all(|p| valid_name(p)) {
+    // Live archives share the store (`live/…`): served under /live/ only, with live lifetimes.
+    if !parts.iter().all(|p| valid_name(p)) || parts[0] == LIVE_PREFIX {
         return not_found(MISSING_MAX_AGE);
     }
     let manifest = matches!(content_type, M3U8 | MPD);
@@ -263,8 +265,10 @@ pub(crate) async fn from_store(
             }
             serve(&obj, req, guard)
         }
-        // A live object may be written within the second; a VOD one when its job ends.
-        Ok(None) => not_found(revalidate.as_secs().clamp(1, MISSING_MAX_AGE)),
+        // A live archive's next segment is written within the second; a VOD output when its
+        // job ends.
+        Ok(None) if relative.starts_with(&format!("{LIVE_PREFIX}/")) => not_found(1),
+        Ok(None) => not_found(MISSING_MAX_AGE),
         Err(e) => {
             tracing::warn!(error = %e, "object could not be read from the store");
             text(
