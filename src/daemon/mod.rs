@@ -273,8 +273,8 @@ pub struct OriginOnly {
     pub max_in_flight_per_client: Option<usize>,
 }
 
-/// `encore origin`: the origin alone, serving VOD outputs and live archives from object storage, until SIGTERM or
-/// SIGINT. The HTTP limits are the daemon's defaults.
+/// `encore origin`: the origin alone, serving VOD outputs and live archives from object
+/// storage, until SIGTERM or SIGINT. The HTTP limits are the daemon's defaults.
 pub fn origin(args: &OriginOnly) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

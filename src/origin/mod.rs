@@ -90,8 +90,9 @@ use store::{Channel, Tagger};
 pub struct OriginConfig {
     /// Folder of finished VOD outputs served under `/vod/`.
     pub vod_root: Option<PathBuf>,
-    /// Object storage holding VOD outputs as `{name}/…`, read for what `vod_root` lacks.
-    /// Without either, `/vod/` is all 404.
+    /// Object storage holding VOD outputs as `{name}/…`, read for what `vod_root` lacks
+    /// (without either, `/vod/` is all 404), and live archives as `live/{channel}/…`, served
+    /// under `/live/` for channels that do not run here.
     pub store: Option<crate::objects::Objects>,
     /// Requests in flight above which even manifests and live-edge segments get 503.
     pub max_in_flight: usize,
