@@ -64,8 +64,12 @@ pub enum Command {
 pub struct OriginArgs {
     /// Object storage holding the outputs: s3://BUCKET/PREFIX (credentials, region and
     /// endpoint from the AWS_* environment variables) or file:///FOLDER.
-    #[arg(long, env = "ENCORE_STORE")]
-    pub store: String,
+    #[arg(long, env = "ENCORE_STORE", required_unless_present = "ingest")]
+    pub store: Option<String>,
+    /// Take live channels from publishers (CMAF ingest under /ingest/): a TOML file with the
+    /// `[ingest]` keys of `encore serve`'s configuration (publishers and their tokens).
+    #[arg(long)]
+    pub ingest: Option<PathBuf>,
     /// Listen address.
     #[arg(short, long, default_value = "127.0.0.1:8080")]
     pub listen: String,

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Origin(args) => encore::daemon::origin(&encore::daemon::OriginOnly {
             store: args.store.clone(),
+            ingest: args.ingest.clone(),
             listen: args.listen.clone(),
             max_in_flight: args.max_in_flight,
             max_in_flight_per_client: args.max_in_flight_per_client,

@@ -11,13 +11,13 @@ mod templates;
 
 use std::sync::Arc;
 
+use crate::origin::same_secret;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -185,16 +185,6 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
 }
 
 /// Compares digests, so the time taken says nothing about the token (nor its length).
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
 
 /// Prometheus text (behind the token, when one is set).
 async fn metrics(State(api): State<Api>) -> Response {

@@ -169,12 +169,23 @@ impl Channels {
             (Some(objects), true) => Some(LiveArchive::start(objects.clone(), &name)),
             _ => None,
         };
-        let shared: Arc<dyn live::Publisher> = match &archive {
-            Some(archive) => Arc::new(super::Archived {
+        let push = match (&spec.publish_to, &spec.publish_token) {
+            (Some(url), Some(token)) => Some(super::push::Push::start(
+                url,
+                token,
+                &name,
+                config.segment_duration,
+            )),
+            _ => None,
+        };
+        let shared: Arc<dyn live::Publisher> = if archive.is_none() && push.is_none() {
+            Arc::new(publisher.clone())
+        } else {
+            Arc::new(super::Outlets {
                 local: publisher.clone(),
                 archive: archive.clone(),
-            }),
-            None => Arc::new(publisher.clone()),
+                push,
+            })
         };
         let started = tokio::task::spawn_blocking(move || live::start(config, shared))
             .await
@@ -642,7 +653,7 @@ impl Channels {
 /// A channel's fields as the API shows them: the SRT passphrase and stream id are secrets.
 fn shown_spec(spec: &ChannelSpec) -> serde_json::Value {
     let mut value = serde_json::to_value(spec).unwrap_or_default();
-    for secret in ["passphrase", "streamid"] {
+    for secret in ["passphrase", "streamid", "publish_token"] {
         if let Some(p) = value.get_mut(secret) {
             *p = serde_json::Value::from("***");
         }

@@ -83,7 +83,135 @@ pub struct Config {
     /// first segment they load (GStreamer's `hlsdemux`): they get a session timeline
     /// (`?rebase=N`). Empty: none.
     pub rebase_user_agents: Vec<String>,
+    /// Publishers that may push live channels to this node's `/ingest/` (CMAF ingest).
+    pub ingest: IngestSection,
     pub channels: Vec<ChannelSpec>,
+}
+
+/// `[ingest]`: who may publish live channels to this origin, and their timing.
+///
+/// ```toml
+/// [ingest]
+/// segment_duration = 2        # D of the channels published here
+/// wait = 1.0                  # for a better copy when the first fails a check; default D/2
+/// dvr_window = 300
+/// [[ingest.publishers]]
+/// name = "a"
+/// token_file = "/etc/encore/publisher-a.token"   # or token = "…" (16 characters at least)
+/// channels = ["news"]         # optional: the channels it may publish
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    pub segment_duration: f64,
+    pub wait: Option<f64>,
+    pub dvr_window: f64,
+    pub publishers: Vec<PublisherSpec>,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            segment_duration: default_segment(),
+            wait: None,
+            dvr_window: default_dvr(),
+            publishers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherSpec {
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+impl std::fmt::Debug for PublisherSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublisherSpec")
+            .field("name", &self.name)
+            .field("token_file", &self.token_file)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens shorter than this are refused (publishers' and the API's alike).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+impl IngestSection {
+    /// Loads `[ingest]` from a TOML file of its own (`encore origin --ingest FILE`).
+    pub fn load(path: &std::path::Path) -> Result<IngestSection, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Checks every field, reads the token files, and builds the origin's settings.
+    pub fn resolve(&self) -> Result<crate::origin::IngestConfig, String> {
+        let segment_duration =
+            crate::media::time::segment_duration_from_seconds(self.segment_duration)
+                .map_err(|e| format!("ingest.segment_duration: {e}"))?;
+        let wait = match self.wait {
+            Some(w) if !(0.0..=self.segment_duration).contains(&w) => {
+                return Err(format!("ingest.wait {w} s: 0 to segment_duration"))
+            }
+            Some(w) => Some(Duration::from_secs_f64(w)),
+            None => None,
+        };
+        if self.dvr_window.is_nan()
+            || self.dvr_window < 3.0 * self.segment_duration
+            || self.dvr_window > MAX_DVR_WINDOW_SECONDS
+        {
+            return Err(format!(
+                "ingest.dvr_window {} s: 3 segments to {MAX_DVR_WINDOW_SECONDS} s",
+                self.dvr_window
+            ));
+        }
+        let mut publishers = Vec::new();
+        for p in &self.publishers {
+            let at = |e: String| format!("ingest publisher {:?}: {e}", p.name);
+            if p.name.is_empty() || p.name.len() > 64 {
+                return Err(at("a name of 1 to 64 characters".into()));
+            }
+            let token = match (&p.token, &p.token_file) {
+                (Some(t), None) => t.clone(),
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map_err(|e| at(format!("token_file {}: {e}", file.display())))?
+                    .trim()
+                    .to_owned(),
+                _ => return Err(at("give token or token_file (one of them)".into())),
+            };
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(at(format!(
+                    "tokens are {MIN_TOKEN_CHARS} characters at least"
+                )));
+            }
+            if publishers
+                .iter()
+                .any(|q: &crate::origin::IngestPublisher| q.name == p.name || q.token == token)
+            {
+                return Err(at("names and tokens must differ between publishers".into()));
+            }
+            publishers.push(crate::origin::IngestPublisher {
+                name: p.name.clone(),
+                token,
+                channels: p.channels.clone(),
+            });
+        }
+        Ok(crate::origin::IngestConfig {
+            publishers,
+            segment_duration,
+            wait,
+            dvr_window: Duration::from_secs_f64(self.dvr_window),
+        })
+    }
 }
 
 impl Default for Config {
@@ -111,6 +239,7 @@ impl Default for Config {
             header_timeout: 10.0,
             send_timeout: 60.0,
             rebase_user_agents: crate::origin::default_rebase_user_agents(),
+            ingest: IngestSection::default(),
             channels: Vec::new(),
         }
     }
@@ -166,6 +295,13 @@ pub struct ChannelSpec {
     /// `live/{name}/` (catch-up, and origins that do not encode). Needs `store`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archive: bool,
+    /// Also publish the channel to another origin's CMAF ingest, e.g.
+    /// `https://origin.example/ingest/news` (redundant pipelines: docs/origin.md §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_to: Option<String>,
+    /// The bearer token `publish_to` expects. Never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_token: Option<String>,
 }
 
 /// The longest DVR window: a day of segments, held in memory.
@@ -220,6 +356,8 @@ impl ChannelSpec {
             allowed_sources: Vec::new(),
             streamid: None,
             archive: false,
+            publish_to: None,
+            publish_token: None,
         }
     }
 
@@ -270,6 +408,20 @@ impl ChannelSpec {
             ));
         }
         let input_guard = self.input_guard(&input).map_err(|e| at(e.0, e.1))?;
+        if let Some(url) = &self.publish_to {
+            let parsed = reqwest::Url::parse(url).map_err(|e| at("publish_to", e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(at("publish_to", format!("{url}: an http(s) URL")));
+            }
+            if self.publish_token.is_none() {
+                return Err(at(
+                    "publish_token",
+                    "publish_to needs the origin's token".into(),
+                ));
+            }
+        } else if self.publish_token.is_some() {
+            return Err(at("publish_token", "only with publish_to".into()));
+        }
         Ok(ChannelConfig {
             name: self.name.clone(),
             input,

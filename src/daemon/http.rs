@@ -61,6 +61,10 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // A client may close its side once its request is sent: FFmpeg's HTTP PUT (CMAF
+        // ingest) ends its chunked body and closes at once. Without this the request would
+        // be dropped unanswered at that EOF.
+        .half_close(true)
         .max_buf_size(WRITE_BUFFER);
     builder
         .http2()

@@ -6,6 +6,7 @@ mod channels;
 pub mod config;
 mod http;
 mod notify;
+mod push;
 mod signals;
 
 use std::path::Path;
@@ -40,29 +41,46 @@ impl Publisher for ChannelPublisher {
     }
 }
 
-/// A channel published to the origin and archived in object storage (`archive = true`).
-struct Archived {
+/// A channel published to the origin, and also to its archive in object storage
+/// (`archive = true`) and to another origin's ingest (`publish_to`).
+struct Outlets {
     local: ChannelPublisher,
-    archive: crate::objects::LiveArchive,
+    archive: Option<crate::objects::LiveArchive>,
+    push: Option<push::Push>,
 }
 
-impl Publisher for Archived {
+impl Publisher for Outlets {
     fn init(&self, rendition: &str, bytes: Vec<u8>) {
         let bytes = Bytes::from(bytes);
         self.local.publish_init(rendition, bytes.clone());
-        self.archive
-            .media(&format!("{rendition}/{}", crate::package::INIT_NAME), bytes);
+        let path = format!("{rendition}/{}", crate::package::INIT_NAME);
+        if let Some(push) = &self.push {
+            push.media(path.clone(), bytes.clone());
+        }
+        if let Some(archive) = &self.archive {
+            archive.media(&path, bytes);
+        }
     }
     fn segment(&self, rendition: &str, number: u64, bytes: Vec<u8>) {
         let bytes = Bytes::from(bytes);
         self.local.publish_segment(rendition, number, bytes.clone());
-        let name = crate::package::segment_name(number);
-        self.archive.media(&format!("{rendition}/{name}"), bytes);
+        let path = format!("{rendition}/{}", crate::package::segment_name(number));
+        if let Some(push) = &self.push {
+            push.media(path.clone(), bytes.clone());
+        }
+        if let Some(archive) = &self.archive {
+            archive.media(&path, bytes);
+        }
     }
     fn manifest(&self, path: &str, text: String) {
         let bytes = Bytes::from(text);
         self.local.publish_manifest(path, bytes.clone());
-        self.archive.manifest(path, bytes);
+        if let Some(push) = &self.push {
+            push.manifest(path.to_owned(), bytes.clone());
+        }
+        if let Some(archive) = &self.archive {
+            archive.manifest(path, bytes);
+        }
     }
     fn evict_before(&self, number: u64) {
         // The archive keeps every segment (catch-up); the store's lifecycle rules expire them.
@@ -137,6 +155,7 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
         max_in_flight: config.max_in_flight,
         max_in_flight_per_client: config.max_in_flight_per_client,
         rebase_user_agents: config.rebase_user_agents.clone(),
+        ingest: config.ingest.resolve()?,
         ..OriginConfig::default()
     });
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -267,7 +286,9 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
 #[derive(Debug, Clone)]
 pub struct OriginOnly {
     /// `s3://BUCKET/PREFIX` or `file:///FOLDER`.
-    pub store: String,
+    pub store: Option<String>,
+    /// A TOML file of `[ingest]` keys: publishers that may push live channels here.
+    pub ingest: Option<std::path::PathBuf>,
     pub listen: String,
     pub max_in_flight: usize,
     pub max_in_flight_per_client: Option<usize>,
@@ -283,13 +304,23 @@ pub fn origin(args: &OriginOnly) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let mut signals = signals::Signals::install()?;
-        let store = crate::objects::Objects::open(&args.store)?;
+        let store = args
+            .store
+            .as_deref()
+            .map(crate::objects::Objects::open)
+            .transpose()?;
+        let ingest = match &args.ingest {
+            Some(path) => config::IngestSection::load(path)?.resolve()?,
+            None => crate::origin::IngestConfig::default(),
+        };
         if args.max_in_flight == 0 || args.max_in_flight_per_client == Some(0) {
             return Err("--max-in-flight and --max-in-flight-per-client must be at least 1".into());
         }
         crate::telemetry::handle();
+        let publishers = ingest.publishers.len();
         let origin = Origin::new(OriginConfig {
-            store: Some(store),
+            store,
+            ingest,
             max_in_flight: args.max_in_flight,
             max_in_flight_per_client: args.max_in_flight_per_client,
             ..OriginConfig::default()
@@ -309,7 +340,7 @@ pub fn origin(args: &OriginOnly) -> Result<(), String> {
         println!("encore: serving on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        tracing::info!(store = %args.store, "origin serving VOD outputs and live archives from object storage");
+        tracing::info!(store = ?args.store, publishers, "origin serving object storage and ingested channels");
         notify::notify(&format!("READY=1\nSTATUS=serving on http://{addr}"));
         while signals.next().await == signals::Request::Reload {}
         notify::notify("STOPPING=1");

@@ -36,6 +36,9 @@ pub(crate) async fn top(
     req: HeaderMap,
 ) -> Response {
     let client = client.map(|Extension(c)| c);
+    if let Some(obj) = origin.ingested_file(&channel, &file) {
+        return serve_manifest(&origin, &obj, client, &req);
+    }
     let Some(ch) = origin.channel(&channel) else {
         return archived(&origin, &channel, &[&file], client, &req).await;
     };
@@ -135,6 +138,9 @@ pub(crate) async fn rendition(
     req: HeaderMap,
 ) -> Response {
     let client = client.map(|Extension(c)| c);
+    if let Some(obj) = origin.ingested_file(&channel, &format!("{rendition}/{file}")) {
+        return serve_manifest(&origin, &obj, client, &req);
+    }
     let Some(ch) = origin.channel(&channel) else {
         return archived(&origin, &channel, &[&rendition, &file], client, &req).await;
     };

@@ -18,6 +18,7 @@
 //! /live/{channel}/master.m3u8, /live/{channel}/manifest.mpd
 //! /live/{channel}/{rendition}/init.mp4 | index.m3u8 | {number}.m4s
 //! /vod/{name}/...                 the same layout, read from OriginConfig::vod_root/{name}/...
+//! /ingest/{channel}/...          publishers PUT live channels here (`ingest`)
 //! /time                           UTC now, ISO 8601 with milliseconds (DASH UTCTiming http-iso)
 //! /healthz                        "ok"
 //! ```
@@ -58,6 +59,7 @@
 mod admission;
 mod clock;
 mod http;
+pub mod ingest;
 mod live;
 mod object;
 mod rebase;
@@ -79,6 +81,7 @@ use axum::Router;
 
 pub use admission::{load, ClientAddr, Load};
 pub use clock::iso8601_millis;
+pub use ingest::{same_secret, IngestConfig, IngestPublisher};
 
 use admission::{Admission, InFlight, Priority, Refused};
 pub use store::{ChannelPublisher, ChannelTiming};
@@ -115,6 +118,8 @@ pub struct OriginConfig {
     /// first segment they load: their live playlists are redirected to a session timeline
     /// (`rebase.rs`). Empty: none.
     pub rebase_user_agents: Vec<String>,
+    /// Publishers that may push live channels to `/ingest/` (none: the routes answer 404).
+    pub ingest: IngestConfig,
 }
 
 impl Default for OriginConfig {
@@ -130,6 +135,7 @@ impl Default for OriginConfig {
             vod_manifest_max_age: Duration::from_secs(300),
             vod_media_max_age: Duration::from_secs(86_400),
             rebase_user_agents: default_rebase_user_agents(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -151,6 +157,7 @@ struct Inner {
     tagger: Arc<Tagger>,
     admission: Arc<Admission>,
     vod_cache: vod::VodCache,
+    ingest: ingest::Registry,
 }
 
 impl std::fmt::Debug for Origin {
@@ -177,6 +184,7 @@ impl Origin {
                 tagger: Arc::new(Tagger::new()),
                 admission,
                 vod_cache: vod::VodCache::default(),
+                ingest: ingest::Registry::default(),
             }),
         }
     }
@@ -187,6 +195,11 @@ impl Origin {
 
     pub(crate) fn vod_cache(&self) -> &vod::VodCache {
         &self.inner.vod_cache
+    }
+
+    /// A file an ingest publisher stored as it is (pass-through channels).
+    pub(crate) fn ingested_file(&self, channel: &str, path: &str) -> Option<Arc<object::Object>> {
+        self.inner.ingest.file(channel, path)
     }
 
     /// Every route (`/live/`, `/vod/`, `/time`, `/healthz`), with CORS on every response.
@@ -204,6 +217,7 @@ impl Origin {
                 "/vod/{name}/{rendition}/{file}",
                 get(vod::rendition).options(preflight),
             )
+            .merge(ingest::routes())
             .fallback(|| async { http::not_found(1) })
             .with_state(self.clone())
     }

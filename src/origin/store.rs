@@ -296,6 +296,17 @@ impl ChannelPublisher {
         self.channel.timing
     }
 
+    /// A servable object with a fresh ETag, kept outside the channel's maps (ingested
+    /// pass-through files).
+    pub(crate) fn object(
+        &self,
+        body: Bytes,
+        content_type: HeaderValue,
+        cache: HeaderValue,
+    ) -> Arc<Object> {
+        self.channel.object(body, content_type, cache)
+    }
+
     /// Publishes (or replaces) a rendition's init segment, `{rendition}/init.mp4`. Identical
     /// bytes keep the previous ETag.
     pub fn publish_init(&self, rendition: &str, bytes: Bytes) {

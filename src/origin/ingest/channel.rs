@@ -1,0 +1,687 @@
+//! One ingested channel: the copies its publishers send, the choice of one per segment number,
+//! and what that choice publishes to the origin's live store.
+//!
+//! Two forms, fixed by the first file a channel receives:
+//! - **Encore's layout** (`{rendition}/init.mp4`, `{rendition}/{number}.m4s`, epoch-locked
+//!   numbers): copies from any number of publishers; per number the first copy that passes
+//!   every check ([`judge`](super::judge)) is served at once, and when the first ones fail,
+//!   the origin waits up to `wait` for a better one. The media playlists are the origin's own,
+//!   built from the chosen segments; the master playlist and MPD (which name no segment) are
+//!   the publishers'. Everything the live store does (holding requests at the edge, the DVR
+//!   window, load shedding) applies.
+//! - **Any other layout** (FFmpeg's `dash` and `hls` muxers): a single publisher's files are
+//!   stored as sent and served as they are, manifests included, until deleted or evicted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::inspect::{self, InitFacts};
+use super::judge::{judge, Expect, Reason, Verdict};
+use crate::origin::object::{cache_control_value, Object};
+use crate::origin::store::ChannelPublisher;
+use crate::package::{
+    self, LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
+    MEDIA_EPOCH_SECONDS,
+};
+
+/// Files a pass-through channel keeps at most (its publisher deletes old ones itself; this
+/// bounds one that does not).
+const PASS_THROUGH_FILES: usize = 2000;
+/// Bytes a pass-through channel keeps at most.
+const PASS_THROUGH_BYTES: u64 = 1 << 30;
+
+/// What became of one PUT.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored or served.
+    Accepted,
+    /// Held while a better copy may come; decide again at this instant.
+    Held(Instant),
+    /// Not used, for this reason (the publisher should not send it again).
+    Refused(String),
+    /// This publisher's init cannot stand in for the channel's.
+    Conflict(String),
+}
+
+pub(crate) struct IngestChannel {
+    pub name: String,
+    segment_duration: Duration,
+    dvr_window: Duration,
+    wait: Duration,
+    publisher: ChannelPublisher,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    form: Option<Form>,
+    renditions: BTreeMap<String, RenditionState>,
+    /// The publishers' master playlist and MPD, until every rendition has a segment.
+    waiting_manifests: BTreeMap<String, Bytes>,
+    /// Manifests that came before any media file told the channel's form.
+    early: Vec<(String, Bytes)>,
+    publishers: BTreeMap<String, PublisherStats>,
+    files: PassThrough,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Encore,
+    PassThrough,
+}
+
+#[derive(Default)]
+struct RenditionState {
+    /// The channel's init for this rendition: the first one accepted.
+    init: Option<InitFacts>,
+    /// Publishers whose init for it was accepted, or why not.
+    inits: HashMap<String, Result<InitFacts, String>>,
+    frame: Option<u32>,
+    pending: BTreeMap<u64, Vec<Copy>>,
+    /// Numbers decided (served or given up), with what was served.
+    chosen: BTreeMap<u64, Option<SegmentEntry>>,
+}
+
+struct Copy {
+    publisher: String,
+    bytes: Bytes,
+    verdict: Verdict,
+    entry: Option<SegmentEntry>,
+}
+
+#[derive(Default, Debug, Clone, serde::Serialize)]
+pub(crate) struct PublisherStats {
+    pub served: u64,
+    pub duplicates: u64,
+    pub refused: BTreeMap<&'static str, u64>,
+    pub last_refusal: Option<String>,
+    #[serde(skip)]
+    pub last_segment: Option<Instant>,
+}
+
+#[derive(Default)]
+struct PassThrough {
+    files: HashMap<String, Arc<Object>>,
+    order: VecDeque<String>,
+    bytes: u64,
+}
+
+impl IngestChannel {
+    pub fn new(
+        name: &str,
+        publisher: ChannelPublisher,
+        dvr_window: Duration,
+        wait: Duration,
+    ) -> IngestChannel {
+        IngestChannel {
+            name: name.to_owned(),
+            segment_duration: publisher.timing().segment_duration,
+            dvr_window,
+            wait,
+            publisher,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn publisher(&self) -> &ChannelPublisher {
+        &self.publisher
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A file of the channel from `publisher`; `path` is one or two checked names.
+    pub fn put(&self, publisher: &str, path: &str, bytes: Bytes) -> Outcome {
+        let layout = EncorePath::parse(path);
+        let mut state = self.lock();
+        let form = match (state.form, &layout) {
+            (Some(form), _) => form,
+            // A manifest alone does not tell the layout: it waits for the first media file.
+            (None, EncorePath::TopManifest(_) | EncorePath::MediaPlaylist) => {
+                state.early.push((path.to_owned(), bytes));
+                return Outcome::Accepted;
+            }
+            (None, EncorePath::Other) => self.set_form(&mut state, publisher, Form::PassThrough),
+            (None, _) => self.set_form(&mut state, publisher, Form::Encore),
+        };
+        match (form, layout) {
+            (Form::PassThrough, _) => {
+                self.store_file(&mut state, path, bytes);
+                Outcome::Accepted
+            }
+            (Form::Encore, EncorePath::Init(r)) => self.put_init(&mut state, publisher, r, bytes),
+            (Form::Encore, EncorePath::Segment(r, n)) => {
+                self.put_segment(&mut state, publisher, r, n, bytes)
+            }
+            (Form::Encore, EncorePath::MediaPlaylist) => Outcome::Accepted,
+            (Form::Encore, EncorePath::TopManifest(name)) => {
+                self.put_top_manifest(&mut state, publisher, name, bytes)
+            }
+            (Form::Encore, EncorePath::Other) => Outcome::Refused(format!(
+                "{path}: this channel takes Encore's layout ({{rendition}}/init.mp4, \
+                 {{rendition}}/{{number}}.m4s, master.m3u8, manifest.mpd)"
+            )),
+        }
+    }
+
+    fn set_form(&self, state: &mut State, publisher: &str, form: Form) -> Form {
+        state.form = Some(form);
+        for (path, bytes) in std::mem::take(&mut state.early) {
+            match (form, EncorePath::parse(&path)) {
+                (Form::PassThrough, _) => self.store_file(state, &path, bytes),
+                (Form::Encore, EncorePath::TopManifest(name)) => {
+                    self.put_top_manifest(state, publisher, name, bytes);
+                }
+                _ => {}
+            }
+        }
+        form
+    }
+
+    /// Removes a pass-through file (FFmpeg deletes segments that left its window).
+    pub fn delete(&self, path: &str) -> bool {
+        let mut state = self.lock();
+        let removed = state.files.files.remove(path);
+        if let Some(o) = &removed {
+            state.files.bytes -= o.body.len() as u64;
+            state.files.order.retain(|p| p != path);
+        }
+        removed.is_some()
+    }
+
+    /// A pass-through file, for GET.
+    pub fn file(&self, path: &str) -> Option<Arc<Object>> {
+        self.lock().files.files.get(path).cloned()
+    }
+
+    fn store_file(&self, state: &mut State, path: &str, bytes: Bytes) {
+        let is_manifest = path.ends_with(".m3u8") || path.ends_with(".mpd");
+        let d = self.segment_duration.as_secs().max(1);
+        // Manifests change in place; the muxer may rewrite a segment under the same name too.
+        let cache = if is_manifest {
+            "public, max-age=0, no-cache".to_owned()
+        } else {
+            format!("public, max-age={d}")
+        };
+        let object = self.publisher.object(
+            bytes,
+            crate::origin::object::content_type_for(path),
+            cache_control_value(&cache),
+        );
+        let files = &mut state.files;
+        files.bytes += object.body.len() as u64;
+        if let Some(old) = files.files.insert(path.to_owned(), object) {
+            files.bytes -= old.body.len() as u64;
+        } else {
+            files.order.push_back(path.to_owned());
+        }
+        // Oldest first, manifests and inits kept.
+        let mut kept = VecDeque::new();
+        while files.files.len() > PASS_THROUGH_FILES || files.bytes > PASS_THROUGH_BYTES {
+            let Some(oldest) = files.order.pop_front() else {
+                break;
+            };
+            let keep = oldest.ends_with(".m3u8") || oldest.ends_with(".mpd") || oldest == path;
+            if keep || oldest.contains("init") {
+                kept.push_back(oldest);
+                continue;
+            }
+            if let Some(o) = files.files.remove(&oldest) {
+                files.bytes -= o.body.len() as u64;
+            }
+        }
+        for p in kept.into_iter().rev() {
+            files.order.push_front(p);
+        }
+    }
+
+    fn put_init(
+        &self,
+        state: &mut State,
+        publisher: &str,
+        rendition: &str,
+        bytes: Bytes,
+    ) -> Outcome {
+        let facts = match inspect::init(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                return self.refuse_init(state, publisher, rendition, format!("init segment: {e}"))
+            }
+        };
+        let r = state.renditions.entry(rendition.to_owned()).or_default();
+        let replace = match &r.init {
+            None => true,
+            Some(channel) => match channel.difference(&facts) {
+                None => false,
+                // The channel's init changes only when no other publisher still agrees with
+                // the old one (a restarted encoder with new settings, alone on the channel).
+                Some(why) => {
+                    let others_agree = r.inits.iter().any(|(p, i)| {
+                        p != publisher && i.as_ref().is_ok_and(|i| i.difference(channel).is_none())
+                    });
+                    if others_agree {
+                        let reason = format!(
+                            "the init segment of {rendition} cannot replace the channel's: {why}"
+                        );
+                        return self.refuse_init(state, publisher, rendition, reason);
+                    }
+                    true
+                }
+            },
+        };
+        r.inits.insert(publisher.to_owned(), Ok(facts.clone()));
+        if replace {
+            // Publishers that disagree with the new init are refused until they send it.
+            let channel = facts.clone();
+            for i in r.inits.values_mut() {
+                if let Ok(other) = i {
+                    if let Some(why) = channel.difference(other) {
+                        *i = Err(why);
+                    }
+                }
+            }
+            r.init = Some(facts);
+            r.frame = None;
+            self.publisher.publish_init(rendition, bytes);
+        }
+        Outcome::Accepted
+    }
+
+    fn refuse_init(
+        &self,
+        state: &mut State,
+        publisher: &str,
+        rendition: &str,
+        reason: String,
+    ) -> Outcome {
+        tracing::warn!(channel = %self.name, publisher, rendition, %reason, "init segment refused");
+        let r = state.renditions.entry(rendition.to_owned()).or_default();
+        r.inits.insert(publisher.to_owned(), Err(reason.clone()));
+        count(&self.name, state, publisher, Reason::Init, &reason);
+        Outcome::Conflict(reason)
+    }
+
+    fn put_segment(
+        &self,
+        state: &mut State,
+        publisher: &str,
+        rendition: &str,
+        number: u64,
+        bytes: Bytes,
+    ) -> Outcome {
+        let now = Instant::now();
+        state
+            .publishers
+            .entry(publisher.to_owned())
+            .or_default()
+            .last_segment = Some(now);
+        let Some(r) = state.renditions.get_mut(rendition) else {
+            let reason = format!("{rendition}/{number}.m4s: no {rendition}/init.mp4 yet");
+            count(&self.name, state, publisher, Reason::Init, &reason);
+            return Outcome::Refused(reason);
+        };
+        let init = match r.inits.get(publisher) {
+            Some(Ok(i)) => i.clone(),
+            Some(Err(why)) => {
+                let reason = format!("{rendition}: this publisher's init was refused: {why}");
+                count(&self.name, state, publisher, Reason::Init, &reason);
+                return Outcome::Refused(reason);
+            }
+            None => {
+                let reason = format!("{rendition}/{number}.m4s: send {rendition}/init.mp4 first");
+                count(&self.name, state, publisher, Reason::Init, &reason);
+                return Outcome::Refused(reason);
+            }
+        };
+        if r.chosen.contains_key(&number) || self.below_window(r, number) {
+            let reason = if r.chosen.get(&number).is_some_and(Option::is_some) {
+                Reason::Duplicate
+            } else {
+                Reason::Late
+            };
+            let message = format!("{rendition}/{number}.m4s: already decided");
+            count(&self.name, state, publisher, reason, &message);
+            return Outcome::Accepted;
+        }
+        let facts = inspect::segment(&bytes, &init);
+        let verdict = judge(
+            &facts,
+            &init,
+            number,
+            Expect {
+                segment_duration: self.segment_duration,
+                frame: r.frame,
+            },
+        );
+        let entry = facts.as_ref().ok().map(|f| SegmentEntry {
+            number,
+            start: f.start,
+            duration: f.duration,
+            bytes: bytes.len() as u64,
+            discontinuity: false,
+            slate: f.slate,
+        });
+        if verdict == Verdict::Good && init.is_video() && r.frame.is_none() {
+            r.frame = facts.as_ref().ok().map(|f| f.shortest_sample);
+        }
+        let refusal = match &verdict {
+            Verdict::Unusable(why) => Some(format!(
+                "{rendition}/{number}.m4s: {}{}",
+                why.label(),
+                facts
+                    .as_ref()
+                    .err()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+            _ => None,
+        };
+        let copies = r.pending.entry(number).or_default();
+        let first = copies.is_empty();
+        copies.push(Copy {
+            publisher: publisher.to_owned(),
+            bytes,
+            verdict: verdict.clone(),
+            entry,
+        });
+        // Every publisher heard from lately has sent its copy: nothing better is coming.
+        let active = self.active_publishers(state, now);
+        let r = state.renditions.get_mut(rendition).expect("present above");
+        let all_in = r.pending.get(&number).map_or(0, Vec::len) >= active;
+        if verdict == Verdict::Good || all_in {
+            self.decide_locked(state, rendition, number);
+        }
+        let r = state.renditions.get(rendition).expect("present above");
+        match refusal {
+            Some(reason) => Outcome::Refused(reason),
+            None if first && r.pending.contains_key(&number) => Outcome::Held(now + self.wait),
+            None => Outcome::Accepted,
+        }
+    }
+
+    fn below_window(&self, r: &RenditionState, number: u64) -> bool {
+        r.chosen
+            .keys()
+            .next_back()
+            .is_some_and(|newest| number + self.window_segments() < *newest)
+    }
+
+    fn window_segments(&self) -> u64 {
+        let d = self.segment_duration.as_nanos().max(1);
+        (self.dvr_window.as_nanos().div_ceil(d) as u64).max(3)
+    }
+
+    /// Publishers that sent a segment within the last two segment durations (at least one).
+    fn active_publishers(&self, state: &State, now: Instant) -> usize {
+        let recent = self.segment_duration * 2;
+        state
+            .publishers
+            .values()
+            .filter(|p| {
+                p.last_segment
+                    .is_some_and(|t| now.duration_since(t) <= recent)
+            })
+            .count()
+            .max(1)
+    }
+
+    /// The wait for a better copy of `number` is over: serve the best one there is.
+    pub fn decide(&self, rendition: &str, number: u64) {
+        let mut state = self.lock();
+        self.decide_locked(&mut state, rendition, number);
+    }
+
+    fn decide_locked(&self, state: &mut State, rendition: &str, number: u64) {
+        let Some(r) = state.renditions.get_mut(rendition) else {
+            return;
+        };
+        let Some(mut copies) = r.pending.remove(&number) else {
+            return;
+        };
+        // The best copy; among equals, the first to arrive.
+        let best = copies
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.verdict.rank() > 0)
+            .max_by_key(|(i, c)| (c.verdict.rank(), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        let served = best.map(|i| copies.remove(i));
+        r.chosen
+            .insert(number, served.as_ref().and_then(|c| c.entry));
+        if let Some(c) = &served {
+            self.publisher
+                .publish_segment(rendition, number, c.bytes.clone());
+            metrics::counter!("encore_ingest_segments_total", "channel" => self.name.clone(), "publisher" => c.publisher.clone(), "outcome" => "served").increment(1);
+            state
+                .publishers
+                .entry(c.publisher.clone())
+                .or_default()
+                .served += 1;
+        }
+        for c in copies {
+            let reason = c.verdict.reason();
+            let message = format!("{rendition}/{number}.m4s: {}", reason.label());
+            count(&self.name, state, &c.publisher, reason, &message);
+        }
+        self.publish_playlist(state, rendition);
+        self.flush_manifests(state);
+    }
+
+    /// The rendition's media playlist: the chosen segments of the DVR window, up to the first
+    /// number still waiting for a better copy (a player never sees a hole that fills later).
+    fn publish_playlist(&self, state: &mut State, rendition: &str) {
+        let window = self.window_segments();
+        let Some(r) = state.renditions.get_mut(rendition) else {
+            return;
+        };
+        if let Some(&newest) = r.chosen.keys().next_back() {
+            let keep_from = newest.saturating_sub(window - 1);
+            r.chosen = r.chosen.split_off(&keep_from);
+        }
+        let Some(init) = &r.init else {
+            return;
+        };
+        let waiting = r.pending.keys().next().copied().unwrap_or(u64::MAX);
+        let segments: Vec<SegmentEntry> =
+            r.chosen.range(..waiting).filter_map(|(_, e)| *e).collect();
+        if segments.is_empty() {
+            return;
+        }
+        let oldest = segments[0].number;
+        let p = self.presentation(rendition, init.timescale, segments);
+        let text = package::hls::media_playlist(&p, &p.renditions[0]);
+        self.publisher.publish_manifest(
+            &format!("{rendition}/{}", package::MEDIA_PLAYLIST_NAME),
+            Bytes::from(text),
+        );
+        // The store drops segments below the oldest any rendition still lists.
+        let lowest = state
+            .renditions
+            .values()
+            .filter_map(|r| r.chosen.keys().next().copied())
+            .min()
+            .unwrap_or(oldest);
+        self.publisher.evict_before(lowest);
+    }
+
+    fn presentation(
+        &self,
+        rendition: &str,
+        timescale: u32,
+        segments: Vec<SegmentEntry>,
+    ) -> Presentation {
+        let span = segments
+            .last()
+            .map(|l| (l.start + l.duration).saturating_sub(segments[0].start))
+            .unwrap_or(0);
+        Presentation {
+            segment_duration: self.segment_duration,
+            renditions: vec![Rendition {
+                id: rendition.to_owned(),
+                // A media playlist names neither kind, codecs nor bitrates.
+                kind: RenditionKind::Audio {
+                    sample_rate: 0,
+                    channels: 0,
+                    language: None,
+                },
+                codecs: String::new(),
+                peak_bitrate: 0,
+                average_bitrate: 0,
+                timescale,
+                segments,
+            }],
+            timeline: Timeline::Live(LiveTimeline {
+                availability_start: UNIX_EPOCH + Duration::from_secs(MEDIA_EPOCH_SECONDS),
+                time_shift_buffer: self.dvr_window.min(Duration::from_secs_f64(
+                    span as f64 / f64::from(timescale.max(1)),
+                )),
+                minimum_update_period: self.segment_duration,
+                suggested_presentation_delay: self.segment_duration * 3,
+                utc_timing_url: "/time".into(),
+                publish_time: SystemTime::now(),
+                discontinuity_sequence: 0,
+                ended: None,
+            }),
+        }
+    }
+
+    fn put_top_manifest(
+        &self,
+        state: &mut State,
+        publisher: &str,
+        name: &str,
+        bytes: Bytes,
+    ) -> Outcome {
+        let refused = state
+            .renditions
+            .iter()
+            .find_map(|(r, s)| match s.inits.get(publisher) {
+                Some(Err(why)) => Some(format!("{r}: this publisher's init was refused: {why}")),
+                _ => None,
+            });
+        if let Some(reason) = refused {
+            return Outcome::Refused(reason);
+        }
+        // A publisher that stops ends its own presentation, not the channel: the others may
+        // go on. Only live manifests are taken.
+        if name == package::MPD_NAME
+            && !String::from_utf8_lossy(&bytes).contains("type=\"dynamic\"")
+        {
+            return Outcome::Accepted;
+        }
+        state.waiting_manifests.insert(name.to_owned(), bytes);
+        self.flush_manifests(state);
+        Outcome::Accepted
+    }
+
+    /// Publishes the master playlist and MPD once every rendition has a listed segment, so
+    /// a player never finds the channel before it can play.
+    fn flush_manifests(&self, state: &mut State) {
+        if state.waiting_manifests.is_empty() {
+            return;
+        }
+        let ready = !state.renditions.is_empty()
+            && state
+                .renditions
+                .values()
+                .all(|r| r.chosen.values().any(Option::is_some));
+        if !ready {
+            return;
+        }
+        for (name, bytes) in std::mem::take(&mut state.waiting_manifests) {
+            self.publisher.publish_manifest(&name, bytes);
+        }
+    }
+
+    /// The channel as `GET /ingest/{channel}` shows it.
+    pub fn status(&self) -> serde_json::Value {
+        let state = self.lock();
+        let renditions: serde_json::Map<String, serde_json::Value> = state
+            .renditions
+            .iter()
+            .map(|(name, r)| {
+                let inits: serde_json::Map<String, serde_json::Value> = r
+                    .inits
+                    .iter()
+                    .map(|(p, i)| {
+                        let v = match i {
+                            Ok(_) => serde_json::json!("accepted"),
+                            Err(why) => serde_json::json!({ "refused": why }),
+                        };
+                        (p.clone(), v)
+                    })
+                    .collect();
+                let newest = r.chosen.keys().next_back().copied();
+                (
+                    name.clone(),
+                    serde_json::json!({ "inits": inits, "newest": newest }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "channel": self.name,
+            "form": match state.form {
+                Some(Form::Encore) => "encore",
+                Some(Form::PassThrough) => "pass-through",
+                None => "empty",
+            },
+            "publishers": state.publishers,
+            "renditions": renditions,
+            "files": state.files.files.len(),
+        })
+    }
+}
+
+/// Counts a refused (or duplicate) copy for `publisher`.
+fn count(channel: &str, state: &mut State, publisher: &str, reason: Reason, message: &str) {
+    let stats = state.publishers.entry(publisher.to_owned()).or_default();
+    if reason == Reason::Duplicate {
+        stats.duplicates += 1;
+        return;
+    }
+    *stats.refused.entry(reason.label()).or_default() += 1;
+    stats.last_refusal = Some(message.to_owned());
+    metrics::counter!(
+        "encore_ingest_refusals_total",
+        "channel" => channel.to_owned(),
+        "publisher" => publisher.to_owned(),
+        "reason" => reason.label()
+    )
+    .increment(1);
+}
+
+/// A path in Encore's own layout, or not.
+#[derive(Debug, PartialEq, Eq)]
+enum EncorePath<'a> {
+    Init(&'a str),
+    Segment(&'a str, u64),
+    MediaPlaylist,
+    TopManifest(&'a str),
+    Other,
+}
+
+impl<'a> EncorePath<'a> {
+    fn parse(path: &'a str) -> EncorePath<'a> {
+        match path.split_once('/') {
+            None if path == package::MASTER_PLAYLIST_NAME || path == package::MPD_NAME => {
+                EncorePath::TopManifest(path)
+            }
+            None => EncorePath::Other,
+            Some((rendition, file)) => {
+                if file == package::INIT_NAME {
+                    EncorePath::Init(rendition)
+                } else if file == package::MEDIA_PLAYLIST_NAME {
+                    EncorePath::MediaPlaylist
+                } else if let Some(n) = crate::origin::store::parse_segment_name(file) {
+                    EncorePath::Segment(rendition, n)
+                } else {
+                    EncorePath::Other
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! CMAF ingest (DASH-IF Live Media Ingest, interface 1): publishers `PUT` (or `POST`) a live
+//! channel's init segments, media segments and manifests to `/ingest/{channel}/…`, and the
+//! origin serves the channel under `/live/{channel}/…` (docs/origin.md §15).
+//!
+//! Each publisher has a bearer token in the configuration. Encore nodes publish with
+//! `publish_to`; FFmpeg's `dash` and `hls` muxers with `-method PUT` and the token in
+//! `-headers` / `-http_opts`. Two Encore nodes may publish the same channel: per segment
+//! number the origin serves the first copy that passes its checks ([`channel`]).
+//!
+//! Routes (every one needs a publisher's token):
+//! ```text
+//! PUT|POST /ingest/{channel}/{file}, /ingest/{channel}/{folder}/{file}   201, 202 held, 409, 422
+//! DELETE   the same paths (pass-through files)                           204, 404
+//! GET      /ingest/{channel}                                             the channel's state (JSON)
+//! ```
+
+mod channel;
+mod inspect;
+mod judge;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::Router;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::store::valid_name;
+use super::{ChannelTiming, Origin};
+use channel::{IngestChannel, Outcome};
+
+/// The largest file a publisher may send: a 4K segment of 10 s at 40 Mb/s, with room.
+const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// Who may publish, and the timing of what they publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub publishers: Vec<IngestPublisher>,
+    /// D of the channels published here (they must agree).
+    pub segment_duration: Duration,
+    /// How long the origin waits for a better copy when the first copies of a segment fail a
+    /// check; `None`: D/2.
+    pub wait: Option<Duration>,
+    pub dvr_window: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            publishers: Vec::new(),
+            segment_duration: Duration::from_secs(2),
+            wait: None,
+            dvr_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One publisher and its secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IngestPublisher {
+    /// Its name in counters and the channel's state (`a`, `paris-1`).
+    pub name: String,
+    pub token: String,
+    /// Channels it may publish; empty: any.
+    pub channels: Vec<String>,
+}
+
+impl std::fmt::Debug for IngestPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestPublisher")
+            .field("name", &self.name)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ingested channels of one origin.
+#[derive(Default)]
+pub(crate) struct Registry {
+    channels: Mutex<HashMap<String, Arc<IngestChannel>>>,
+}
+
+impl Registry {
+    /// The channel's pass-through file at `path`, if `channel` is ingested in that form.
+    pub fn file(&self, channel: &str, path: &str) -> Option<Arc<super::object::Object>> {
+        let ch = self.lock().get(channel).cloned()?;
+        ch.file(path)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<IngestChannel>>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The ingest routes, with the body limit they need.
+pub(crate) fn routes() -> Router<Origin> {
+    Router::new()
+        .route(
+            "/ingest/{channel}/{*path}",
+            put(receive).post(receive).delete(remove),
+        )
+        .route("/ingest/{channel}", axum::routing::get(status))
+        .layer(DefaultBodyLimit::max(MAX_FILE_BYTES))
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The publisher whose token the request carries: `Authorization: Bearer TOKEN`, or Basic
+/// with the token as password (FFmpeg's `http://NAME:TOKEN@host/…` with `auth_type=basic`).
+fn publisher<'a>(origin: &'a Origin, req: &HeaderMap) -> Option<&'a IngestPublisher> {
+    let value = req.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let given = if let Some(token) = value.strip_prefix("Bearer ") {
+        token.trim().to_owned()
+    } else {
+        let encoded = value.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        decoded.split_once(':')?.1.to_owned()
+    };
+    // Every token is compared, so the time taken does not tell which one nearly matched.
+    origin
+        .config()
+        .ingest
+        .publishers
+        .iter()
+        .fold(None, |found, p| {
+            if same_secret(&given, &p.token) && found.is_none() {
+                Some(p)
+            } else {
+                found
+            }
+        })
+}
+
+fn answer(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    message.push('\n');
+    let mut res = (status, message).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"encore ingest\""),
+        );
+    }
+    res
+}
+
+/// Checks the token and the channel's name, and finds (or opens) the channel.
+fn admit(
+    origin: &Origin,
+    req: &HeaderMap,
+    channel: &str,
+    create: bool,
+) -> Result<(Arc<IngestChannel>, String), Response> {
+    if origin.config().ingest.publishers.is_empty() {
+        return Err(answer(StatusCode::NOT_FOUND, "this origin takes no ingest"));
+    }
+    let Some(publisher) = publisher(origin, req) else {
+        return Err(answer(
+            StatusCode::UNAUTHORIZED,
+            "a publisher's token is required (Authorization: Bearer …)",
+        ));
+    };
+    if !publisher.channels.is_empty() && !publisher.channels.iter().any(|c| c == channel) {
+        return Err(answer(
+            StatusCode::FORBIDDEN,
+            format!("publisher {:?} may not publish {channel:?}", publisher.name),
+        ));
+    }
+    if !valid_name(channel) {
+        return Err(answer(StatusCode::BAD_REQUEST, "invalid channel name"));
+    }
+    let name = publisher.name.clone();
+    let cfg = &origin.config().ingest;
+    let mut channels = origin.inner.ingest.lock();
+    // The store's channel of that name must be this ingest's own (not a channel this node
+    // encodes, nor one a restart replaced).
+    let ours = |c: &IngestChannel| {
+        origin
+            .channel(channel)
+            .is_some_and(|s| Arc::ptr_eq(&s, &c.publisher().channel))
+    };
+    if let Some(c) = channels.get(channel) {
+        if ours(c) {
+            return Ok((c.clone(), name));
+        }
+        channels.remove(channel);
+    }
+    if origin.channel(channel).is_some() {
+        return Err(answer(
+            StatusCode::CONFLICT,
+            format!("channel {channel:?} is encoded on this node"),
+        ));
+    }
+    if !create {
+        return Err(answer(StatusCode::NOT_FOUND, "no such channel"));
+    }
+    let timing = ChannelTiming {
+        segment_duration: cfg.segment_duration,
+        epoch: SystemTime::UNIX_EPOCH,
+        dvr_window: cfg.dvr_window,
+    };
+    let store = origin.add_channel(channel, timing);
+    let wait = cfg.wait.unwrap_or(cfg.segment_duration / 2);
+    let c = Arc::new(IngestChannel::new(channel, store, cfg.dvr_window, wait));
+    channels.insert(channel.to_owned(), c.clone());
+    tracing::info!(channel, publisher = %name, "ingest channel opened");
+    Ok((c, name))
+}
+
+/// One or two checked names.
+fn checked_path(path: &str) -> Option<&str> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (parts.len() <= 2 && parts.iter().all(|p| valid_name(p))).then_some(path)
+}
+
+async fn receive(
+    State(origin): State<Origin>,
+    Path((channel, path)): Path<(String, String)>,
+    req: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (ch, publisher) = match admit(&origin, &req, &channel, true) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let Some(path) = checked_path(&path) else {
+        return answer(StatusCode::BAD_REQUEST, "invalid path");
+    };
+    if super::object::known_content_type(path).is_none() {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{path}: not a manifest or CMAF file"),
+        );
+    }
+    match ch.put(&publisher, path, body) {
+        Outcome::Accepted => answer(StatusCode::CREATED, "stored"),
+        Outcome::Held(at) => {
+            let (rendition, number) = path
+                .split_once('/')
+                .and_then(|(r, f)| super::store::parse_segment_name(f).map(|n| (r.to_owned(), n)))
+                .expect("only segments are held");
+            tokio::spawn(async move {
+                tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
+                ch.decide(&rendition, number);
+            });
+            answer(StatusCode::ACCEPTED, "held for a better copy")
+        }
+        Outcome::Conflict(reason) => answer(StatusCode::CONFLICT, reason),
+        Outcome::Refused(reason) => answer(StatusCode::UNPROCESSABLE_ENTITY, reason),
+    }
+}
+
+async fn remove(
+    State(origin): State<Origin>,
+    Path((channel, path)): Path<(String, String)>,
+    req: HeaderMap,
+) -> Response {
+    let (ch, _) = match admit(&origin, &req, &channel, false) {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    if ch.delete(&path) {
+        answer(StatusCode::NO_CONTENT, "")
+    } else {
+        answer(StatusCode::NOT_FOUND, "no such file")
+    }
+}
+
+async fn status(
+    State(origin): State<Origin>,
+    Path(channel): Path<String>,
+    req: HeaderMap,
+) -> Response {
+    match admit(&origin, &req, &channel, false) {
+        Ok((ch, _)) => {
+            let mut res = axum::Json(ch.status()).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(res) => res,
+    }
+}
