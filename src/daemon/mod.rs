@@ -336,7 +336,13 @@ pub fn origin(args: &OriginOnly) -> Result<(), String> {
             max_connections: http::default_max_connections(http::raise_open_files_limit()),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = serve_on(listener, origin.router(), limits, stop_rx);
+        // Prometheus text for the origin's own series (requests, ingest counts); no token,
+        // as the origin's content itself is public.
+        let router = origin.router().route(
+            "/metrics",
+            axum::routing::get(|| async { crate::telemetry::handle().render() }),
+        );
+        let server = serve_on(listener, router, limits, stop_rx);
         println!("encore: serving on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();

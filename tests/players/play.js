@@ -8,7 +8,8 @@
 // The player library is hls.js or dash.js from this folder's node_modules (`npm ci`); Chromium is
 // the system's (`CHROMIUM`, default /usr/bin/chromium). The page starts muted playback, records
 // every player error, and after SECONDS of wall time reports the video element's state, with
-// `advanced`: the media time played since the first 'playing' event.
+// `advanced`: the media time played since the first 'playing' event, and `stalls`: the media
+// times at which playback stopped for data ('waiting') after it had started.
 'use strict';
 const puppeteer = require('puppeteer-core');
 
@@ -33,10 +34,14 @@ async function main() {
     await page.addScriptTag({ path: require.resolve(library) });
     await page.evaluate((kind, url, cmcdSession) => {
       const video = document.getElementById('v');
-      window.report = { errors: [], levels: 0, firstPlayingTime: null };
+      window.report = { errors: [], levels: 0, firstPlayingTime: null, stalls: [] };
       // Media time at the first 'playing': live DASH starts far from zero.
       video.addEventListener('playing', () => {
         if (window.report.firstPlayingTime === null) window.report.firstPlayingTime = video.currentTime;
+      });
+      // Every stop for data once playing ('waiting'), at its media time: the player's stalls.
+      video.addEventListener('waiting', () => {
+        if (window.report.firstPlayingTime !== null) window.report.stalls.push(video.currentTime);
       });
       if (kind === 'hls') {
         const cmcd = cmcdSession ? { sessionId: cmcdSession, contentId: 'test', useHeaders: false } : undefined;

@@ -398,9 +398,24 @@ impl IngestChannel {
         let r = state.renditions.get(rendition).expect("present above");
         match refusal {
             Some(reason) => Outcome::Refused(reason),
-            None if first && r.pending.contains_key(&number) => Outcome::Held(now + self.wait),
+            None if first && r.pending.contains_key(&number) => {
+                Outcome::Held(self.decision_time(number, now))
+            }
             None => Outcome::Accepted,
         }
+    }
+
+    /// When the wait for a better copy of `number` ends: `wait` after the later of its
+    /// arrival and the segment's due time (no encoder can deliver a segment before its end,
+    /// so the other pipeline's copy cannot be expected earlier).
+    fn decision_time(&self, number: u64, now: Instant) -> Instant {
+        let due = self.publisher.timing().due(number);
+        let until_due = due
+            .and_then(|d| d.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default()
+            // A copy far ahead of its time waits no longer than one segment for it.
+            .min(self.segment_duration);
+        now + until_due + self.wait
     }
 
     fn below_window(&self, r: &RenditionState, number: u64) -> bool {
