@@ -404,3 +404,181 @@ fn a_damaged_copy_is_refused_and_the_other_publishers_copy_is_served() {
     assert_eq!(res.status(), 409);
     assert!(res.text().unwrap().contains("timescale"));
 }
+
+/// The publisher counts of the origin's state: (served, duplicates, refusals).
+fn counts(state: &Value, publisher: &str) -> (u64, u64, u64) {
+    let p = &state["publishers"][publisher];
+    let refused = p["refused"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    (
+        p["served"].as_u64().unwrap_or(0),
+        p["duplicates"].as_u64().unwrap_or(0),
+        refused,
+    )
+}
+
+/// Stalls a player reported: places where playback stopped for data, a second apart or more.
+fn stalls(report: &Value) -> Vec<f64> {
+    let mut places: Vec<f64> = report["stalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    places.sort_by(f64::total_cmp);
+    places.dedup_by(|b, a| *b - *a < 1.0);
+    places
+}
+
+/// Two nodes encode the same UDP feed and publish channel `news` to an origin that does not
+/// encode. While both run, every segment the origin serves is a complete copy of one of
+/// theirs, with a continuous timeline. hls.js and dash.js play from the origin while A is
+/// killed, comes back (and is used again), and then B is killed: neither player stalls, and
+/// the origin's playlists never skip a number.
+#[test]
+fn two_pipelines_keep_the_channel_on_air_when_either_fails() {
+    let players = common::web_players_available();
+    let origin = IngestOrigin::start();
+    let (port_a, port_b) = (live_feed::free_udp_port(), live_feed::free_udp_port());
+    // ffmpeg -re -f lavfi -i testsrc2=size=320x180:rate=15 -f lavfi -i sine=sample_rate=48000
+    //   -t 150 -map 0:v -map 1:a -c:v libx264 -preset ultrafast -g 15 -c:a aac
+    //   -f tee "[f=mpegts]udp://127.0.0.1:A?pkt_size=1316|[f=mpegts]udp://127.0.0.1:B?pkt_size=1316"
+    let slaves = format!(
+        "[f=mpegts]udp://127.0.0.1:{port_a}?pkt_size=1316|[f=mpegts]udp://127.0.0.1:{port_b}?pkt_size=1316"
+    );
+    let feed = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x180:rate=15")
+        .args(["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "150"])
+        .args([
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args([
+            "-g", "15", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "tee", &slaves,
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg CLI");
+    let _feed = live_feed::Publisher(feed);
+    let input_a = format!("udp://127.0.0.1:{port_a}");
+    let input_b = format!("udp://127.0.0.1:{port_b}");
+    let a = node(&input_a, &origin, TOKEN_A);
+    let b = node(&input_b, &origin, TOKEN_B);
+    let playlist = "/live/news/180p/index.m3u8";
+    wait_until(
+        "the origin lists 4 segments",
+        Duration::from_secs(60),
+        || {
+            let r = origin.get(playlist);
+            r.status() == 200 && listed(&r.text().unwrap()).len() >= 4
+        },
+    );
+    wait_until("both publishers are heard", Duration::from_secs(20), || {
+        let s = origin.state("news");
+        let (a, b) = (counts(&s, "a"), counts(&s, "b"));
+        a.0 + a.1 > 0 && b.0 + b.1 > 0
+    });
+
+    // Both healthy: every served segment is one of theirs, whole, and the timeline runs on.
+    std::thread::sleep(Duration::from_secs(4));
+    let numbers = listed(&origin.get(playlist).text().unwrap());
+    let window = &numbers[numbers.len() - 3..];
+    let mut previous_end = None;
+    for n in window {
+        let path = format!("/live/news/180p/{n}.m4s");
+        let served = origin.get(&path).bytes().unwrap();
+        let copies = [a.get(&path).bytes().unwrap(), b.get(&path).bytes().unwrap()];
+        assert!(
+            copies.contains(&served),
+            "segment {n}: {} bytes served, A's {} and B's {}",
+            served.len(),
+            copies[0].len(),
+            copies[1].len()
+        );
+        let (tfdt, duration) = timing(&served);
+        if let Some(end) = previous_end {
+            assert_eq!(tfdt, end, "segment {n} starts where the one before ended");
+        }
+        previous_end = Some(tfdt + duration);
+    }
+
+    // The origin's playlist every 300 ms, for holes.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (watching, url) = (watching.clone(), format!("{}{playlist}", origin.base));
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let mut seen = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(text) = client.get(&url).send().and_then(|r| r.text()) {
+                    seen.push(text);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            seen
+        })
+    };
+    let play = |kind: &'static str, file: &str| {
+        let url = format!("{}/live/news/{file}", origin.base);
+        std::thread::spawn(move || (url.clone(), common::play(kind, &url, 60)))
+    };
+    let hls = players.then(|| play("hls", "master.m3u8"));
+    let dash = players.then(|| play("dash", "manifest.mpd"));
+
+    std::thread::sleep(Duration::from_secs(15));
+    drop(a); // SIGKILL
+    println!("A killed");
+    std::thread::sleep(Duration::from_secs(10));
+    let before = counts(&origin.state("news"), "a");
+    let a = node(&input_a, &origin, TOKEN_A);
+    println!("A started again");
+    wait_until(
+        "A's copies are taken again",
+        Duration::from_secs(25),
+        || {
+            let now = counts(&origin.state("news"), "a");
+            now.0 + now.1 >= before.0 + before.1 + 3
+        },
+    );
+    drop(b); // SIGKILL
+    println!("B killed");
+    let served_before = counts(&origin.state("news"), "a").0;
+    wait_until("A carries the channel", Duration::from_secs(15), || {
+        counts(&origin.state("news"), "a").0 >= served_before + 3
+    });
+
+    let reports: Vec<(String, Value)> = [hls, dash]
+        .into_iter()
+        .flatten()
+        .map(|p| p.join().unwrap())
+        .collect();
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+    let state = origin.state("news");
+    println!("{state}");
+    for text in &seen {
+        let n = listed(text);
+        assert!(
+            n.windows(2).all(|w| w[1] == w[0] + 1) && !text.contains("#EXT-X-GAP"),
+            "a hole in the origin's playlist: {text}"
+        );
+    }
+    for (url, report) in &reports {
+        let kind = if url.ends_with(".mpd") { "dash" } else { "hls" };
+        common::assert_played(kind, url, report, 1, 40.0);
+        assert!(stalls(report).is_empty(), "{kind} stalled: {report}");
+    }
+    drop(a);
+    assert!(
+        players,
+        "Chromium, node or tests/players/node_modules missing: `make test-deps`"
+    );
+}
