@@ -184,8 +184,6 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
     }
 }
 
-/// Compares digests, so the time taken says nothing about the token (nor its length).
-
 /// Prometheus text (behind the token, when one is set).
 async fn metrics(State(api): State<Api>) -> Response {
     let channels = api.channels.list();

@@ -85,7 +85,7 @@ impl Push {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("encore_publish_dropped_total", "channel" => self.channel.to_string())
                 .increment(1);
-            if n == 1 || n % 100 == 0 {
+            if n == 1 || n.is_multiple_of(100) {
                 tracing::warn!(channel = %self.channel, dropped = n, "publish_to: the origin is behind; files dropped");
             }
         }
@@ -196,7 +196,7 @@ async fn send(w: &Writer, client: &reqwest::Client, item: &Item, failures: &mut 
             Err(e) => e.to_string(),
         };
         *failures += 1;
-        if *failures == 1 || *failures % 50 == 0 {
+        if *failures == 1 || (*failures).is_multiple_of(50) {
             tracing::warn!(channel = %w.channel, path = %item.path, error = %error, failures = *failures, "publish_to: cannot reach the origin; trying again");
         }
         let init = item.path.ends_with(INIT_SUFFIX);

@@ -109,7 +109,8 @@ pub(crate) fn routes() -> Router<Origin> {
         .layer(DefaultBodyLimit::max(MAX_FILE_BYTES))
 }
 
-/// Compares secrets in time that does not depend on where they differ.
+/// Compares secrets by their digests, so the time taken says nothing about where they differ
+/// (nor about the expected one's length).
 pub fn same_secret(given: &str, expected: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
@@ -165,30 +166,34 @@ fn answer(status: StatusCode, message: impl Into<String>) -> Response {
     res
 }
 
+fn refuse(status: StatusCode, message: impl Into<String>) -> Box<Response> {
+    Box::new(answer(status, message))
+}
+
 /// Checks the token and the channel's name, and finds (or opens) the channel.
 fn admit(
     origin: &Origin,
     req: &HeaderMap,
     channel: &str,
     create: bool,
-) -> Result<(Arc<IngestChannel>, String), Response> {
+) -> Result<(Arc<IngestChannel>, String), Box<Response>> {
     if origin.config().ingest.publishers.is_empty() {
-        return Err(answer(StatusCode::NOT_FOUND, "this origin takes no ingest"));
+        return Err(refuse(StatusCode::NOT_FOUND, "this origin takes no ingest"));
     }
     let Some(publisher) = publisher(origin, req) else {
-        return Err(answer(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "a publisher's token is required (Authorization: Bearer …)",
         ));
     };
     if !publisher.channels.is_empty() && !publisher.channels.iter().any(|c| c == channel) {
-        return Err(answer(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             format!("publisher {:?} may not publish {channel:?}", publisher.name),
         ));
     }
     if !valid_name(channel) {
-        return Err(answer(StatusCode::BAD_REQUEST, "invalid channel name"));
+        return Err(refuse(StatusCode::BAD_REQUEST, "invalid channel name"));
     }
     let name = publisher.name.clone();
     let cfg = &origin.config().ingest;
@@ -207,13 +212,13 @@ fn admit(
         channels.remove(channel);
     }
     if origin.channel(channel).is_some() {
-        return Err(answer(
+        return Err(refuse(
             StatusCode::CONFLICT,
             format!("channel {channel:?} is encoded on this node"),
         ));
     }
     if !create {
-        return Err(answer(StatusCode::NOT_FOUND, "no such channel"));
+        return Err(refuse(StatusCode::NOT_FOUND, "no such channel"));
     }
     let timing = ChannelTiming {
         segment_duration: cfg.segment_duration,
@@ -242,7 +247,7 @@ async fn receive(
 ) -> Response {
     let (ch, publisher) = match admit(&origin, &req, &channel, true) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(path) = checked_path(&path) else {
         return answer(StatusCode::BAD_REQUEST, "invalid path");
@@ -278,7 +283,7 @@ async fn remove(
 ) -> Response {
     let (ch, _) = match admit(&origin, &req, &channel, false) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     if ch.delete(&path) {
         answer(StatusCode::NO_CONTENT, "")
@@ -299,6 +304,6 @@ async fn status(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
