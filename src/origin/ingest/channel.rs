@@ -314,11 +314,6 @@ impl IngestChannel {
         bytes: Bytes,
     ) -> Outcome {
         let now = Instant::now();
-        state
-            .publishers
-            .entry(publisher.to_owned())
-            .or_default()
-            .last_segment = Some(now);
         let Some(r) = state.renditions.get_mut(rendition) else {
             let reason = format!("{rendition}/{number}.m4s: no {rendition}/init.mp4 yet");
             count(&self.name, state, publisher, Reason::Init, &reason);
@@ -337,6 +332,14 @@ impl IngestChannel {
                 return Outcome::Refused(reason);
             }
         };
+        // Heard from: its copies count as coming, duplicates included (the slower pipeline's
+        // copies are mostly duplicates).
+        state
+            .publishers
+            .entry(publisher.to_owned())
+            .or_default()
+            .last_segment = Some(now);
+        let r = state.renditions.get_mut(rendition).expect("present above");
         if r.chosen.contains_key(&number) || self.below_window(r, number) {
             let reason = if r.chosen.get(&number).is_some_and(Option::is_some) {
                 Reason::Duplicate
@@ -347,6 +350,16 @@ impl IngestChannel {
             count(&self.name, state, publisher, reason, &message);
             return Outcome::Accepted;
         }
+        // No encoder delivers a segment before its end: one due more than a segment from now
+        // is a wrong number (or clock), and would push the channel's window ahead.
+        let due = self.publisher.timing().due(number);
+        if due.is_none_or(|due| due > SystemTime::now() + self.segment_duration) {
+            let reason =
+                format!("{rendition}/{number}.m4s: a number not due for more than one segment");
+            count(&self.name, state, publisher, Reason::Timing, &reason);
+            return Outcome::Refused(reason);
+        }
+        let r = state.renditions.get_mut(rendition).expect("present above");
         let facts = inspect::segment(&bytes, &init);
         let verdict = judge(
             &facts,
@@ -368,18 +381,17 @@ impl IngestChannel {
         if verdict == Verdict::Good && init.is_video() && r.frame.is_none() {
             r.frame = facts.as_ref().ok().map(|f| f.shortest_sample);
         }
-        let refusal = match &verdict {
-            Verdict::Unusable(why) => Some(format!(
+        if let Verdict::Unusable(why) = &verdict {
+            // Never served: counted now, not kept.
+            let detail = facts.as_ref().err().map(|e| format!(": {e}"));
+            let reason = format!(
                 "{rendition}/{number}.m4s: {}{}",
                 why.label(),
-                facts
-                    .as_ref()
-                    .err()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            )),
-            _ => None,
-        };
+                detail.unwrap_or_default()
+            );
+            count(&self.name, state, publisher, *why, &reason);
+            return Outcome::Refused(reason);
+        }
         let copies = r.pending.entry(number).or_default();
         let first = copies.is_empty();
         copies.push(Copy {
@@ -396,12 +408,10 @@ impl IngestChannel {
             self.decide_locked(state, rendition, number);
         }
         let r = state.renditions.get(rendition).expect("present above");
-        match refusal {
-            Some(reason) => Outcome::Refused(reason),
-            None if first && r.pending.contains_key(&number) => {
-                Outcome::Held(self.decision_time(number, now))
-            }
-            None => Outcome::Accepted,
+        if first && r.pending.contains_key(&number) {
+            Outcome::Held(self.decision_time(number, now))
+        } else {
+            Outcome::Accepted
         }
     }
 

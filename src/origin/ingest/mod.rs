@@ -17,6 +17,8 @@
 mod channel;
 mod inspect;
 mod judge;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

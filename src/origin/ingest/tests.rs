@@ -1,0 +1,220 @@
+//! The choice per segment number, on real CMAF bytes from the packager (no HTTP: the routes
+//! are tested in tests/ingest.rs).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::channel::{IngestChannel, Outcome};
+use crate::media::VideoCodec;
+use crate::origin::store::Lookup;
+use crate::origin::{ChannelTiming, Origin, OriginConfig};
+use crate::package::cmaf::{Sample, SegmentFlags, Track, TrackConfig};
+use crate::package::MEDIA_EPOCH_SECONDS;
+
+const D: Duration = Duration::from_secs(2);
+/// 30 fps at 90 kHz.
+const FRAME: u32 = 3000;
+
+fn track() -> Track {
+    let sps: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    let pps: &[u8] = &[0x68, 0xef, 0x8f, 0xcb];
+    let mut extradata = vec![0, 0, 0, 1];
+    extradata.extend_from_slice(sps);
+    extradata.extend_from_slice(&[0, 0, 0, 1]);
+    extradata.extend_from_slice(pps);
+    Track::new(TrackConfig::Video {
+        codec: VideoCodec::Avc,
+        width: 320,
+        height: 240,
+        timescale: 90_000,
+        extradata,
+    })
+    .unwrap()
+}
+
+/// Segment `number` with `frames` frames (60 is whole), `tag` in every sample so copies from
+/// different publishers differ.
+fn segment(number: u64, frames: usize, slate: bool, tag: u8) -> Bytes {
+    let start = (number * 2 - MEDIA_EPOCH_SECONDS) * 90_000;
+    let samples: Vec<Sample> = (0..frames)
+        .map(|i| Sample {
+            data: vec![0, 0, 0, 1, if i == 0 { 0x65 } else { 0x41 }, tag],
+            duration: FRAME,
+            composition_offset: 0,
+            keyframe: i == 0,
+        })
+        .collect();
+    let flags = SegmentFlags { slate, last: false };
+    Bytes::from(track().media_segment(1, start, &samples, flags).unwrap())
+}
+
+/// A channel with its wait, and the number of the segment in progress now (due within D).
+fn channel(wait: Duration) -> (Origin, IngestChannel, u64) {
+    let origin = Origin::new(OriginConfig::default());
+    let timing = ChannelTiming {
+        segment_duration: D,
+        epoch: UNIX_EPOCH,
+        dvr_window: Duration::from_secs(60),
+    };
+    let store = origin.add_channel("news", timing);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let current = now.as_secs() / 2;
+    (
+        origin.clone(),
+        IngestChannel::new("news", store, Duration::from_secs(60), wait),
+        current,
+    )
+}
+
+fn served(origin: &Origin, number: u64) -> Option<Bytes> {
+    match origin.channel("news").unwrap().segment("v", number) {
+        Lookup::Found(o) => Some(o.body.clone()),
+        _ => None,
+    }
+}
+
+fn playlist(origin: &Origin) -> String {
+    let o = origin
+        .channel("news")
+        .unwrap()
+        .rendition_manifest("v", "index.m3u8")
+        .unwrap();
+    String::from_utf8(o.body.to_vec()).unwrap()
+}
+
+fn init() -> Bytes {
+    Bytes::from(track().init_segment().unwrap())
+}
+
+#[test]
+fn the_first_whole_copy_is_served_and_later_ones_are_duplicates() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    for p in ["a", "b"] {
+        assert_eq!(ch.put(p, "v/init.mp4", init()), Outcome::Accepted);
+    }
+    let a = segment(n - 1, 60, false, 1);
+    assert_eq!(
+        ch.put("a", &format!("v/{}.m4s", n - 1), a.clone()),
+        Outcome::Accepted
+    );
+    assert_eq!(served(&origin, n - 1), Some(a));
+    let b = segment(n - 1, 60, false, 2);
+    assert_eq!(
+        ch.put("b", &format!("v/{}.m4s", n - 1), b),
+        Outcome::Accepted
+    );
+    let state = ch.status();
+    assert_eq!(state["publishers"]["a"]["served"], 1, "{state}");
+    assert_eq!(state["publishers"]["b"]["duplicates"], 1, "{state}");
+    assert!(playlist(&origin).contains(&format!("{}.m4s", n - 1)));
+}
+
+#[test]
+fn a_slate_or_damaged_first_copy_waits_for_a_whole_one() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    for p in ["a", "b"] {
+        ch.put(p, "v/init.mp4", init());
+    }
+    // Both publishers heard from, so one copy alone is not "every copy in".
+    ch.put(
+        "a",
+        &format!("v/{}.m4s", n - 2),
+        segment(n - 2, 60, false, 1),
+    );
+    ch.put(
+        "b",
+        &format!("v/{}.m4s", n - 2),
+        segment(n - 2, 60, false, 2),
+    );
+    let slate = segment(n - 1, 60, true, 1);
+    let held = ch.put("a", &format!("v/{}.m4s", n - 1), slate);
+    assert!(matches!(held, Outcome::Held(_)), "{held:?}");
+    assert_eq!(
+        served(&origin, n - 1),
+        None,
+        "not served while a better copy may come"
+    );
+    assert!(!playlist(&origin).contains(&format!("{}.m4s", n - 1)));
+    let whole = segment(n - 1, 60, false, 2);
+    ch.put("b", &format!("v/{}.m4s", n - 1), whole.clone());
+    assert_eq!(served(&origin, n - 1), Some(whole));
+    assert_eq!(ch.status()["publishers"]["a"]["refused"]["slate"], 1);
+
+    // Frames missing, and no better copy by the deadline: the damaged one is served.
+    let damaged = segment(n, 50, false, 1);
+    let Outcome::Held(_) = ch.put("a", &format!("v/{n}.m4s"), damaged.clone()) else {
+        panic!("held")
+    };
+    ch.decide("v", n);
+    assert_eq!(served(&origin, n), Some(damaged));
+}
+
+#[test]
+fn copies_that_would_break_the_timeline_are_refused_at_once() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    ch.put("a", "v/init.mp4", init());
+    // Named n − 1 but timed as n − 2.
+    let out = ch.put(
+        "a",
+        &format!("v/{}.m4s", n - 1),
+        segment(n - 2, 60, false, 1),
+    );
+    assert!(
+        matches!(&out, Outcome::Refused(r) if r.contains("timing")),
+        "{out:?}"
+    );
+    // Garbage.
+    let out = ch.put("a", &format!("v/{n}.m4s"), Bytes::from_static(b"garbage"));
+    assert!(
+        matches!(&out, Outcome::Refused(r) if r.contains("unparsable")),
+        "{out:?}"
+    );
+    // Far ahead of the clock: it would push the window forward.
+    let ahead = n + 100;
+    let out = ch.put("a", &format!("v/{ahead}.m4s"), segment(ahead, 60, false, 1));
+    assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
+    // None of them holds the channel up: the next whole copy is listed.
+    let whole = segment(n, 60, false, 1);
+    assert_eq!(
+        ch.put("a", &format!("v/{n}.m4s"), whole.clone()),
+        Outcome::Accepted
+    );
+    assert_eq!(served(&origin, n), Some(whole));
+    assert!(playlist(&origin).contains(&format!("{n}.m4s")));
+    // No init from this publisher: refused with the name of what is missing.
+    let out = ch.put("c", &format!("v/{n}.m4s"), segment(n, 60, false, 3));
+    assert!(
+        matches!(&out, Outcome::Refused(r) if r.contains("v/init.mp4")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_pass_through_channel_keeps_what_its_publisher_sends() {
+    let (_origin, ch, _) = channel(Duration::from_secs(1));
+    // A manifest first does not fix the form; the first media file does.
+    assert_eq!(
+        ch.put("a", "manifest.mpd", Bytes::from_static(b"<MPD/>")),
+        Outcome::Accepted
+    );
+    assert_eq!(
+        ch.put("a", "init-stream0.m4s", Bytes::from_static(b"init")),
+        Outcome::Accepted
+    );
+    assert_eq!(ch.status()["form"], "pass-through");
+    assert_eq!(&ch.file("manifest.mpd").unwrap().body[..], b"<MPD/>");
+    for i in 0..2100 {
+        ch.put("a", &format!("chunk-{i}.m4s"), Bytes::from_static(b"x"));
+    }
+    assert!(ch.file("chunk-0.m4s").is_none(), "the oldest media evicted");
+    assert!(ch.file("chunk-2099.m4s").is_some());
+    assert!(ch.file("init-stream0.m4s").is_some(), "inits kept");
+    assert!(ch.file("manifest.mpd").is_some(), "manifests kept");
+    assert!(ch.delete("chunk-2099.m4s"));
+    assert!(ch.file("chunk-2099.m4s").is_none());
+    assert!(!ch.delete("chunk-2099.m4s"));
+}
