@@ -11,15 +11,17 @@ mod common;
 mod daemon;
 #[path = "common/live_feed.rs"]
 mod live_feed;
+#[path = "common/s3.rs"]
+mod s3;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mp4_atom::{Any, Encode};
 use serde_json::Value;
 
 use daemon::Daemon;
+use s3::OriginOnly;
 
 const TOKEN_A: &str = "token-of-publisher-a-0123";
 const TOKEN_B: &str = "token-of-publisher-b-4567";
@@ -27,7 +29,7 @@ const TOKEN_B: &str = "token-of-publisher-b-4567";
 /// `encore origin --ingest` with publishers `a` and `b`.
 struct IngestOrigin {
     base: String,
-    child: Child,
+    _origin: OriginOnly,
     _dir: tempfile::TempDir,
 }
 
@@ -44,24 +46,10 @@ impl IngestOrigin {
             ),
         )
         .unwrap();
-        let mut child = common::encore()
-            .args(["origin", "--listen", "127.0.0.1:0", "--ingest"])
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let base = first
-            .trim()
-            .strip_prefix("encore: serving on ")
-            .unwrap_or_else(|| panic!("{first:?}"))
-            .to_owned();
+        let origin = OriginOnly::start_with(&["--ingest", file.to_str().unwrap()], &[]);
         IngestOrigin {
-            base,
-            child,
+            base: origin.base.clone(),
+            _origin: origin,
             _dir: dir,
         }
     }
@@ -93,13 +81,6 @@ impl IngestOrigin {
             req = req.bearer_auth(t);
         }
         req.send().unwrap()
-    }
-}
-
-impl Drop for IngestOrigin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

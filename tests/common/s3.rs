@@ -107,8 +107,14 @@ pub struct OriginOnly {
 
 impl OriginOnly {
     pub fn start(location: &str, env: &[(&str, &str)]) -> OriginOnly {
+        OriginOnly::start_with(&["--store", location], env)
+    }
+
+    /// `encore origin --listen 127.0.0.1:0` with `args`.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> OriginOnly {
         let mut child = crate::common::encore()
-            .args(["origin", "--listen", "127.0.0.1:0", "--store", location])
+            .args(["origin", "--listen", "127.0.0.1:0"])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()

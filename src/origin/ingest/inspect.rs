@@ -231,14 +231,14 @@ fn boxes(mut bytes: &[u8]) -> Result<Vec<Any>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::media::VideoCodec;
     use crate::package::cmaf::{Sample, SegmentFlags, Track, TrackConfig};
 
-    /// A one-rendition AVC track from constant parameter sets (the packager's own tests use
-    /// the same ones).
-    fn track() -> Track {
+    /// A one-rendition AVC track (320x240) from constant parameter sets, as the packager's own
+    /// tests use.
+    pub(crate) fn track() -> Track {
         let sps: &[u8] = &[
             0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
             0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
@@ -255,7 +255,7 @@ mod tests {
             timescale: 90_000,
             extradata,
         })
-        .expect("valid parameter sets")
+        .unwrap()
     }
 
     fn samples(count: usize) -> Vec<Sample> {

@@ -6,35 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::channel::{IngestChannel, Outcome};
-use crate::media::VideoCodec;
+use super::inspect::tests::track;
 use crate::origin::store::Lookup;
 use crate::origin::{ChannelTiming, Origin, OriginConfig};
-use crate::package::cmaf::{Sample, SegmentFlags, Track, TrackConfig};
+use crate::package::cmaf::{Sample, SegmentFlags};
 use crate::package::MEDIA_EPOCH_SECONDS;
 
 const D: Duration = Duration::from_secs(2);
 /// 30 fps at 90 kHz.
 const FRAME: u32 = 3000;
-
-fn track() -> Track {
-    let sps: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
-        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
-    ];
-    let pps: &[u8] = &[0x68, 0xef, 0x8f, 0xcb];
-    let mut extradata = vec![0, 0, 0, 1];
-    extradata.extend_from_slice(sps);
-    extradata.extend_from_slice(&[0, 0, 0, 1]);
-    extradata.extend_from_slice(pps);
-    Track::new(TrackConfig::Video {
-        codec: VideoCodec::Avc,
-        width: 320,
-        height: 240,
-        timescale: 90_000,
-        extradata,
-    })
-    .unwrap()
-}
 
 /// Segment `number` with `frames` frames (60 is whole), `tag` in every sample so copies from
 /// different publishers differ.
