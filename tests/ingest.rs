@@ -416,7 +416,8 @@ fn stalls(report: &Value) -> Vec<f64> {
 /// encode. While both run, every segment the origin serves is a complete copy of one of
 /// theirs, with a continuous timeline. hls.js and dash.js play from the origin while A is
 /// killed, comes back (and is used again), and then B is killed: neither player stalls, and
-/// the origin's playlists never skip a number.
+/// the origin's playlists never skip a number. When A then stops in good order, the origin's
+/// playlists end.
 #[test]
 fn two_pipelines_keep_the_channel_on_air_when_either_fails() {
     let players = common::web_players_available();
@@ -557,7 +558,20 @@ fn two_pipelines_keep_the_channel_on_air_when_either_fails() {
         common::assert_played(kind, url, report, 1, 40.0);
         assert!(stalls(report).is_empty(), "{kind} stalled: {report}");
     }
-    drop(a);
+    // A, the last publisher, stops in good order: its final manifests reach the origin,
+    // whose playlists end.
+    assert!(a.terminate().success());
+    wait_until(
+        "the origin's playlist ends",
+        Duration::from_secs(10),
+        || {
+            origin
+                .get(playlist)
+                .text()
+                .unwrap()
+                .contains("#EXT-X-ENDLIST")
+        },
+    );
     assert!(
         players,
         "Chromium, node or tests/players/node_modules missing: `make test-deps`"

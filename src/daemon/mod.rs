@@ -267,6 +267,8 @@ async fn run(config: Config, reload: Reload) -> Result<(), Exit> {
     tracing::info!("stopping: closing the current segments");
     service.stop().await;
     let late = channels.stop_all(STOP_GRACE).await;
+    // The last segments and final manifests reach the origins the channels publish to.
+    push::drain(push::DRAIN_GRACE).await;
     let _ = stop_tx.send(true);
     for server in servers {
         let _ = tokio::time::timeout(Duration::from_secs(3), server).await;

@@ -17,6 +17,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+/// How long an orderly stop waits for the writers to send what is queued.
+pub(super) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// The writers of this process, so an orderly stop can wait for them.
+static WRITERS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits (at most `within`) for every writer to send what is queued; each ends once its
+/// channel has stopped and dropped its publishing side.
+pub(super) async fn drain(within: Duration) {
+    let writers = std::mem::take(&mut *WRITERS.lock().unwrap_or_else(|e| e.into_inner()));
+    let _ = tokio::time::timeout(within, futures_util::future::join_all(writers)).await;
+}
+
 /// Files queued at most: half a minute of a large ladder at 2 s segments.
 const QUEUE: usize = 256;
 /// Waits between tries, the last repeated.
@@ -48,7 +62,7 @@ impl Push {
     pub(super) fn start(url: &str, token: &str, channel: &str, segment_duration: Duration) -> Push {
         let (queue, items) = mpsc::channel(QUEUE);
         let channel: Arc<str> = Arc::from(channel);
-        tokio::spawn(write(
+        let writer = tokio::spawn(write(
             Writer {
                 base: url.trim_end_matches('/').to_owned(),
                 token: token.to_owned(),
@@ -59,6 +73,10 @@ impl Push {
             },
             items,
         ));
+        let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        writers.retain(|w| !w.is_finished());
+        writers.push(writer);
+        drop(writers);
         Push {
             queue,
             channel,

@@ -12,7 +12,7 @@
 //! - **Any other layout** (FFmpeg's `dash` and `hls` muxers): a single publisher's files are
 //!   stored as sent and served as they are, manifests included, until deleted or evicted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +63,12 @@ struct State {
     waiting_manifests: BTreeMap<String, Bytes>,
     /// Manifests that came before any media file told the channel's form.
     early: Vec<(String, Bytes)>,
+    /// Publishers that sent their final (static) MPD.
+    finished_publishers: BTreeSet<String>,
+    /// Every publisher heard from has finished: the playlists are final.
+    ended: bool,
+    /// The last file any publisher sent.
+    last_put: Option<Instant>,
     publishers: BTreeMap<String, PublisherStats>,
     files: PassThrough,
 }
@@ -138,6 +144,11 @@ impl IngestChannel {
     pub fn put(&self, publisher: &str, path: &str, bytes: Bytes) -> Outcome {
         let layout = EncorePath::parse(path);
         let mut state = self.lock();
+        state.last_put = Some(Instant::now());
+        if state.ended {
+            // The event is over; what its publishers still send changes nothing.
+            return Outcome::Accepted;
+        }
         let form = match (state.form, &layout) {
             (Some(form), _) => form,
             // A manifest alone does not tell the layout: it waits for the first media file.
@@ -517,7 +528,7 @@ impl IngestChannel {
             return;
         }
         let oldest = segments[0].number;
-        let p = self.presentation(rendition, init.timescale, segments);
+        let p = self.presentation(rendition, init.timescale, segments, state.ended);
         let text = package::hls::media_playlist(&p, &p.renditions[0]);
         self.publisher.publish_manifest(
             &format!("{rendition}/{}", package::MEDIA_PLAYLIST_NAME),
@@ -538,11 +549,13 @@ impl IngestChannel {
         rendition: &str,
         timescale: u32,
         segments: Vec<SegmentEntry>,
+        ended: bool,
     ) -> Presentation {
         let span = segments
             .last()
             .map(|l| (l.start + l.duration).saturating_sub(segments[0].start))
             .unwrap_or(0);
+        let span = Duration::from_secs_f64(span as f64 / f64::from(timescale.max(1)));
         Presentation {
             segment_duration: self.segment_duration,
             renditions: vec![Rendition {
@@ -561,15 +574,13 @@ impl IngestChannel {
             }],
             timeline: Timeline::Live(LiveTimeline {
                 availability_start: UNIX_EPOCH + Duration::from_secs(MEDIA_EPOCH_SECONDS),
-                time_shift_buffer: self.dvr_window.min(Duration::from_secs_f64(
-                    span as f64 / f64::from(timescale.max(1)),
-                )),
+                time_shift_buffer: self.dvr_window.min(span),
                 minimum_update_period: self.segment_duration,
                 suggested_presentation_delay: self.segment_duration * 3,
                 utc_timing_url: "/time".into(),
                 publish_time: SystemTime::now(),
                 discontinuity_sequence: 0,
-                ended: None,
+                ended: ended.then_some(span),
             }),
         }
     }
@@ -592,15 +603,58 @@ impl IngestChannel {
             return Outcome::Refused(reason);
         }
         // A publisher that stops ends its own presentation, not the channel: the others may
-        // go on. Only live manifests are taken.
-        if name == package::MPD_NAME
-            && !String::from_utf8_lossy(&bytes).contains("type=\"dynamic\"")
-        {
+        // go on. The channel ends when every publisher heard from has stopped.
+        if name == package::MPD_NAME && is_final_mpd(&String::from_utf8_lossy(&bytes)) {
+            state.finished_publishers.insert(publisher.to_owned());
+            let now = Instant::now();
+            let recent = self.segment_duration * 2;
+            let all_finished = state.publishers.iter().all(|(p, stats)| {
+                state.finished_publishers.contains(p)
+                    || stats
+                        .last_segment
+                        .is_none_or(|t| now.duration_since(t) > recent)
+            });
+            if all_finished {
+                self.end(state, bytes);
+            }
             return Outcome::Accepted;
         }
         state.waiting_manifests.insert(name.to_owned(), bytes);
         self.flush_manifests(state);
         Outcome::Accepted
+    }
+
+    /// The last publisher stopped: what waits is decided, the media playlists are ended, the
+    /// final MPD published, and requests are no longer held.
+    fn end(&self, state: &mut State, final_mpd: Bytes) {
+        let pending: Vec<(String, u64)> = state
+            .renditions
+            .iter()
+            .flat_map(|(r, s)| s.pending.keys().map(move |n| (r.clone(), *n)))
+            .collect();
+        for (rendition, number) in pending {
+            self.decide_locked(state, &rendition, number);
+        }
+        state.ended = true;
+        let renditions: Vec<String> = state.renditions.keys().cloned().collect();
+        for rendition in renditions {
+            self.publish_playlist(state, &rendition);
+        }
+        state.waiting_manifests.clear();
+        self.publisher
+            .publish_manifest(package::MPD_NAME, final_mpd);
+        self.publisher.end();
+        tracing::info!(channel = %self.name, "ingest channel ended: every publisher stopped");
+    }
+
+    /// The channel ended (its publishers all stopped).
+    pub fn ended(&self) -> bool {
+        self.lock().ended
+    }
+
+    /// Time since any publisher sent anything (`None`: never).
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.lock().last_put.map(|t| t.elapsed())
     }
 
     /// Publishes the master playlist and MPD once every rendition has a listed segment, so
@@ -677,6 +731,12 @@ fn count(channel: &str, state: &mut State, publisher: &str, reason: Reason, mess
         "reason" => reason.label()
     )
     .increment(1);
+}
+
+/// An MPD that says the presentation is over: `static`, or a live one that got its
+/// `mediaPresentationDuration` (how Encore ends a live MPD: docs/timing.md, DASH rule 7).
+fn is_final_mpd(text: &str) -> bool {
+    !text.contains("type=\"dynamic\"") || text.contains("mediaPresentationDuration=")
 }
 
 /// A path in Encore's own layout, or not.

@@ -173,11 +173,23 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Box<Response> {
 }
 
 /// Checks the token and the channel's name, and finds (or opens) the channel.
+/// What a request may do to the channel it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read or delete: the channel must exist.
+    Existing,
+    /// A manifest: opens the channel if needed.
+    Manifest,
+    /// An init or media segment: opens the channel, or a new one in place of one that ended
+    /// (the next event under the same name).
+    Media,
+}
+
 fn admit(
     origin: &Origin,
     req: &HeaderMap,
     channel: &str,
-    create: bool,
+    access: Access,
 ) -> Result<(Arc<IngestChannel>, String), Box<Response>> {
     if origin.config().ingest.publishers.is_empty() {
         return Err(refuse(StatusCode::NOT_FOUND, "this origin takes no ingest"));
@@ -200,6 +212,20 @@ fn admit(
     let name = publisher.name.clone();
     let cfg = &origin.config().ingest;
     let mut channels = origin.inner.ingest.lock();
+    // Channels no publisher has sent anything to for a DVR window are gone.
+    let idle_limit = cfg.dvr_window + cfg.segment_duration * 2;
+    channels.retain(|name, c| {
+        let idle = c.idle_for().is_some_and(|t| t > idle_limit);
+        if idle
+            && origin
+                .channel(name)
+                .is_some_and(|s| Arc::ptr_eq(&s, &c.publisher().channel))
+        {
+            origin.remove_channel(name);
+            tracing::info!(channel = %name, "ingest channel closed: no publisher for a DVR window");
+        }
+        !idle
+    });
     // The store's channel of that name must be this ingest's own (not a channel this node
     // encodes, nor one a restart replaced).
     let ours = |c: &IngestChannel| {
@@ -207,19 +233,25 @@ fn admit(
             .channel(channel)
             .is_some_and(|s| Arc::ptr_eq(&s, &c.publisher().channel))
     };
+    // Set when the store's channel of that name is this ingest's own ended one.
+    let mut replacing_ended = false;
     if let Some(c) = channels.get(channel) {
-        if ours(c) {
+        if ours(c) && !(access == Access::Media && c.ended()) {
             return Ok((c.clone(), name));
+        }
+        replacing_ended = ours(c);
+        if replacing_ended {
+            tracing::info!(channel, "ingest channel started again after its end");
         }
         channels.remove(channel);
     }
-    if origin.channel(channel).is_some() {
+    if origin.channel(channel).is_some() && !replacing_ended {
         return Err(refuse(
             StatusCode::CONFLICT,
             format!("channel {channel:?} is encoded on this node"),
         ));
     }
-    if !create {
+    if access == Access::Existing {
         return Err(refuse(StatusCode::NOT_FOUND, "no such channel"));
     }
     let timing = ChannelTiming {
@@ -235,6 +267,14 @@ fn admit(
     Ok((c, name))
 }
 
+fn access_of(path: &str) -> Access {
+    if path.ends_with(".m3u8") || path.ends_with(".mpd") {
+        Access::Manifest
+    } else {
+        Access::Media
+    }
+}
+
 /// One or two checked names.
 fn checked_path(path: &str) -> Option<&str> {
     let parts: Vec<&str> = path.split('/').collect();
@@ -247,7 +287,7 @@ async fn receive(
     req: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (ch, publisher) = match admit(&origin, &req, &channel, true) {
+    let (ch, publisher) = match admit(&origin, &req, &channel, access_of(&path)) {
         Ok(c) => c,
         Err(res) => return *res,
     };
@@ -283,7 +323,7 @@ async fn remove(
     Path((channel, path)): Path<(String, String)>,
     req: HeaderMap,
 ) -> Response {
-    let (ch, _) = match admit(&origin, &req, &channel, false) {
+    let (ch, _) = match admit(&origin, &req, &channel, Access::Existing) {
         Ok(c) => c,
         Err(res) => return *res,
     };
@@ -299,7 +339,7 @@ async fn status(
     Path(channel): Path<String>,
     req: HeaderMap,
 ) -> Response {
-    match admit(&origin, &req, &channel, false) {
+    match admit(&origin, &req, &channel, Access::Existing) {
         Ok((ch, _)) => {
             let mut res = axum::Json(ch.status()).into_response();
             res.headers_mut()

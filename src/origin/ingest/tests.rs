@@ -198,3 +198,32 @@ fn a_pass_through_channel_keeps_what_its_publisher_sends() {
     assert!(ch.file("chunk-2099.m4s").is_none());
     assert!(!ch.delete("chunk-2099.m4s"));
 }
+
+#[test]
+fn the_channel_ends_when_every_publisher_has_stopped() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    for (p, tag) in [("a", 1), ("b", 2)] {
+        ch.put(p, "v/init.mp4", init());
+        ch.put(
+            p,
+            &format!("v/{}.m4s", n - 1),
+            segment(n - 1, 60, false, tag),
+        );
+    }
+    let live = Bytes::from_static(b"<MPD type=\"dynamic\"/>");
+    // How Encore ends a live MPD: still dynamic, with its duration.
+    let done = Bytes::from_static(b"<MPD type=\"dynamic\" mediaPresentationDuration=\"PT8S\"/>");
+    ch.put("a", "manifest.mpd", live);
+    // A stops; B goes on: nothing ends.
+    ch.put("a", "manifest.mpd", done.clone());
+    assert!(!ch.ended());
+    assert!(!playlist(&origin).contains("#EXT-X-ENDLIST"));
+    let mpd = |o: &Origin| o.channel("news").unwrap().manifest("manifest.mpd").unwrap();
+    assert_eq!(&mpd(&origin).body[..], b"<MPD type=\"dynamic\"/>");
+    // B stops too: the playlists end, the final MPD is served, nothing more is held.
+    ch.put("b", "manifest.mpd", done.clone());
+    assert!(ch.ended());
+    assert!(playlist(&origin).contains("#EXT-X-ENDLIST"));
+    assert_eq!(mpd(&origin).body, done);
+    assert!(origin.channel("news").unwrap().finished());
+}
