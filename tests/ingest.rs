@@ -232,6 +232,43 @@ fn without_a_token_a_put_gets_401_and_nothing_is_stored() {
     let served = origin.get("/live/secret/manifest.mpd");
     assert_eq!(served.status(), 200);
     assert_eq!(served.bytes().unwrap().to_vec(), body);
+    // The scheme's name is case-insensitive.
+    let res = reqwest::blocking::Client::new()
+        .put(format!("{}/ingest/secret/manifest.mpd", origin.base))
+        .header("authorization", format!("bearer {TOKEN_A}"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // A body is read only for a publisher: a stranger announcing 60 MiB gets its 401 before
+    // sending a byte of it, and a publisher announcing too much gets 413 the same way.
+    for (token, want) in [(None, "401"), (Some(TOKEN_A), "413")] {
+        let length = if token.is_some() { 100 << 20 } else { 60 << 20 };
+        let answer = headers_only_put(&origin.base, "secret/big.m4s", token, length);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {want}")), "{answer}");
+    }
+}
+
+/// Sends a PUT's head announcing `length` bytes, and no body; the status line answered.
+fn headers_only_put(base: &str, path: &str, token: Option<&str>, length: u64) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "PUT /ingest/{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .expect("answered without the body");
+    line
 }
 
 /// FFmpeg's own DASH muxer publishing with `-method PUT` (its files under their own names,

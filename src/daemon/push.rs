@@ -10,8 +10,8 @@
 //! damaged, a token it does not know.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,6 +55,23 @@ pub(super) struct Push {
     queue: mpsc::Sender<Item>,
     channel: Arc<str>,
     dropped: Arc<AtomicU64>,
+    inits: Arc<LatestInits>,
+}
+
+/// The latest init of each rendition, kept apart from the queue: an init the full queue
+/// dropped is still sent once the origin catches up.
+#[derive(Default)]
+struct LatestInits {
+    files: Mutex<BTreeMap<String, Bytes>>,
+    /// One was dropped: the writer sends them all before its next file.
+    lost: AtomicBool,
+}
+
+impl LatestInits {
+    fn all(&self) -> Vec<(String, Bytes)> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.iter().map(|(p, b)| (p.clone(), b.clone())).collect()
+    }
 }
 
 impl Push {
@@ -62,8 +79,10 @@ impl Push {
     pub(super) fn start(url: &str, token: &str, channel: &str, segment_duration: Duration) -> Push {
         let (queue, items) = mpsc::channel(QUEUE);
         let channel: Arc<str> = Arc::from(channel);
+        let inits = Arc::new(LatestInits::default());
         let writer = tokio::spawn(write(
             Writer {
+                inits: inits.clone(),
                 base: url.trim_end_matches('/').to_owned(),
                 token: token.to_owned(),
                 channel: channel.clone(),
@@ -81,6 +100,7 @@ impl Push {
             queue,
             channel,
             dropped: Arc::new(AtomicU64::new(0)),
+            inits,
         }
     }
 
@@ -93,6 +113,11 @@ impl Push {
     }
 
     fn send(&self, path: String, bytes: Bytes, manifest: bool) {
+        let init = path.ends_with(INIT_SUFFIX);
+        if init {
+            let mut files = self.inits.files.lock().unwrap_or_else(|e| e.into_inner());
+            files.insert(path.clone(), bytes.clone());
+        }
         let item = Item {
             path,
             bytes,
@@ -100,6 +125,9 @@ impl Push {
             queued: Instant::now(),
         };
         if self.queue.try_send(item).is_err() {
+            if init {
+                self.inits.lost.store(true, Ordering::Relaxed);
+            }
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("encore_publish_dropped_total", "channel" => self.channel.to_string())
                 .increment(1);
@@ -111,6 +139,7 @@ impl Push {
 }
 
 struct Writer {
+    inits: Arc<LatestInits>,
     base: String,
     token: String,
     channel: Arc<str>,
@@ -131,9 +160,6 @@ async fn write(w: Writer, mut items: mpsc::Receiver<Item>) {
         }
     };
     let mut failures = 0u64;
-    // The latest init of each rendition, sent again whenever the origin may have lost them
-    // (it was unreachable, or says a segment has no init: it restarted).
-    let mut inits: BTreeMap<String, Bytes> = BTreeMap::new();
     let mut batch = Vec::new();
     while items.recv_many(&mut batch, QUEUE).await > 0 {
         for (i, item) in batch.iter().enumerate() {
@@ -141,27 +167,39 @@ async fn write(w: Writer, mut items: mpsc::Receiver<Item>) {
             if item.manifest && batch[i + 1..].iter().any(|later| later.path == item.path) {
                 continue;
             }
-            if item.path.ends_with(INIT_SUFFIX) {
-                inits.insert(item.path.clone(), item.bytes.clone());
+            // The latest inits are sent again whenever the origin may have lost them (it was
+            // unreachable, or says a segment has no init: it restarted), or the queue
+            // dropped one.
+            if w.inits.lost.swap(false, Ordering::Relaxed) {
+                send_inits(&w, &client, &mut failures, &items).await;
             }
             let was_failing = failures > 0;
-            let sent = send(&w, &client, item, &mut failures).await;
+            let sent = send(&w, &client, item, &mut failures, &items).await;
             if sent == Sent::NeedsInit || (was_failing && failures == 0) {
-                for (path, bytes) in &inits {
-                    let init = Item {
-                        path: path.clone(),
-                        bytes: bytes.clone(),
-                        manifest: false,
-                        queued: Instant::now(),
-                    };
-                    send(&w, &client, &init, &mut failures).await;
-                }
+                send_inits(&w, &client, &mut failures, &items).await;
                 if sent == Sent::NeedsInit {
-                    send(&w, &client, item, &mut failures).await;
+                    send(&w, &client, item, &mut failures, &items).await;
                 }
             }
         }
         batch.clear();
+    }
+}
+
+async fn send_inits(
+    w: &Writer,
+    client: &reqwest::Client,
+    failures: &mut u64,
+    items: &mpsc::Receiver<Item>,
+) {
+    for (path, bytes) in w.inits.all() {
+        let init = Item {
+            path,
+            bytes,
+            manifest: false,
+            queued: Instant::now(),
+        };
+        send(w, client, &init, failures, items).await;
     }
 }
 
@@ -176,8 +214,16 @@ enum Sent {
 }
 
 /// Sends one file until it is stored, refused, or of no use. Init segments are tried until
-/// they are stored: nothing after them is any use without them.
-async fn send(w: &Writer, client: &reqwest::Client, item: &Item, failures: &mut u64) -> Sent {
+/// they are stored (nothing after them is any use without them), unless the channel has
+/// stopped (every sender of `items` dropped): then they too are given up after a while, so a
+/// restarted channel's new writer does not interleave with an old one.
+async fn send(
+    w: &Writer,
+    client: &reqwest::Client,
+    item: &Item,
+    failures: &mut u64,
+    items: &mpsc::Receiver<Item>,
+) -> Sent {
     let url = format!("{}/{}", w.base, item.path);
     let content_type = match item.path.rsplit_once('.').map(|(_, e)| e) {
         Some("m3u8") => "application/vnd.apple.mpegurl",
@@ -217,7 +263,7 @@ async fn send(w: &Writer, client: &reqwest::Client, item: &Item, failures: &mut 
         if *failures == 1 || (*failures).is_multiple_of(50) {
             tracing::warn!(channel = %w.channel, path = %item.path, error = %error, failures = *failures, "publish_to: cannot reach the origin; trying again");
         }
-        let init = item.path.ends_with(INIT_SUFFIX);
+        let init = item.path.ends_with(INIT_SUFFIX) && !items.is_closed();
         if !item.manifest && !init && item.queued.elapsed() > w.useful_for {
             return Sent::Done;
         }

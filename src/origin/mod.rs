@@ -199,11 +199,17 @@ impl Origin {
 
     /// A file an ingest publisher stored as it is (pass-through channels).
     pub(crate) fn ingested_file(&self, channel: &str, path: &str) -> Option<Arc<object::Object>> {
-        self.inner.ingest.file(channel, path)
+        self.inner.ingest.file(self, channel, path)
     }
 
     /// Every route (`/live/`, `/vod/`, `/time`, `/healthz`), with CORS on every response.
     pub fn router(&self) -> Router {
+        // The ingest routes exist only where publishers are configured.
+        let ingest = if self.config().ingest.publishers.is_empty() {
+            Router::new()
+        } else {
+            ingest::routes()
+        };
         Router::new()
             .route("/time", get(time).options(preflight))
             .route("/healthz", get(healthz).options(preflight))
@@ -217,7 +223,7 @@ impl Origin {
                 "/vod/{name}/{rendition}/{file}",
                 get(vod::rendition).options(preflight),
             )
-            .merge(ingest::routes())
+            .merge(ingest)
             .fallback(|| async { http::not_found(1) })
             .with_state(self.clone())
     }

@@ -13,12 +13,13 @@
 //!   stored as sent and served as they are, manifests included, until deleted or evicted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::inspect::{self, InitFacts};
+use super::inspect::{self, InitFacts, SegmentFacts};
 use super::judge::{judge, Expect, Reason, Verdict};
 use crate::origin::object::{cache_control_value, Object};
 use crate::origin::store::ChannelPublisher;
@@ -52,8 +53,15 @@ pub(crate) struct IngestChannel {
     dvr_window: Duration,
     wait: Duration,
     publisher: ChannelPublisher,
+    created: Instant,
+    /// Milliseconds from `created` to the last file any publisher sent (read without the
+    /// state's lock, by the idle sweep).
+    last_put_ms: AtomicU64,
     state: Mutex<State>,
 }
+
+/// Manifests kept at most before the channel's form is known.
+const EARLY_MANIFESTS: usize = 8;
 
 #[derive(Default)]
 struct State {
@@ -67,8 +75,6 @@ struct State {
     finished_publishers: BTreeSet<String>,
     /// Every publisher heard from has finished: the playlists are final.
     ended: bool,
-    /// The last file any publisher sent.
-    last_put: Option<Instant>,
     publishers: BTreeMap<String, PublisherStats>,
     files: PassThrough,
 }
@@ -83,12 +89,20 @@ enum Form {
 struct RenditionState {
     /// The channel's init for this rendition: the first one accepted.
     init: Option<InitFacts>,
-    /// Publishers whose init for it was accepted, or why not.
-    inits: HashMap<String, Result<InitFacts, String>>,
+    /// Each publisher's init for it, and whether it may stand in for the channel's.
+    inits: HashMap<String, PublisherInit>,
     frame: Option<u32>,
     pending: BTreeMap<u64, Vec<Copy>>,
     /// Numbers decided (served or given up), with what was served.
     chosen: BTreeMap<u64, Option<SegmentEntry>>,
+}
+
+/// One publisher's init segment of a rendition.
+struct PublisherInit {
+    /// What it says (`None`: it did not parse).
+    facts: Option<InitFacts>,
+    /// Why its segments are refused; `None`: accepted.
+    refused: Option<String>,
 }
 
 struct Copy {
@@ -106,6 +120,9 @@ pub(crate) struct PublisherStats {
     pub last_refusal: Option<String>,
     #[serde(skip)]
     pub last_segment: Option<Instant>,
+    /// The last file of any kind.
+    #[serde(skip)]
+    pub last_heard: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -128,6 +145,8 @@ impl IngestChannel {
             dvr_window,
             wait,
             publisher,
+            created: Instant::now(),
+            last_put_ms: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
     }
@@ -143,8 +162,27 @@ impl IngestChannel {
     /// A file of the channel from `publisher`; `path` is one or two checked names.
     pub fn put(&self, publisher: &str, path: &str, bytes: Bytes) -> Outcome {
         let layout = EncorePath::parse(path);
+        self.last_put_ms
+            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // CMAF is parsed before the channel's lock is taken: a large file from one publisher
+        // does not hold up the others, nor the idle sweep.
+        let parsed = match &layout {
+            EncorePath::Init(_) => Parsed::Init(inspect::init(&bytes)),
+            EncorePath::Segment(rendition, _) => match self.accepted_init(publisher, rendition) {
+                Some(init) => {
+                    let facts = inspect::segment(&bytes, &init);
+                    Parsed::Segment(init, facts)
+                }
+                None => Parsed::Nothing,
+            },
+            _ => Parsed::Nothing,
+        };
         let mut state = self.lock();
-        state.last_put = Some(Instant::now());
+        state
+            .publishers
+            .entry(publisher.to_owned())
+            .or_default()
+            .last_heard = Some(Instant::now());
         if state.ended {
             // The event is over; what its publishers still send changes nothing.
             return Outcome::Accepted;
@@ -153,6 +191,10 @@ impl IngestChannel {
             (Some(form), _) => form,
             // A manifest alone does not tell the layout: it waits for the first media file.
             (None, EncorePath::TopManifest(_) | EncorePath::MediaPlaylist) => {
+                state.early.retain(|(p, _)| p != path);
+                if state.early.len() >= EARLY_MANIFESTS {
+                    state.early.remove(0);
+                }
                 state.early.push((path.to_owned(), bytes));
                 return Outcome::Accepted;
             }
@@ -164,9 +206,18 @@ impl IngestChannel {
                 self.store_file(&mut state, path, bytes);
                 Outcome::Accepted
             }
-            (Form::Encore, EncorePath::Init(r)) => self.put_init(&mut state, publisher, r, bytes),
+            (Form::Encore, EncorePath::Init(r)) => {
+                let Parsed::Init(facts) = parsed else {
+                    unreachable!("inits are parsed above")
+                };
+                self.put_init(&mut state, publisher, r, facts, bytes)
+            }
             (Form::Encore, EncorePath::Segment(r, n)) => {
-                self.put_segment(&mut state, publisher, r, n, bytes)
+                let parsed = match parsed {
+                    Parsed::Segment(init, facts) => Some((init, facts)),
+                    _ => None,
+                };
+                self.put_segment(&mut state, publisher, r, n, bytes, parsed)
             }
             (Form::Encore, EncorePath::MediaPlaylist) => Outcome::Accepted,
             (Form::Encore, EncorePath::TopManifest(name)) => {
@@ -177,6 +228,13 @@ impl IngestChannel {
                  {{rendition}}/{{number}}.m4s, master.m3u8, manifest.mpd)"
             )),
         }
+    }
+
+    /// The publisher's accepted init of `rendition`, if it has one.
+    fn accepted_init(&self, publisher: &str, rendition: &str) -> Option<InitFacts> {
+        let state = self.lock();
+        let i = state.renditions.get(rendition)?.inits.get(publisher)?;
+        i.refused.is_none().then(|| i.facts.clone()).flatten()
     }
 
     fn set_form(&self, state: &mut State, publisher: &str, form: Form) -> Form {
@@ -255,48 +313,79 @@ impl IngestChannel {
         state: &mut State,
         publisher: &str,
         rendition: &str,
+        facts: Result<InitFacts, String>,
         bytes: Bytes,
     ) -> Outcome {
-        let facts = match inspect::init(&bytes) {
+        let facts = match facts {
             Ok(f) => f,
             Err(e) => {
-                return self.refuse_init(state, publisher, rendition, format!("init segment: {e}"))
+                let reason = format!("{rendition}/{}: {e}", package::INIT_NAME);
+                return self.refuse_init(state, publisher, rendition, None, reason);
             }
         };
+        // Publishers heard from lately; one gone for long has no say over the channel's init.
+        let now = Instant::now();
+        let recent = self.segment_duration * 2;
+        let active: BTreeSet<&String> = state
+            .publishers
+            .iter()
+            .filter(|(_, s)| {
+                s.last_heard
+                    .is_some_and(|t| now.duration_since(t) <= recent)
+            })
+            .map(|(p, _)| p)
+            .collect();
         let r = state.renditions.entry(rendition.to_owned()).or_default();
         let replace = match &r.init {
             None => true,
             Some(channel) => match channel.difference(&facts) {
                 None => false,
-                // The channel's init changes only when no other publisher still agrees with
-                // the old one (a restarted encoder with new settings, alone on the channel).
+                // The channel's init changes only when no other active publisher still
+                // agrees with the old one (a restarted encoder with new settings, alone).
                 Some(why) => {
                     let others_agree = r.inits.iter().any(|(p, i)| {
-                        p != publisher && i.as_ref().is_ok_and(|i| i.difference(channel).is_none())
+                        p != publisher
+                            && active.contains(p)
+                            && i.refused.is_none()
+                            && i.facts
+                                .as_ref()
+                                .is_some_and(|i| i.difference(channel).is_none())
                     });
                     if others_agree {
                         let reason = format!(
-                            "the init segment of {rendition} cannot replace the channel's: {why}"
+                            "{rendition}/{} cannot replace the channel's: {why}",
+                            package::INIT_NAME
                         );
-                        return self.refuse_init(state, publisher, rendition, reason);
+                        return self.refuse_init(state, publisher, rendition, Some(facts), reason);
                     }
                     true
                 }
             },
         };
-        r.inits.insert(publisher.to_owned(), Ok(facts.clone()));
+        let had_init = r.init.is_some();
+        r.inits.insert(
+            publisher.to_owned(),
+            PublisherInit {
+                facts: Some(facts.clone()),
+                refused: None,
+            },
+        );
         if replace {
-            // Publishers that disagree with the new init are refused until they send it.
-            let channel = facts.clone();
+            // Every publisher is judged again against the new init: those that disagree are
+            // refused until they send it, those that already match are taken back.
             for i in r.inits.values_mut() {
-                if let Ok(other) = i {
-                    if let Some(why) = channel.difference(other) {
-                        *i = Err(why);
-                    }
+                if let Some(other) = &i.facts {
+                    i.refused = facts.difference(other);
                 }
             }
             r.init = Some(facts);
             r.frame = None;
+            if had_init {
+                // Segments made with the old init cannot be listed under the new one.
+                r.chosen.clear();
+                r.pending.clear();
+                tracing::warn!(channel = %self.name, publisher, rendition, "the channel's init segment changed; its segments start afresh");
+            }
             self.publisher.publish_init(rendition, bytes);
         }
         Outcome::Accepted
@@ -307,11 +396,18 @@ impl IngestChannel {
         state: &mut State,
         publisher: &str,
         rendition: &str,
+        facts: Option<InitFacts>,
         reason: String,
     ) -> Outcome {
         tracing::warn!(channel = %self.name, publisher, rendition, %reason, "init segment refused");
         let r = state.renditions.entry(rendition.to_owned()).or_default();
-        r.inits.insert(publisher.to_owned(), Err(reason.clone()));
+        r.inits.insert(
+            publisher.to_owned(),
+            PublisherInit {
+                facts,
+                refused: Some(reason.clone()),
+            },
+        );
         count(&self.name, state, publisher, Reason::Init, &reason);
         Outcome::Conflict(reason)
     }
@@ -323,6 +419,7 @@ impl IngestChannel {
         rendition: &str,
         number: u64,
         bytes: Bytes,
+        parsed: Option<(InitFacts, Result<SegmentFacts, String>)>,
     ) -> Outcome {
         let now = Instant::now();
         let Some(r) = state.renditions.get_mut(rendition) else {
@@ -331,25 +428,35 @@ impl IngestChannel {
             return Outcome::Refused(reason);
         };
         let init = match r.inits.get(publisher) {
-            Some(Ok(i)) => i.clone(),
-            Some(Err(why)) => {
-                let reason = format!("{rendition}: this publisher's init was refused: {why}");
+            Some(PublisherInit {
+                facts: Some(i),
+                refused: None,
+            }) => i.clone(),
+            Some(PublisherInit {
+                refused: Some(why), ..
+            }) => {
+                // The path is named, so `publish_to` sends its init again.
+                let reason = format!(
+                    "{rendition}/{number}.m4s: this publisher's {rendition}/{} was refused: {why}",
+                    package::INIT_NAME
+                );
                 count(&self.name, state, publisher, Reason::Init, &reason);
                 return Outcome::Refused(reason);
             }
-            None => {
+            _ => {
                 let reason = format!("{rendition}/{number}.m4s: send {rendition}/init.mp4 first");
                 count(&self.name, state, publisher, Reason::Init, &reason);
                 return Outcome::Refused(reason);
             }
         };
         // Heard from: its copies count as coming, duplicates included (the slower pipeline's
-        // copies are mostly duplicates).
+        // copies are mostly duplicates). A publisher that sends again has not finished.
         state
             .publishers
             .entry(publisher.to_owned())
             .or_default()
             .last_segment = Some(now);
+        state.finished_publishers.remove(publisher);
         let r = state.renditions.get_mut(rendition).expect("present above");
         if r.chosen.contains_key(&number) || self.below_window(r, number) {
             let reason = if r.chosen.get(&number).is_some_and(Option::is_some) {
@@ -371,7 +478,11 @@ impl IngestChannel {
             return Outcome::Refused(reason);
         }
         let r = state.renditions.get_mut(rendition).expect("present above");
-        let facts = inspect::segment(&bytes, &init);
+        // Parsed outside the lock, unless the publisher's init changed meanwhile.
+        let facts = match parsed {
+            Some((parsed_with, facts)) if parsed_with == init => facts,
+            _ => inspect::segment(&bytes, &init),
+        };
         let verdict = judge(
             &facts,
             &init,
@@ -405,12 +516,17 @@ impl IngestChannel {
         }
         let copies = r.pending.entry(number).or_default();
         let first = copies.is_empty();
-        copies.push(Copy {
+        let copy = Copy {
             publisher: publisher.to_owned(),
             bytes,
             verdict: verdict.clone(),
             entry,
-        });
+        };
+        // One copy per publisher: a copy sent again replaces its first.
+        match copies.iter_mut().find(|c| c.publisher == publisher) {
+            Some(earlier) => *earlier = copy,
+            None => copies.push(copy),
+        }
         // Every publisher heard from lately has sent its copy: nothing better is coming.
         let active = self.active_publishers(state, now);
         let r = state.renditions.get_mut(rendition).expect("present above");
@@ -443,7 +559,7 @@ impl IngestChannel {
         r.chosen
             .keys()
             .next_back()
-            .is_some_and(|newest| number + self.window_segments() < *newest)
+            .is_some_and(|newest| number.saturating_add(self.window_segments()) < *newest)
     }
 
     fn window_segments(&self) -> u64 {
@@ -553,7 +669,11 @@ impl IngestChannel {
     ) -> Presentation {
         let span = segments
             .last()
-            .map(|l| (l.start + l.duration).saturating_sub(segments[0].start))
+            .map(|l| {
+                l.start
+                    .saturating_add(l.duration)
+                    .saturating_sub(segments[0].start)
+            })
             .unwrap_or(0);
         let span = Duration::from_secs_f64(span as f64 / f64::from(timescale.max(1)));
         Presentation {
@@ -592,13 +712,13 @@ impl IngestChannel {
         name: &str,
         bytes: Bytes,
     ) -> Outcome {
-        let refused = state
-            .renditions
-            .iter()
-            .find_map(|(r, s)| match s.inits.get(publisher) {
-                Some(Err(why)) => Some(format!("{r}: this publisher's init was refused: {why}")),
-                _ => None,
-            });
+        let refused = state.renditions.iter().find_map(|(r, s)| {
+            let why = s.inits.get(publisher)?.refused.as_ref()?;
+            Some(format!(
+                "this publisher's {r}/{} was refused: {why}",
+                package::INIT_NAME
+            ))
+        });
         if let Some(reason) = refused {
             return Outcome::Refused(reason);
         }
@@ -652,9 +772,10 @@ impl IngestChannel {
         self.lock().ended
     }
 
-    /// Time since any publisher sent anything (`None`: never).
-    pub fn idle_for(&self) -> Option<Duration> {
-        self.lock().last_put.map(|t| t.elapsed())
+    /// Time since any publisher sent anything (or since the channel opened).
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_put_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(last)
     }
 
     /// Publishes the master playlist and MPD once every rendition has a listed segment, so
@@ -663,11 +784,14 @@ impl IngestChannel {
         if state.waiting_manifests.is_empty() {
             return;
         }
-        let ready = !state.renditions.is_empty()
-            && state
-                .renditions
-                .values()
-                .all(|r| r.chosen.values().any(Option::is_some));
+        // Renditions the channel has an init for; one only a refused init named does not count.
+        let mut renditions = state
+            .renditions
+            .values()
+            .filter(|r| r.init.is_some())
+            .peekable();
+        let ready = renditions.peek().is_some()
+            && renditions.all(|r| r.chosen.values().any(Option::is_some));
         if !ready {
             return;
         }
@@ -687,9 +811,9 @@ impl IngestChannel {
                     .inits
                     .iter()
                     .map(|(p, i)| {
-                        let v = match i {
-                            Ok(_) => serde_json::json!("accepted"),
-                            Err(why) => serde_json::json!({ "refused": why }),
+                        let v = match &i.refused {
+                            None => serde_json::json!("accepted"),
+                            Some(why) => serde_json::json!({ "refused": why }),
                         };
                         (p.clone(), v)
                     })
@@ -713,6 +837,14 @@ impl IngestChannel {
             "files": state.files.files.len(),
         })
     }
+}
+
+/// A file parsed before the channel's lock is taken.
+enum Parsed {
+    Init(Result<InitFacts, String>),
+    /// A segment, with the publisher's init it was read against.
+    Segment(InitFacts, Result<SegmentFacts, String>),
+    Nothing,
 }
 
 /// Counts a refused (or duplicate) copy for `publisher`.

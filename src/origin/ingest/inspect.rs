@@ -112,6 +112,10 @@ pub(crate) struct SegmentFacts {
 // ISO/IEC 14496-12 sample flags: sample_is_non_sync_sample.
 const NON_SYNC: u32 = 0x0001_0000;
 
+/// Samples one segment may hold: 10 s of 48 kHz PCM, one sample each, with room. A `trun`
+/// states its count in 32 bits; past this the copy is refused before any is visited.
+pub(crate) const MAX_SAMPLES: u64 = 1 << 20;
+
 /// Reads a CMAF media segment (`styp`? then `moof` + `mdat` pairs) of the track `init` describes.
 pub(crate) fn segment(bytes: &[u8], init: &InitFacts) -> Result<SegmentFacts, String> {
     let mut facts = SegmentFacts {
@@ -191,6 +195,16 @@ fn fragment(
         .unwrap_or(init.default_duration);
     let default_size = traf.tfhd.default_sample_size.unwrap_or(init.default_size);
     let default_flags = traf.tfhd.default_sample_flags.unwrap_or(init.default_flags);
+    let stated = traf
+        .trun
+        .iter()
+        .map(|t| t.samples.len() as u64)
+        .fold(facts.samples, u64::saturating_add);
+    if stated > MAX_SAMPLES {
+        return Err(format!(
+            "{stated} samples: more than a segment holds ({MAX_SAMPLES})"
+        ));
+    }
     let mut bytes = 0u64;
     for trun in &traf.trun {
         for (i, s) in trun.samples.iter().enumerate() {
@@ -239,6 +253,11 @@ pub(super) mod tests {
     /// A one-rendition AVC track (320x240) from constant parameter sets, as the packager's own
     /// tests use.
     pub(crate) fn track() -> Track {
+        track_sized(320, 240)
+    }
+
+    /// The same track with another picture size (a sample entry that differs).
+    pub(crate) fn track_sized(width: u32, height: u32) -> Track {
         let sps: &[u8] = &[
             0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
             0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
@@ -250,8 +269,8 @@ pub(super) mod tests {
         extradata.extend_from_slice(pps);
         Track::new(TrackConfig::Video {
             codec: VideoCodec::Avc,
-            width: 320,
-            height: 240,
+            width,
+            height,
             timescale: 90_000,
             extradata,
         })
@@ -319,6 +338,33 @@ pub(super) mod tests {
         assert!(segment(&bytes[..bytes.len() - 1], &init).is_err());
         assert!(segment(b"not an mp4 at all", &init).is_err());
         assert!(super::init(&bytes).is_err(), "a media segment is no init");
+    }
+
+    #[test]
+    fn a_run_that_states_billions_of_samples_is_refused_at_once() {
+        use mp4_atom::Encode;
+        let t = track();
+        let init = init(&t.init_segment().unwrap()).unwrap();
+        let bytes = t
+            .media_segment(7, 180_000, &samples(10), SegmentFlags::default())
+            .unwrap();
+        let mut out = Vec::new();
+        for b in boxes(&bytes).unwrap() {
+            let b = match b {
+                // The run inherits every field, so its count alone says how many samples.
+                Any::Moof(mut m) => {
+                    m.traf[0].trun[0].samples = mp4_atom::TrunSamples::Inherited {
+                        count: u32::MAX,
+                        first_flags: None,
+                    };
+                    Any::Moof(m)
+                }
+                other => other,
+            };
+            b.encode(&mut out).unwrap();
+        }
+        let e = segment(&out, &init).unwrap_err();
+        assert!(e.contains("more than a segment holds"), "{e}");
     }
 
     #[test]

@@ -98,8 +98,13 @@ pub(crate) fn judge(
     };
     let ts = u128::from(init.timescale);
     let d_ticks = expect.segment_duration.as_nanos() * ts / 1_000_000_000;
-    // One frame: the rendition's, else this copy's shortest sample (audio: one AAC frame).
-    let frame = u128::from(expect.frame.unwrap_or(f.shortest_sample).max(1));
+    // One frame: the rendition's, else the init's default, else this copy's shortest sample
+    // (audio: one AAC frame). A copy cannot widen its own tolerance past an eighth of D.
+    let frame = expect
+        .frame
+        .or((init.default_duration > 0).then_some(init.default_duration))
+        .unwrap_or(f.shortest_sample);
+    let frame = u128::from(frame).clamp(1, (d_ticks / 8).max(1));
     if init.is_video() && !f.starts_with_sync {
         return Verdict::Unusable(Reason::NotSync);
     }
@@ -120,8 +125,10 @@ pub(crate) fn judge(
     if !f.last && u128::from(f.duration).abs_diff(d_ticks) >= frame {
         return Verdict::Damaged(Reason::Duration);
     }
+    // Frames whose time was given to others: the count must match the duration. (Against
+    // the duration, not D: at 29.97 fps a whole 2 s segment has 59 or 60 frames.)
     if init.is_video() && !f.last {
-        let expected = (d_ticks + frame / 2) / frame;
+        let expected = (u128::from(f.duration) + frame / 2) / frame;
         if u128::from(f.samples) != expected {
             return Verdict::Damaged(Reason::Frames);
         }
@@ -222,8 +229,49 @@ mod tests {
             }),
             Verdict::Good
         );
+        // A copy that claims one long frame does not widen its own tolerance.
+        let v_unknown = |f: SegmentFacts| {
+            let expect = Expect {
+                frame: None,
+                ..EXPECT
+            };
+            judge(&Ok(f), &init(true), n, expect)
+        };
+        assert_eq!(
+            v_unknown(SegmentFacts {
+                start: whole(n).start + 30_000,
+                shortest_sample: 180_000,
+                samples: 1,
+                ..whole(n)
+            }),
+            Verdict::Unusable(Reason::Timing)
+        );
         assert!(Verdict::Good.rank() > Verdict::Slate.rank());
         assert!(Verdict::Slate.rank() > Verdict::Damaged(Reason::Frames).rank());
+    }
+
+    #[test]
+    fn whole_segments_at_29_97_fps_have_59_or_60_frames() {
+        // 3003 ticks a frame at 90 kHz; an epoch-locked 2 s segment takes the frames that
+        // start in it.
+        let n = 900_000_000u64;
+        let expect = Expect {
+            frame: Some(3003),
+            ..EXPECT
+        };
+        for samples in [59u64, 60] {
+            let f = SegmentFacts {
+                duration: samples * 3003,
+                samples,
+                shortest_sample: 3003,
+                ..whole(n)
+            };
+            assert_eq!(
+                judge(&Ok(f), &init(true), n, expect),
+                Verdict::Good,
+                "{samples}"
+            );
+        }
     }
 
     #[test]

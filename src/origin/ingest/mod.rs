@@ -24,8 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
@@ -39,6 +38,9 @@ use channel::{IngestChannel, Outcome};
 
 /// The largest file a publisher may send: a 4K segment of 10 s at 40 Mb/s, with room.
 const MAX_FILE_BYTES: usize = 64 << 20;
+/// How long a publisher may take to send one file's body (a large segment over a slow
+/// uplink); a client that trickles bytes is cut off after it.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who may publish, and the timing of what they publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +91,19 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// The channel's pass-through file at `path`, if `channel` is ingested in that form.
-    pub fn file(&self, channel: &str, path: &str) -> Option<Arc<super::object::Object>> {
+    /// The channel's pass-through file at `path`, if `channel` is ingested in that form and
+    /// is still the store's channel of that name (not one a later channel replaced).
+    pub fn file(
+        &self,
+        origin: &Origin,
+        channel: &str,
+        path: &str,
+    ) -> Option<Arc<super::object::Object>> {
         let ch = self.lock().get(channel).cloned()?;
-        ch.file(path)
+        let current = origin
+            .channel(channel)
+            .is_some_and(|s| Arc::ptr_eq(&s, &ch.publisher().channel));
+        current.then(|| ch.file(path)).flatten()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<IngestChannel>>> {
@@ -100,7 +111,7 @@ impl Registry {
     }
 }
 
-/// The ingest routes, with the body limit they need.
+/// The ingest routes. Bodies are read only after the token and the path are checked.
 pub(crate) fn routes() -> Router<Origin> {
     Router::new()
         .route(
@@ -108,7 +119,6 @@ pub(crate) fn routes() -> Router<Origin> {
             put(receive).post(receive).delete(remove),
         )
         .route("/ingest/{channel}", axum::routing::get(status))
-        .layer(DefaultBodyLimit::max(MAX_FILE_BYTES))
 }
 
 /// Compares secrets by their digests, so the time taken says nothing about where they differ
@@ -128,10 +138,15 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
 /// with the token as password (FFmpeg's `http://NAME:TOKEN@host/…` with `auth_type=basic`).
 fn publisher<'a>(origin: &'a Origin, req: &HeaderMap) -> Option<&'a IngestPublisher> {
     let value = req.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let given = if let Some(token) = value.strip_prefix("Bearer ") {
-        token.trim().to_owned()
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    let given = if scheme.eq_ignore_ascii_case("bearer") {
+        credentials.trim().to_owned()
     } else {
-        let encoded = value.strip_prefix("Basic ")?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let encoded = credentials;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()?;
@@ -172,7 +187,6 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Box<Response> {
     Box::new(answer(status, message))
 }
 
-/// Checks the token and the channel's name, and finds (or opens) the channel.
 /// What a request may do to the channel it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -185,6 +199,7 @@ enum Access {
     Media,
 }
 
+/// Checks the token and the channel's name, and finds (or opens) the channel.
 fn admit(
     origin: &Origin,
     req: &HeaderMap,
@@ -215,7 +230,7 @@ fn admit(
     // Channels no publisher has sent anything to for a DVR window are gone.
     let idle_limit = cfg.dvr_window + cfg.segment_duration * 2;
     channels.retain(|name, c| {
-        let idle = c.idle_for().is_some_and(|t| t > idle_limit);
+        let idle = c.idle_for() > idle_limit;
         if idle
             && origin
                 .channel(name)
@@ -284,13 +299,8 @@ fn checked_path(path: &str) -> Option<&str> {
 async fn receive(
     State(origin): State<Origin>,
     Path((channel, path)): Path<(String, String)>,
-    req: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
-    let (ch, publisher) = match admit(&origin, &req, &channel, access_of(&path)) {
-        Ok(c) => c,
-        Err(res) => return *res,
-    };
     let Some(path) = checked_path(&path) else {
         return answer(StatusCode::BAD_REQUEST, "invalid path");
     };
@@ -300,6 +310,43 @@ async fn receive(
             format!("{path}: not a manifest or CMAF file"),
         );
     }
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (ch, publisher) = match admit(&origin, &parts.headers, &channel, access_of(path)) {
+        Ok(c) => c,
+        Err(res) => return *res,
+    };
+    if declared.is_some_and(|n| n > MAX_FILE_BYTES as u64) {
+        return too_large(path);
+    }
+    // Only a publisher's body is read, within a size and a time.
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_FILE_BYTES))
+        .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            // A chunked body past the limit, or one the client broke off.
+            if e.to_string().contains("length limit") {
+                return too_large(path);
+            }
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("{path}: the body could not be read: {e}"),
+            );
+        }
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "{path}: the body took longer than {}s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        }
+    };
     match ch.put(&publisher, path, body) {
         Outcome::Accepted => answer(StatusCode::CREATED, "stored"),
         Outcome::Held(at) => {
@@ -316,6 +363,13 @@ async fn receive(
         Outcome::Conflict(reason) => answer(StatusCode::CONFLICT, reason),
         Outcome::Refused(reason) => answer(StatusCode::UNPROCESSABLE_ENTITY, reason),
     }
+}
+
+fn too_large(path: &str) -> Response {
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{path}: larger than {} MiB", MAX_FILE_BYTES >> 20),
+    )
 }
 
 async fn remove(

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::channel::{IngestChannel, Outcome};
-use super::inspect::tests::track;
+use super::inspect::tests::{track, track_sized};
 use crate::origin::store::Lookup;
 use crate::origin::{ChannelTiming, Origin, OriginConfig};
 use crate::package::cmaf::{Sample, SegmentFlags};
@@ -226,4 +226,99 @@ fn the_channel_ends_when_every_publisher_has_stopped() {
     assert!(playlist(&origin).contains("#EXT-X-ENDLIST"));
     assert_eq!(mpd(&origin).body, done);
     assert!(origin.channel("news").unwrap().finished());
+}
+
+/// An init whose sample entry differs from `init()`'s (another picture size).
+fn other_init() -> Bytes {
+    Bytes::from(track_sized(640, 480).init_segment().unwrap())
+}
+
+#[test]
+fn a_publisher_refused_for_its_init_is_taken_back_when_the_channel_changes_to_it() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    assert_eq!(ch.put("a", "v/init.mp4", init()), Outcome::Accepted);
+    ch.put(
+        "a",
+        &format!("v/{}.m4s", n - 2),
+        segment(n - 2, 60, false, 1),
+    );
+    // B disagrees with the channel while A, which agrees, is on air.
+    let out = ch.put("b", "v/init.mp4", other_init());
+    assert!(
+        matches!(&out, Outcome::Conflict(r) if r.contains("v/init.mp4")),
+        "{out:?}"
+    );
+    let out = ch.put(
+        "b",
+        &format!("v/{}.m4s", n - 1),
+        segment(n - 1, 60, false, 2),
+    );
+    assert!(
+        matches!(&out, Outcome::Refused(r) if r.contains("v/init.mp4")),
+        "the refusal names the init, so the publisher sends it again: {out:?}"
+    );
+    // A falls silent for longer than two segments; C brings B's init: the channel takes it,
+    // B is taken back without sending it again, and A is refused until it sends the new one.
+    std::thread::sleep(D * 2 + Duration::from_millis(200));
+    assert_eq!(ch.put("c", "v/init.mp4", other_init()), Outcome::Accepted);
+    assert_eq!(
+        ch.status()["renditions"]["v"]["newest"],
+        serde_json::Value::Null,
+        "segments made with the old init are no longer listed"
+    );
+    assert_eq!(ch.status()["renditions"]["v"]["inits"]["b"], "accepted");
+    let out = ch.put("a", &format!("v/{n}.m4s"), segment(n, 60, false, 1));
+    assert!(matches!(out, Outcome::Refused(_)), "{out:?}");
+    let b = segment(n, 60, false, 2);
+    assert_eq!(
+        ch.put("b", &format!("v/{n}.m4s"), b.clone()),
+        Outcome::Accepted
+    );
+    assert_eq!(served(&origin, n), Some(b));
+}
+
+#[test]
+fn a_copy_sent_twice_counts_once_toward_every_copy_in() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    for (p, tag) in [("a", 1), ("b", 2)] {
+        ch.put(p, "v/init.mp4", init());
+        ch.put(
+            p,
+            &format!("v/{}.m4s", n - 2),
+            segment(n - 2, 60, false, tag),
+        );
+    }
+    // A's damaged copy, sent twice (a retry): B may still bring a whole one.
+    let damaged = segment(n - 1, 50, false, 1);
+    for _ in 0..2 {
+        ch.put("a", &format!("v/{}.m4s", n - 1), damaged.clone());
+    }
+    assert_eq!(served(&origin, n - 1), None, "still waiting for B");
+    let whole = segment(n - 1, 60, false, 2);
+    ch.put("b", &format!("v/{}.m4s", n - 1), whole.clone());
+    assert_eq!(served(&origin, n - 1), Some(whole));
+}
+
+#[test]
+fn a_publisher_that_sends_again_after_its_final_mpd_is_on_air_again() {
+    let (origin, ch, n) = channel(Duration::from_secs(1));
+    for (p, tag) in [("a", 1), ("b", 2)] {
+        ch.put(p, "v/init.mp4", init());
+        ch.put(
+            p,
+            &format!("v/{}.m4s", n - 2),
+            segment(n - 2, 60, false, tag),
+        );
+    }
+    let done = Bytes::from_static(b"<MPD type=\"dynamic\" mediaPresentationDuration=\"PT8S\"/>");
+    // A stops, then comes back (a restart); then B stops: A is still on air.
+    ch.put("a", "manifest.mpd", done.clone());
+    ch.put(
+        "a",
+        &format!("v/{}.m4s", n - 1),
+        segment(n - 1, 60, false, 1),
+    );
+    ch.put("b", "manifest.mpd", done);
+    assert!(!ch.ended());
+    assert!(!playlist(&origin).contains("#EXT-X-ENDLIST"));
 }
