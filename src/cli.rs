@@ -89,6 +89,11 @@ pub struct BenchArgs {
     /// Origin: keep-alive connections of the load generator.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
+    /// Origin: serve the demo channel's live playlist and newest segment while it encodes on
+    /// the servers' core (nginx serves copies beside it). Ladder: measure live channel
+    /// density instead (see --channels).
+    #[arg(long)]
+    pub live: bool,
     /// Origin: size of the file requested, bytes.
     #[arg(long, default_value_t = 1024)]
     pub file_bytes: usize,
@@ -116,7 +121,14 @@ pub struct BenchArgs {
     /// Ladder (as for transcode); default: the codec's default ladder for the source.
     #[arg(long, value_parser = parse_ladder)]
     pub ladder: Option<Ladder>,
-    /// Keep the source and both outputs in this folder.
+    /// Rounds of Encore and each FFmpeg ladder, interleaved; the report gives medians and
+    /// spreads over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub runs: u32,
+    /// Skip the per-rung quality (SSIM, PSNR-Y, VMAF where FFmpeg has it).
+    #[arg(long)]
+    pub no_quality: bool,
+    /// Keep the source and the outputs in this folder.
     #[arg(long)]
     pub keep: Option<PathBuf>,
     /// Print JSON instead of the table.
@@ -131,6 +143,7 @@ impl BenchArgs {
             seconds: self.seconds,
             connections: self.connections.max(1),
             file_bytes: self.file_bytes,
+            live: self.live,
         })
     }
 
@@ -154,6 +167,8 @@ impl BenchArgs {
                 }
             },
             ladder: self.ladder.clone(),
+            runs: self.runs as usize,
+            quality: !self.no_quality,
             keep: self.keep.clone(),
         })
     }

@@ -1,10 +1,12 @@
 //! Benchmarks against the peers Encore replaces, side by side in one run ([`origin`]: the HTTP
 //! origin against nginx).
 //!
-//! `encore bench`: Encore's VOD ladder against its peer, the single-process FFmpeg CLI doing the
-//! same ladder (one decode, `split`, `scale`, one encoder per rung) with the very same encoder
-//! options, side by side in one run on one source. Reported as ratios, since absolute times on a
-//! shared machine drift: CPU-seconds (user + sys of each process), wall time, and output bytes.
+//! `encore bench`: Encore's VOD ladder against the single-process FFmpeg CLI doing the same
+//! ladder ([`peer`]): once as an FFmpeg user writes it (bitrate-capped ABR) and once with
+//! Encore's own encoder options. The sides run in interleaved rounds (Encore, then each peer,
+//! `--runs` times) on one source, so drift on a shared machine touches every side alike; the
+//! report gives each ratio's median over the rounds with its spread (lowest, highest), and per
+//! rung the bytes and the quality against the source scaled to the rung ([`quality`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,12 +15,18 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub mod origin;
+mod peer;
+pub mod quality;
+
+pub use peer::{ffmpeg_ladder, Peer};
 
 use crate::encode::{self, backend::software};
 use crate::media::{Ladder, Rational, Rung, VideoCodec};
 
-/// The goal for the software ladder: at most this share of the FFmpeg CLI's CPU.
-pub const GOAL_CPU_RATIO: f64 = 0.93;
+/// The goal for the software ladder against the usual FFmpeg ladder: at most this share of
+/// its CPU, every rung's SSIM within [`GOAL_SSIM_LOSS`] or better, and no more bytes.
+pub const GOAL_CPU_RATIO: f64 = 0.85;
+pub const GOAL_SSIM_LOSS: f64 = 0.005;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -35,37 +43,128 @@ pub struct Options {
     pub engine: Engine,
     /// `None`: the codec's default ladder.
     pub ladder: Option<Ladder>,
-    /// Keep the source and both outputs here (default: a temporary folder, removed).
+    /// Rounds of Encore and each peer, interleaved (at least 1).
+    pub runs: usize,
+    /// Measure each rung's quality (SSIM, PSNR-Y, VMAF where FFmpeg has it).
+    pub quality: bool,
+    /// Keep the source and the outputs here (default: a temporary folder, removed).
     pub keep: Option<PathBuf>,
 }
 
-/// One side of the comparison.
+/// Median and spread of one figure over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// Of at least one value.
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v.first().copied().unwrap_or(f64::NAN),
+            max: v.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} ({:.3}–{:.3})", self.median, self.min, self.max)
+    }
+}
+
+/// One side (Encore or a peer) over every round.
 #[derive(Debug, Clone, Serialize)]
-pub struct Run {
+pub struct Side {
+    pub name: String,
     pub command: String,
-    pub wall_seconds: f64,
+    pub wall_seconds: Spread,
     /// User + system CPU of the process and its threads.
-    pub cpu_seconds: f64,
+    pub cpu_seconds: Spread,
+    /// Median CPU per source frame.
     pub cpu_ms_per_frame: f64,
     /// Encoded video bytes (Encore: init and media segments; FFmpeg: the MP4 files).
     pub bytes: u64,
+    pub rungs: Vec<RungOutput>,
+}
+
+/// One rung of one side.
+#[derive(Debug, Clone, Serialize)]
+pub struct RungOutput {
+    pub rung: String,
+    pub bytes: u64,
+    /// Against the source scaled to the rung; `None` with `--no-quality`.
+    pub quality: Option<quality::Quality>,
+}
+
+/// Encore against one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub peer: String,
+    /// Encore's CPU / the peer's, per round.
+    pub cpu_ratio: Spread,
+    pub wall_ratio: Spread,
+    /// Encore's bytes / the peer's.
+    pub bytes_ratio: f64,
+    pub rungs: Vec<RungComparison>,
+}
+
+/// One rung, Encore against one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RungComparison {
+    pub rung: String,
+    pub bytes_ratio: f64,
+    /// Encore's SSIM − the peer's (positive: Encore's is better).
+    pub ssim_difference: Option<f64>,
+    /// Encore's PSNR-Y − the peer's, dB.
+    pub psnr_y_difference: Option<f64>,
+    pub vmaf_difference: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub source: String,
     pub frames: u64,
+    pub runs: usize,
     pub ladder: Vec<String>,
-    /// Encoder and options of the top rung, identical on both sides.
+    /// Encoder and Encore's options of the top rung.
     pub encoder: String,
-    pub encore: Run,
-    pub ffmpeg: Run,
-    /// Encore CPU / FFmpeg CPU (goal: ≤ [`GOAL_CPU_RATIO`]).
+    /// Encore first, then each peer.
+    pub sides: Vec<Side>,
+    pub comparisons: Vec<Comparison>,
+    pub goal: Goal,
+}
+
+/// The goal against the usual FFmpeg ladder, and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
     pub cpu_ratio: f64,
-    pub wall_ratio: f64,
-    /// Encore bytes / FFmpeg bytes (same encoder settings: expect within ±2%).
-    pub size_ratio: f64,
-    pub goal_cpu_ratio: f64,
+    pub ssim_loss: f64,
+    pub met: Option<bool>,
+}
+
+impl Comparison {
+    /// Whether this comparison meets the goal (unknown without quality figures).
+    fn meets_goal(&self) -> Option<bool> {
+        let mut quality_ok = true;
+        for r in &self.rungs {
+            quality_ok &= r.ssim_difference? >= -GOAL_SSIM_LOSS;
+        }
+        Some(self.cpu_ratio.median <= GOAL_CPU_RATIO && quality_ok && self.bytes_ratio <= 1.0)
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -73,33 +172,74 @@ impl std::fmt::Display for Report {
         writeln!(f, "source: {}, {} frames", self.source, self.frames)?;
         writeln!(f, "ladder: {}", self.ladder.join(", "))?;
         writeln!(f, "encoder: {}", self.encoder)?;
+        writeln!(f, "rounds: {} (median, lowest–highest)", self.runs)?;
         writeln!(
             f,
-            "{:<22}{:>10}{:>12}{:>14}{:>14}",
+            "{:<28}{:>22}{:>22}{:>14}{:>12}",
             "", "wall s", "CPU s", "CPU ms/frame", "bytes"
         )?;
-        for (name, r) in [
-            ("encore", &self.encore),
-            ("ffmpeg (one process)", &self.ffmpeg),
-        ] {
+        for s in &self.sides {
             writeln!(
                 f,
-                "{name:<22}{:>10.2}{:>12.2}{:>14.1}{:>14}",
-                r.wall_seconds, r.cpu_seconds, r.cpu_ms_per_frame, r.bytes
+                "{:<28}{:>22}{:>22}{:>14.1}{:>12}",
+                s.name,
+                s.wall_seconds.to_string(),
+                s.cpu_seconds.to_string(),
+                s.cpu_ms_per_frame,
+                s.bytes
             )?;
         }
+        writeln!(f, "\nper rung: bytes, SSIM (all planes), PSNR-Y dB")?;
+        write!(f, "  {:<18}", "")?;
+        for side in &self.sides {
+            write!(f, "  {:<27}", side.name)?;
+        }
+        writeln!(f)?;
+        for (i, rung) in self.ladder.iter().enumerate() {
+            write!(f, "  {rung:<18}")?;
+            for s in &self.sides {
+                let r = &s.rungs[i];
+                match r.quality {
+                    Some(q) => write!(f, "  {:>10} {:.4} {:5.2}  ", r.bytes, q.ssim, q.psnr_y)?,
+                    None => write!(f, "  {:>10}{:17}", r.bytes, "")?,
+                }
+            }
+            writeln!(f)?;
+        }
+        for c in &self.comparisons {
+            writeln!(f, "\nencore / {}:", c.peer)?;
+            writeln!(
+                f,
+                "  CPU {}x, wall {}x, bytes {:+.1}%",
+                c.cpu_ratio,
+                c.wall_ratio,
+                (c.bytes_ratio - 1.0) * 100.0
+            )?;
+            for r in &c.rungs {
+                write!(
+                    f,
+                    "  {:<18} bytes {:+6.1}%",
+                    r.rung,
+                    (r.bytes_ratio - 1.0) * 100.0
+                )?;
+                if let (Some(ssim), Some(psnr)) = (r.ssim_difference, r.psnr_y_difference) {
+                    write!(f, "  SSIM {ssim:+.4}  PSNR-Y {psnr:+.2} dB")?;
+                }
+                if let Some(vmaf) = r.vmaf_difference {
+                    write!(f, "  VMAF {vmaf:+.2}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        let verdict = match self.goal.met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not judged (no quality figures)",
+        };
         writeln!(
             f,
-            "encore / ffmpeg: CPU {:.3}x (goal <= {:.2}x{}), wall {:.3}x, bytes {:+.1}%",
-            self.cpu_ratio,
-            self.goal_cpu_ratio,
-            if self.cpu_ratio <= self.goal_cpu_ratio {
-                ", met"
-            } else {
-                ", not met"
-            },
-            self.wall_ratio,
-            (self.size_ratio - 1.0) * 100.0
+            "\ngoal against the usual ladder: CPU <= {:.2}x, SSIM within {} per rung, bytes <= : {verdict}",
+            self.goal.cpu_ratio, self.goal.ssim_loss
         )
     }
 }
@@ -140,50 +280,91 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
     let source = dir.join("source.mp4");
     make_source(&source, w, h, fps, options.seconds)?;
 
-    progress("encore transcode");
+    let runs = options.runs.max(1);
     let encore_out = dir.join("encore");
-    let _ = std::fs::remove_dir_all(&encore_out);
-    let mut encore_cmd = Command::new(&options.encore);
-    encore_cmd
-        .arg("transcode")
-        .arg(&source)
-        .arg("--out")
-        .arg(&encore_out)
-        .args([
-            "--backend",
-            options.engine.backend(),
-            "--preset",
-            &options.preset,
-        ])
-        .args(["--codec", &options.codec.to_string()])
-        .args(["--ladder", &ladder_arg(&rungs)]);
-    if let Engine::Vaapi(node) = &options.engine {
-        encore_cmd.arg("--vaapi-device").arg(node);
+    let peer_out = |p: Peer| dir.join(format!("ffmpeg-{}", peer_folder(p)));
+    // Every side's rounds: (command line, wall, CPU), in the order they ran.
+    let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); 1 + Peer::ALL.len()];
+    for round in 1..=runs {
+        progress(&format!("round {round}/{runs}: encore transcode"));
+        let _ = std::fs::remove_dir_all(&encore_out);
+        let mut encore_cmd = encore_command(options, &source, &rungs, &encore_out);
+        rounds[0].push(measure(&mut encore_cmd, &encore_out)?);
+        for (i, p) in Peer::ALL.into_iter().enumerate() {
+            progress(&format!("round {round}/{runs}: {}", p.name()));
+            let out = peer_out(p);
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+            let mut cmd =
+                ffmpeg_ladder(p, &options.engine, &source, &rungs, &configs, segment, &out);
+            rounds[i + 1].push(measure(&mut cmd, &out)?);
+        }
     }
-    let encore = measure(&mut encore_cmd, frames, &encore_out)?;
 
-    progress("ffmpeg, one process");
-    let ffmpeg_out = dir.join("ffmpeg");
-    let _ = std::fs::remove_dir_all(&ffmpeg_out);
-    std::fs::create_dir_all(&ffmpeg_out).map_err(|e| e.to_string())?;
-    let mut ffmpeg_cmd = ffmpeg_peer(
-        &options.engine,
-        &source,
-        &rungs,
-        &configs,
-        segment,
-        &ffmpeg_out,
-    );
-    let ffmpeg = measure(&mut ffmpeg_cmd, frames, &ffmpeg_out)?;
+    // Per rung: where each side wrote it (Encore's CMAF joined into one file to be read).
+    let vmaf = options.quality && quality::has_vmaf();
+    let mut sides = Vec::new();
+    for (i, side_rounds) in rounds.iter().enumerate() {
+        let name = if i == 0 {
+            "encore".to_owned()
+        } else {
+            Peer::ALL[i - 1].name().to_owned()
+        };
+        let mut outputs = Vec::new();
+        for (r, rung) in rungs.iter().enumerate() {
+            let file = if i == 0 {
+                let joined = dir.join(format!("encore-{}.mp4", rung.id(&rungs)));
+                join_cmaf(&encore_out.join(rung.id(&rungs)), &joined)?;
+                joined
+            } else {
+                peer_out(Peer::ALL[i - 1]).join(format!("{r}.mp4"))
+            };
+            let bytes = if i == 0 {
+                dir_bytes(&encore_out.join(rung.id(&rungs)))
+            } else {
+                std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0)
+            };
+            let quality = if options.quality {
+                progress(&format!("quality: {name}, {}x{}", rung.width, rung.height));
+                Some(quality::measure(
+                    &file,
+                    &source,
+                    rung.width,
+                    rung.height,
+                    vmaf,
+                )?)
+            } else {
+                None
+            };
+            outputs.push(RungOutput {
+                rung: rung_label(rung),
+                bytes,
+                quality,
+            });
+        }
+        let cpu: Vec<f64> = side_rounds.iter().map(|r| r.cpu_seconds).collect();
+        let wall: Vec<f64> = side_rounds.iter().map(|r| r.wall_seconds).collect();
+        let cpu = Spread::of(&cpu);
+        sides.push(Side {
+            name,
+            command: side_rounds[0].command.clone(),
+            wall_seconds: Spread::of(&wall),
+            cpu_ms_per_frame: cpu.median * 1000.0 / frames.max(1) as f64,
+            cpu_seconds: cpu,
+            bytes: outputs.iter().map(|o| o.bytes).sum(),
+            rungs: outputs,
+        });
+    }
 
+    let comparisons: Vec<Comparison> = (1..sides.len())
+        .map(|i| compare(&sides[0], &rounds[0], &sides[i], &rounds[i]))
+        .collect();
     let (codec_name, top_options) = options.engine.codec_options(&configs[0]);
     Ok(Report {
         source: format!("{w}x{h}@{fps} testsrc2 + noise, {} s", options.seconds),
         frames,
-        ladder: rungs
-            .iter()
-            .map(|r| format!("{}x{} {}k", r.width, r.height, r.bitrate / 1000))
-            .collect(),
+        runs,
+        ladder: rungs.iter().map(rung_label).collect(),
         encoder: format!(
             "{codec_name} {}",
             top_options
@@ -192,13 +373,101 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
-        cpu_ratio: encore.cpu_seconds / ffmpeg.cpu_seconds.max(1e-9),
-        wall_ratio: encore.wall_seconds / ffmpeg.wall_seconds.max(1e-9),
-        size_ratio: encore.bytes as f64 / ffmpeg.bytes.max(1) as f64,
-        goal_cpu_ratio: GOAL_CPU_RATIO,
-        encore,
-        ffmpeg,
+        goal: Goal {
+            cpu_ratio: GOAL_CPU_RATIO,
+            ssim_loss: GOAL_SSIM_LOSS,
+            met: comparisons[0].meets_goal(),
+        },
+        sides,
+        comparisons,
     })
+}
+
+fn rung_label(r: &Rung) -> String {
+    format!("{}x{} {}k", r.width, r.height, r.bitrate / 1000)
+}
+
+fn peer_folder(p: Peer) -> &'static str {
+    match p {
+        Peer::Usual => "usual",
+        Peer::SameOptions => "same-options",
+    }
+}
+
+fn encore_command(options: &Options, source: &Path, rungs: &[Rung], out: &Path) -> Command {
+    let mut cmd = Command::new(&options.encore);
+    cmd.arg("transcode")
+        .arg(source)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--backend",
+            options.engine.backend(),
+            "--preset",
+            &options.preset,
+        ])
+        .args(["--codec", &options.codec.to_string()])
+        .args(["--ladder", &ladder_arg(rungs)]);
+    if let Engine::Vaapi(node) = &options.engine {
+        cmd.arg("--vaapi-device").arg(node);
+    }
+    cmd
+}
+
+/// Encore against one peer: ratios per round (Encore's round i with the peer's round i, run
+/// one after the other), bytes and quality per rung.
+fn compare(encore: &Side, encore_rounds: &[Run], peer: &Side, peer_rounds: &[Run]) -> Comparison {
+    let ratio = |f: fn(&Run) -> f64| {
+        let values: Vec<f64> = encore_rounds
+            .iter()
+            .zip(peer_rounds)
+            .map(|(e, p)| f(e) / f(p).max(1e-9))
+            .collect();
+        Spread::of(&values)
+    };
+    let rungs = encore
+        .rungs
+        .iter()
+        .zip(&peer.rungs)
+        .map(|(e, p)| {
+            let both = e.quality.zip(p.quality);
+            RungComparison {
+                rung: e.rung.clone(),
+                bytes_ratio: e.bytes as f64 / p.bytes.max(1) as f64,
+                ssim_difference: both.map(|(e, p)| e.ssim - p.ssim),
+                psnr_y_difference: both.map(|(e, p)| e.psnr_y - p.psnr_y),
+                vmaf_difference: both.and_then(|(e, p)| Some(e.vmaf? - p.vmaf?)),
+            }
+        })
+        .collect();
+    Comparison {
+        peer: peer.name.clone(),
+        cpu_ratio: ratio(|r| r.cpu_seconds),
+        wall_ratio: ratio(|r| r.wall_seconds),
+        bytes_ratio: encore.bytes as f64 / peer.bytes.max(1) as f64,
+        rungs,
+    }
+}
+
+/// Joins a rendition's CMAF files (`init.mp4`, then `{number}.m4s` in order) into one
+/// fragmented MP4, which any MP4 reader plays.
+fn join_cmaf(rendition: &Path, out: &Path) -> Result<(), String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut bytes = read(&rendition.join("init.mp4"))?;
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(rendition)
+        .map_err(|e| format!("{}: {e}", rendition.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let n = path.file_stem()?.to_str()?.parse().ok()?;
+            (path.extension()? == "m4s").then_some((n, path))
+        })
+        .collect();
+    segments.sort();
+    for (_, path) in segments {
+        bytes.extend(read(&path)?);
+    }
+    std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// The ladder as `--ladder` takes it, so Encore encodes exactly the planned sizes.
@@ -232,7 +501,7 @@ impl Engine {
     }
 
     /// The encoder and options of one rung, Encore's own.
-    fn codec_options(
+    pub(crate) fn codec_options(
         &self,
         config: &encode::Config,
     ) -> (&'static str, Vec<(&'static str, String)>) {
@@ -242,63 +511,6 @@ impl Engine {
             Engine::Vaapi(_) => encode::backend::vaapi::codec_options(config, false),
         }
     }
-}
-
-/// The FFmpeg CLI doing Encore's ladder in one process as an FFmpeg user would on `engine`:
-/// one decode, `split`, a scale per rung (bicubic swscale, scale_cuda or scale_vaapi), and per
-/// rung the encoder with Encore's own options, its GOP, and an IDR forced at every segment start.
-pub fn ffmpeg_peer(
-    engine: &Engine,
-    source: &Path,
-    rungs: &[Rung],
-    configs: &[encode::Config],
-    segment_seconds: f64,
-    out: &Path,
-) -> Command {
-    let n = rungs.len();
-    let mut graph = format!("[0:v]split={n}");
-    for i in 0..n {
-        graph += &format!("[s{i}]");
-    }
-    for (i, r) in rungs.iter().enumerate() {
-        let (w, h) = (r.width, r.height);
-        let scale = match engine {
-            Engine::Software => format!("scale=w={w}:h={h}:flags=bicubic,format=yuv420p"),
-            Engine::Nvenc => format!("scale_cuda=w={w}:h={h}:format=nv12:passthrough=0"),
-            Engine::Vaapi(_) => format!("scale_vaapi=w={w}:h={h}:format=nv12"),
-        };
-        graph += &format!(";[s{i}]{scale}[o{i}]");
-    }
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-v", "error", "-y"]);
-    match engine {
-        Engine::Software => {}
-        Engine::Nvenc => {
-            cmd.args(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
-        }
-        Engine::Vaapi(node) => {
-            cmd.args(["-hwaccel", "vaapi", "-hwaccel_output_format", "vaapi"])
-                .arg("-vaapi_device")
-                .arg(node);
-        }
-    }
-    cmd.arg("-i").arg(source).args(["-filter_complex", &graph]);
-    for (i, config) in configs.iter().enumerate() {
-        let (codec_name, options) = engine.codec_options(config);
-        cmd.args(["-map", &format!("[o{i}]"), "-c:v", codec_name]);
-        for (key, value) in options {
-            cmd.arg(format!("-{key}")).arg(value);
-        }
-        cmd.args([
-            "-g",
-            &config.gop.to_string(),
-            "-force_key_frames",
-            &format!("expr:gte(t,n_forced*{segment_seconds})"),
-            "-an",
-        ])
-        .arg(out.join(format!("{i}.mp4")));
-    }
-    cmd
 }
 
 /// The benchmark source: `testsrc2` with temporal noise (so the encoders have real work),
@@ -329,9 +541,16 @@ fn make_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32) -> Result<()
     Ok(())
 }
 
-/// Runs `cmd` to completion, writing into `out`: its wall time, CPU (it and its threads) and
-/// output bytes for `frames` source frames.
-fn measure(cmd: &mut Command, frames: u64, out: &Path) -> Result<Run, String> {
+/// One round of one side.
+#[derive(Debug, Clone)]
+struct Run {
+    command: String,
+    wall_seconds: f64,
+    cpu_seconds: f64,
+}
+
+/// Runs `cmd` to completion, writing into `out`: its wall time and CPU (it and its threads).
+fn measure(cmd: &mut Command, out: &Path) -> Result<Run, String> {
     let before = children_cpu();
     let started = Instant::now();
     let output = cmd
@@ -346,12 +565,13 @@ fn measure(cmd: &mut Command, frames: u64, out: &Path) -> Result<Run, String> {
         ));
     }
     let cpu = children_cpu() - before;
+    if dir_bytes(out) == 0 {
+        return Err(format!("{} wrote nothing", describe(cmd)));
+    }
     Ok(Run {
         command: describe(cmd),
         wall_seconds: wall,
         cpu_seconds: cpu,
-        cpu_ms_per_frame: cpu * 1000.0 / frames.max(1) as f64,
-        bytes: dir_bytes(out),
     })
 }
 

@@ -2,6 +2,11 @@
 //! core each, under the same load: keep-alive connections from an in-process load generator
 //! pinned to another core. Reported as requests per second and latency percentiles, with the
 //! ratio Encore / nginx.
+//!
+//! With `--live`, the box encodes while it serves: `encore serve --demo` runs its live channel
+//! (the 720p test pattern through the default ladder) on the servers' core, and the load asks
+//! for that channel's live media playlist and newest segment; nginx, started beside the still
+//! encoding Encore on the same core, serves copies of the very same two files.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -24,6 +29,8 @@ pub struct Options {
     pub connections: usize,
     /// Size of the file requested (a small media segment or a playlist).
     pub file_bytes: usize,
+    /// Serve a live channel's playlist and segment while it encodes.
+    pub live: bool,
 }
 
 /// One server's figures.
@@ -36,18 +43,28 @@ pub struct Side {
     pub errors: u64,
 }
 
+/// One file, served by both.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct Target {
+    /// What it is: `VOD segment`, `live playlist`, `live segment`.
+    pub what: String,
     pub path: String,
-    pub file_bytes: usize,
-    pub connections: usize,
-    pub seconds: u32,
-    /// Cores: servers on the first, the load generator on the second.
-    pub pinned: bool,
+    pub bytes: usize,
     pub encore: Side,
     pub nginx: Side,
     pub rps_ratio: f64,
     pub p99_ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub connections: usize,
+    pub seconds: u32,
+    /// Cores: servers on the first, the load generator on the second.
+    pub pinned: bool,
+    /// What encodes on the servers' core meanwhile (`--live`).
+    pub encoding: Option<String>,
+    pub targets: Vec<Target>,
     pub goal_rps_ratio: f64,
 }
 
@@ -55,41 +72,46 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "GET {} ({} bytes), {} keep-alive connections, {} s{}",
-            self.path,
-            self.file_bytes,
+            "{} keep-alive connections, {} s a run{}",
             self.connections,
             self.seconds,
             if self.pinned {
-                ", server on core 0, load on core 1"
+                ", servers on core 0, load on core 1"
             } else {
                 ", not pinned (one core)"
             }
         )?;
-        writeln!(
-            f,
-            "{:<10}{:>12}{:>12}{:>12}{:>10}",
-            "", "req/s", "p50 ms", "p99 ms", "errors"
-        )?;
-        for (name, s) in [("encore", &self.encore), ("nginx", &self.nginx)] {
+        if let Some(e) = &self.encoding {
+            writeln!(f, "encoding meanwhile: {e}")?;
+        }
+        for t in &self.targets {
+            writeln!(f, "\n{}: GET {} ({} bytes)", t.what, t.path, t.bytes)?;
             writeln!(
                 f,
-                "{name:<10}{:>12.0}{:>12.3}{:>12.3}{:>10}",
-                s.requests_per_second, s.p50_ms, s.p99_ms, s.errors
+                "{:<10}{:>12}{:>12}{:>12}{:>10}",
+                "", "req/s", "p50 ms", "p99 ms", "errors"
+            )?;
+            for (name, s) in [("encore", &t.encore), ("nginx", &t.nginx)] {
+                writeln!(
+                    f,
+                    "{name:<10}{:>12.0}{:>12.3}{:>12.3}{:>10}",
+                    s.requests_per_second, s.p50_ms, s.p99_ms, s.errors
+                )?;
+            }
+            writeln!(
+                f,
+                "encore / nginx: req/s {:.3}x (goal >= {:.1}x{}), p99 {:.3}x",
+                t.rps_ratio,
+                self.goal_rps_ratio,
+                if t.rps_ratio >= self.goal_rps_ratio {
+                    ", met"
+                } else {
+                    ", not met"
+                },
+                t.p99_ratio
             )?;
         }
-        writeln!(
-            f,
-            "encore / nginx: req/s {:.3}x (goal >= {:.1}x{}), p99 {:.3}x",
-            self.rps_ratio,
-            self.goal_rps_ratio,
-            if self.rps_ratio >= self.goal_rps_ratio {
-                ", met"
-            } else {
-                ", not met"
-            },
-            self.p99_ratio
-        )
+        Ok(())
     }
 }
 
@@ -106,34 +128,55 @@ impl Drop for Server {
 pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String> {
     let dir = TempDir::new()?;
     let root = dir.0.clone();
-    let rel = "vod/show/720p/0.m4s";
-    let file = root.join(rel);
-    std::fs::create_dir_all(file.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    std::fs::write(
-        &file,
-        (0..options.file_bytes)
-            .map(|i| (i * 7) as u8)
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| e.to_string())?;
-    let path = format!("/{rel}");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = cores >= 2 && Command::new("taskset").arg("-V").output().is_ok();
-    let pin = |cmd: &str| -> Command {
-        if pinned {
+    let bench = Bench {
+        options,
+        root: &root,
+        pinned,
+    };
+    let (targets, encoding) = if options.live {
+        (bench.live(progress)?, Some(DEMO.to_owned()))
+    } else {
+        (bench.vod(progress)?, None)
+    };
+    Ok(Report {
+        connections: options.connections,
+        seconds: options.seconds,
+        pinned,
+        encoding,
+        targets,
+        goal_rps_ratio: GOAL_RPS_RATIO,
+    })
+}
+
+const DEMO: &str = "encore serve --demo: the 1280x720@30 test pattern through the default \
+                    ladder, on the servers' core";
+
+struct Bench<'a> {
+    options: &'a Options,
+    root: &'a Path,
+    pinned: bool,
+}
+
+impl Bench<'_> {
+    /// A command on the servers' core (core 0) when pinned.
+    fn pinned(&self, program: &str) -> Command {
+        if self.pinned {
             let mut c = Command::new("taskset");
-            c.args(["-c", "0", cmd]);
+            c.args(["-c", "0", program]);
             c
         } else {
-            Command::new(cmd)
+            Command::new(program)
         }
-    };
+    }
 
-    progress("encore origin");
-    let encore = {
-        let mut cmd = pin(&options.encore.to_string_lossy());
+    /// `encore serve` on the servers' core; its address.
+    fn encore(&self, extra: &[&str]) -> Result<(Server, String), String> {
+        let mut cmd = self.pinned(&self.options.encore.to_string_lossy());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&root)
+            .arg(self.root.join("encore-data"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = Server(cmd.spawn().map_err(|e| format!("encore serve: {e}"))?);
@@ -147,20 +190,19 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
             .strip_prefix("encore: serving on http://")
             .ok_or_else(|| format!("encore serve said {first:?}"))?
             .to_string();
-        let side = load(&addr, &path, options, pinned)?;
-        drop(child);
-        side
-    };
+        Ok((child, addr))
+    }
 
-    progress("nginx");
-    let nginx = {
+    /// nginx on the servers' core, serving `folder`.
+    fn nginx(&self, folder: &Path) -> Result<(Server, String), String> {
         let port = free_port()?;
-        let conf = root.join("nginx.conf");
-        std::fs::create_dir_all(root.join("nginx-temp")).map_err(|e| e.to_string())?;
-        std::fs::write(&conf, nginx_conf(&root, port)).map_err(|e| e.to_string())?;
-        let mut cmd = pin("nginx");
+        let temp = self.root.join("nginx-temp");
+        std::fs::create_dir_all(&temp).map_err(|e| e.to_string())?;
+        let conf = self.root.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(self.root, folder, port)).map_err(|e| e.to_string())?;
+        let mut cmd = self.pinned("nginx");
         cmd.arg("-p")
-            .arg(root.join("nginx-temp"))
+            .arg(&temp)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -170,27 +212,157 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
         })?);
         let addr = format!("127.0.0.1:{port}");
         wait_listening(&addr)?;
-        let side = load(&addr, &path, options, pinned)?;
-        drop(child);
-        side
-    };
+        Ok((child, addr))
+    }
 
-    Ok(Report {
-        path,
-        file_bytes: options.file_bytes,
-        connections: options.connections,
-        seconds: options.seconds,
-        pinned,
-        rps_ratio: encore.requests_per_second / nginx.requests_per_second.max(1e-9),
-        p99_ratio: encore.p99_ms / nginx.p99_ms.max(1e-9),
-        goal_rps_ratio: GOAL_RPS_RATIO,
-        encore,
-        nginx,
-    })
+    /// One file of `file_bytes` under `/vod/`, from Encore's VOD folder and from nginx.
+    fn vod(&self, progress: &dyn Fn(&str)) -> Result<Vec<Target>, String> {
+        let rel = "vod/show/720p/0.m4s";
+        let body: Vec<u8> = (0..self.options.file_bytes)
+            .map(|i| (i * 7) as u8)
+            .collect();
+        for folder in ["encore-data", "copy"] {
+            let file = self.root.join(folder).join(rel);
+            std::fs::create_dir_all(file.parent().expect("has a parent"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&file, &body).map_err(|e| e.to_string())?;
+        }
+        let path = format!("/{rel}");
+        progress("encore origin");
+        let encore = {
+            let (_server, addr) = self.encore(&[])?;
+            load(&addr, &path, self.options, self.pinned)?
+        };
+        progress("nginx");
+        let nginx = {
+            let (_server, addr) = self.nginx(&self.root.join("copy"))?;
+            load(&addr, &path, self.options, self.pinned)?
+        };
+        Ok(vec![target("VOD segment", path, body.len(), encore, nginx)])
+    }
+
+    /// The demo channel's live media playlist and newest segment, while it encodes.
+    fn live(&self, progress: &dyn Fn(&str)) -> Result<Vec<Target>, String> {
+        progress("encore serve --demo: waiting for the channel's first segments");
+        let (_encore, addr) = self.encore(&["--demo"])?;
+        let (playlist, segment) = live_files(&addr)?;
+        let copy = self.root.join("copy");
+        let mut files = Vec::new();
+        for (what, path) in [("live playlist", &playlist), ("live segment", &segment)] {
+            let (status, body) = get(&addr, path)?;
+            if status != 200 {
+                return Err(format!("GET {path}: {status}"));
+            }
+            let file = copy.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(file.parent().expect("has a parent"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&file, &body).map_err(|e| e.to_string())?;
+            files.push((what, path.clone(), body.len()));
+        }
+        let mut encore_sides = Vec::new();
+        for (what, path, _) in &files {
+            progress(&format!("encore: {what}"));
+            encore_sides.push(load(&addr, path, self.options, self.pinned)?);
+        }
+        // nginx beside the still encoding channel, on the same core.
+        let (_nginx, nginx_addr) = self.nginx(&copy)?;
+        let mut targets = Vec::new();
+        for ((what, path, bytes), encore) in files.into_iter().zip(encore_sides) {
+            progress(&format!("nginx: {what}"));
+            let nginx = load(&nginx_addr, &path, self.options, self.pinned)?;
+            targets.push(target(what, path, bytes, encore, nginx));
+        }
+        Ok(targets)
+    }
 }
 
-/// nginx tuned as one would for static segments: one worker, sendfile, keep-alive, no log.
-fn nginx_conf(root: &Path, port: u16) -> String {
+fn target(what: &str, path: String, bytes: usize, encore: Side, nginx: Side) -> Target {
+    Target {
+        what: what.to_owned(),
+        path,
+        bytes,
+        rps_ratio: encore.requests_per_second / nginx.requests_per_second.max(1e-9),
+        p99_ratio: encore.p99_ms / nginx.p99_ms.max(1e-9),
+        encore,
+        nginx,
+    }
+}
+
+/// The demo channel's top media playlist and the newest segment it lists, once it lists three.
+fn live_files(addr: &str) -> Result<(String, String), String> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+        let Ok((200, master)) = get(addr, "/live/demo/master.m3u8") else {
+            continue;
+        };
+        let master = String::from_utf8_lossy(&master).into_owned();
+        let Some(media) = uris(&master).into_iter().next() else {
+            continue;
+        };
+        let playlist = format!("/live/demo/{media}");
+        let Ok((200, text)) = get(addr, &playlist) else {
+            continue;
+        };
+        last = String::from_utf8_lossy(&text).into_owned();
+        let segments = uris(&last);
+        if segments.len() >= 3 {
+            let folder = playlist.rsplit_once('/').map_or("", |(f, _)| f);
+            let newest = segments.last().expect("three");
+            let segment = format!("{folder}/{newest}");
+            return Ok((playlist, segment));
+        }
+    }
+    Err(format!(
+        "the demo channel listed no three segments within 60 s; its playlist: {last:?}"
+    ))
+}
+
+/// The URI lines of a playlist.
+fn uris(playlist: &str) -> Vec<&str> {
+    playlist
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// One GET on a fresh connection: status and body.
+fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).map_err(|e| e.to_string())?;
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no response head")?;
+    let head = String::from_utf8_lossy(&all[..end]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Err(format!("GET {path}: a chunked answer"));
+    }
+    Ok((status, all[end + 4..].to_vec()))
+}
+
+/// nginx tuned as one would for static segments: one worker, sendfile, keep-alive, no log;
+/// serving `folder`.
+fn nginx_conf(root: &Path, folder: &Path, port: u16) -> String {
     format!(
         "worker_processes 1;\ndaemon off;\nerror_log stderr error;\npid {pid};\n\
          events {{ worker_connections 4096; }}\n\
@@ -201,7 +373,7 @@ fn nginx_conf(root: &Path, port: u16) -> String {
          server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
         pid = root.join("nginx.pid").display(),
         tmp = root.join("nginx-temp").display(),
-        root = root.display(),
+        root = folder.display(),
     )
 }
 

@@ -31,7 +31,8 @@ fn the_peer_runs_encores_ladder_with_encores_options() {
         device: Default::default(),
     };
     let configs: Vec<_> = rungs.iter().map(config).collect();
-    let cmd = ffmpeg_peer(
+    let cmd = ffmpeg_ladder(
+        Peer::SameOptions,
         &Engine::Software,
         Path::new("in.mp4"),
         &rungs,
@@ -55,7 +56,8 @@ fn the_peer_runs_encores_ladder_with_encores_options() {
     assert_eq!(ladder_arg(&rungs), "1280x720:3000000,640x360:730000");
     assert!(line.contains("-g 60 -force_key_frames"), "{line}");
 
-    let nvenc = describe(&ffmpeg_peer(
+    let nvenc = describe(&ffmpeg_ladder(
+        Peer::SameOptions,
         &Engine::Nvenc,
         Path::new("in.mp4"),
         &rungs,
@@ -75,7 +77,8 @@ fn the_peer_runs_encores_ladder_with_encores_options() {
         nvenc.contains("-c:v h264_nvenc -preset p3 -forced-idr 1 -tune hq -rc vbr -cq 23 -maxrate 730000 -bufsize 1460000 -g 60"),
         "{nvenc}"
     );
-    let vaapi = describe(&ffmpeg_peer(
+    let vaapi = describe(&ffmpeg_ladder(
+        Peer::SameOptions,
         &Engine::Vaapi("/dev/dri/renderD128".into()),
         Path::new("in.mp4"),
         &rungs,
@@ -88,4 +91,40 @@ fn the_peer_runs_encores_ladder_with_encores_options() {
         "{vaapi}"
     );
     assert!(vaapi.contains("-c:v h264_vaapi -rc_mode VBR"), "{vaapi}");
+}
+
+#[test]
+fn the_usual_peer_is_a_bitrate_capped_ladder_without_scene_cuts() {
+    let rung = Rung {
+        width: 640,
+        height: 360,
+        bitrate: 1_000_000,
+    };
+    let config = encode::Config::for_rung(
+        VideoCodec::Avc,
+        &rung,
+        Rational::new(30, 1),
+        2.0,
+        "veryfast",
+    );
+    let line = describe(&ffmpeg_ladder(
+        Peer::Usual,
+        &Engine::Software,
+        Path::new("in.mp4"),
+        &[rung],
+        &[config],
+        2.0,
+        Path::new("out"),
+    ));
+    assert!(
+        line.contains("-c:v libx264 -b:v 1000000 -maxrate 1070000 -bufsize 1500000 -preset veryfast -keyint_min 60 -sc_threshold 0 -g 60"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_spread_is_the_median_and_the_extremes() {
+    let s = Spread::of(&[3.0, 1.0, 2.0]);
+    assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+    assert_eq!(Spread::of(&[1.0, 2.0, 4.0, 3.0]).median, 2.5);
 }

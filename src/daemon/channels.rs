@@ -187,9 +187,13 @@ impl Channels {
                 push,
             })
         };
-        let started = tokio::task::spawn_blocking(move || live::start(config, shared))
-            .await
-            .map_err(|e| e.to_string())?;
+        let nice = self.service.media_nice();
+        let started = tokio::task::spawn_blocking(move || {
+            crate::pipeline::at_lower_priority(nice, || live::start(config, shared))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("no thread for the channel: {e}"))?;
         match started {
             Ok(channel) => {
                 // Under load the origin refuses the top rung first.

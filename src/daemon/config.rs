@@ -79,6 +79,10 @@ pub struct Config {
     pub header_timeout: f64,
     /// Seconds a response may wait for a client that takes no data before it is closed.
     pub send_timeout: f64,
+    /// How many nice steps below the HTTP side media work runs (decoders, scalers, encoders of
+    /// channels and jobs): on a box encoding at its limit the origin answers players first.
+    /// 0 to 19; 0: the same priority.
+    pub media_nice: i32,
     /// HLS players, by a substring of their `User-Agent`, that count live media time from the
     /// first segment they load (GStreamer's `hlsdemux`): they get a session timeline
     /// (`?rebase=N`). Empty: none.
@@ -238,6 +242,7 @@ impl Default for Config {
             max_connections: None,
             header_timeout: 10.0,
             send_timeout: 60.0,
+            media_nice: 10,
             rebase_user_agents: crate::origin::default_rebase_user_agents(),
             ingest: IngestSection::default(),
             channels: Vec::new(),
@@ -537,6 +542,9 @@ impl Config {
         }
         if !(1.0..=3600.0).contains(&self.send_timeout) {
             return Err(format!("send_timeout {} s: 1 to 3600", self.send_timeout));
+        }
+        if !(0..=19).contains(&self.media_nice) {
+            return Err(format!("media_nice {}: 0 to 19", self.media_nice));
         }
         if self.max_in_flight_per_client == Some(0) {
             return Err("max_in_flight_per_client must be at least 1".into());

@@ -439,6 +439,7 @@ async fn start_jobs(
             },
             vod_root: vod_root.to_path_buf(),
             objects,
+            media_nice: config.media_nice,
         },
     );
     tokio::spawn(crate::jobs::webhook::sender(service.clone()));

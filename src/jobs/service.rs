@@ -51,6 +51,8 @@ pub struct Settings {
     pub vod_root: PathBuf,
     /// Where finished outputs are uploaded, when the node has object storage.
     pub objects: Option<crate::objects::Objects>,
+    /// Nice steps below the HTTP side at which media work runs (`pipeline::at_lower_priority`).
+    pub media_nice: i32,
 }
 
 struct Running {
@@ -146,6 +148,11 @@ impl Service {
     /// has reached the store for a whole lease time (after an outage every lease looks expired).
     pub fn judges_leases(&self) -> bool {
         self.judges_leases.load(Ordering::SeqCst)
+    }
+
+    /// Nice steps below the HTTP side at which this node's media work runs.
+    pub fn media_nice(&self) -> i32 {
+        self.settings.media_nice
     }
 
     /// This node's name in the fleet.
@@ -561,12 +568,17 @@ impl Service {
         pipeline_job.cancel = Some(cancel);
         let latest: Arc<Mutex<Option<Progress>>> = Arc::default();
         let sink = latest.clone();
+        let nice = self.settings.media_nice;
         let mut work = tokio::task::spawn_blocking(move || {
-            pipeline::transcode(&pipeline_job, &|p| {
-                if let Ok(mut slot) = sink.lock() {
-                    *slot = Some(Progress::of(p));
-                }
-            })
+            let run = || {
+                pipeline::transcode(&pipeline_job, &|p| {
+                    if let Ok(mut slot) = sink.lock() {
+                        *slot = Some(Progress::of(p));
+                    }
+                })
+            };
+            pipeline::at_lower_priority(nice, run)
+                .unwrap_or_else(|e| Err(pipeline::Error::Thread(format!("media thread: {e}"))))
         });
         let started = std::time::Instant::now();
         let mut tick = tokio::time::interval(PROGRESS_EVERY);

@@ -7,10 +7,12 @@
 mod cfr;
 pub mod frontend;
 pub mod live;
+mod priority;
 pub mod segmenter;
 pub mod track;
 pub mod vod;
 
+pub use priority::at_lower_priority;
 pub use vod::{transcode, Job, Progress, Stage, Summary};
 
 use std::path::PathBuf;
