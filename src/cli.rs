@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// density instead (see --channels).
     #[arg(long)]
     pub live: bool,
+    /// Origin --live: the serving Encore's `media_nice` (how far below the HTTP side its
+    /// encoders run; 0 to compare with no difference).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub media_nice: i32,
     /// Origin: size of the file requested, bytes.
     #[arg(long, default_value_t = 1024)]
     pub file_bytes: usize,
@@ -144,6 +148,7 @@ impl BenchArgs {
             connections: self.connections.max(1),
             file_bytes: self.file_bytes,
             live: self.live,
+            media_nice: self.media_nice,
         })
     }
 

@@ -5,8 +5,10 @@
 //!
 //! With `--live`, the box encodes while it serves: `encore serve --demo` runs its live channel
 //! (the 720p test pattern through the default ladder) on the servers' core, and the load asks
-//! for that channel's live media playlist and newest segment; nginx, started beside the still
-//! encoding Encore on the same core, serves copies of the very same two files.
+//! for that channel's live media playlist and newest segment. nginx serves copies of the very
+//! same two files on the same core, beside the same channel encoding at normal priority (as
+//! an FFmpeg process beside nginx would), and, for reference, beside it encoding at Encore's
+//! lowered priority (the same CPU share Encore's origin had).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -31,6 +33,8 @@ pub struct Options {
     pub file_bytes: usize,
     /// Serve a live channel's playlist and segment while it encodes.
     pub live: bool,
+    /// The serving Encore's `media_nice`.
+    pub media_nice: i32,
 }
 
 /// One server's figures.
@@ -51,7 +55,11 @@ pub struct Target {
     pub path: String,
     pub bytes: usize,
     pub encore: Side,
+    /// nginx (live: beside the encoding at normal priority).
     pub nginx: Side,
+    /// Live: nginx beside the encoding at Encore's `media_nice`.
+    pub nginx_same_share: Option<Side>,
+    /// Encore / nginx.
     pub rps_ratio: f64,
     pub p99_ratio: f64,
 }
@@ -88,13 +96,22 @@ impl std::fmt::Display for Report {
             writeln!(f, "\n{}: GET {} ({} bytes)", t.what, t.path, t.bytes)?;
             writeln!(
                 f,
-                "{:<10}{:>12}{:>12}{:>12}{:>10}",
+                "{:<38}{:>12}{:>12}{:>12}{:>10}",
                 "", "req/s", "p50 ms", "p99 ms", "errors"
             )?;
-            for (name, s) in [("encore", &t.encore), ("nginx", &t.nginx)] {
+            let nginx_name = if t.nginx_same_share.is_some() {
+                "nginx, encoding at normal priority"
+            } else {
+                "nginx"
+            };
+            let mut rows = vec![("encore", &t.encore), (nginx_name, &t.nginx)];
+            if let Some(same) = &t.nginx_same_share {
+                rows.push(("nginx, encoding at encore's priority", same));
+            }
+            for (name, s) in rows {
                 writeln!(
                     f,
-                    "{name:<10}{:>12.0}{:>12.3}{:>12.3}{:>10}",
+                    "{name:<38}{:>12.0}{:>12.3}{:>12.3}{:>10}",
                     s.requests_per_second, s.p50_ms, s.p99_ms, s.errors
                 )?;
             }
@@ -110,6 +127,13 @@ impl std::fmt::Display for Report {
                 },
                 t.p99_ratio
             )?;
+            if let Some(same) = &t.nginx_same_share {
+                writeln!(
+                    f,
+                    "encore / nginx at encore's priority: req/s {:.3}x",
+                    t.encore.requests_per_second / same.requests_per_second.max(1e-9)
+                )?;
+            }
         }
         Ok(())
     }
@@ -136,7 +160,8 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, String>
         pinned,
     };
     let (targets, encoding) = if options.live {
-        (bench.live(progress)?, Some(DEMO.to_owned()))
+        let demo = format!("{DEMO}, media_nice = {}", options.media_nice);
+        (bench.live(progress)?, Some(demo))
     } else {
         (bench.vod(progress)?, None)
     };
@@ -171,25 +196,33 @@ impl Bench<'_> {
         }
     }
 
-    /// `encore serve` on the servers' core; its address.
-    fn encore(&self, extra: &[&str]) -> Result<(Server, String), String> {
+    /// `encore serve` on the servers' core, its media work `media_nice` steps below; its
+    /// address.
+    fn encore(&self, media_nice: i32, extra: &[&str]) -> Result<(Server, String), String> {
+        let config = self.root.join("encore.toml");
+        std::fs::write(&config, format!("media_nice = {media_nice}\n"))
+            .map_err(|e| e.to_string())?;
         let mut cmd = self.pinned(&self.options.encore.to_string_lossy());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.root.join("encore-data"))
+            .arg("--config")
+            .arg(&config)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = Server(cmd.spawn().map_err(|e| format!("encore serve: {e}"))?);
         let stdout = child.0.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout);
         let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .map_err(|e| e.to_string())?;
+        lines.read_line(&mut first).map_err(|e| e.to_string())?;
         let addr = first
             .trim()
             .strip_prefix("encore: serving on http://")
             .ok_or_else(|| format!("encore serve said {first:?}"))?
             .to_string();
+        // What it prints later (the demo channel's URLs) is read and dropped: a closed pipe
+        // would fail its writes.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         Ok((child, addr))
     }
 
@@ -230,7 +263,7 @@ impl Bench<'_> {
         let path = format!("/{rel}");
         progress("encore origin");
         let encore = {
-            let (_server, addr) = self.encore(&[])?;
+            let (_server, addr) = self.encore(0, &[])?;
             load(&addr, &path, self.options, self.pinned)?
         };
         progress("nginx");
@@ -238,13 +271,21 @@ impl Bench<'_> {
             let (_server, addr) = self.nginx(&self.root.join("copy"))?;
             load(&addr, &path, self.options, self.pinned)?
         };
-        Ok(vec![target("VOD segment", path, body.len(), encore, nginx)])
+        Ok(vec![target(
+            "VOD segment",
+            path,
+            body.len(),
+            encore,
+            nginx,
+            None,
+        )])
     }
 
     /// The demo channel's live media playlist and newest segment, while it encodes.
     fn live(&self, progress: &dyn Fn(&str)) -> Result<Vec<Target>, String> {
         progress("encore serve --demo: waiting for the channel's first segments");
-        let (_encore, addr) = self.encore(&["--demo"])?;
+        let nice = self.options.media_nice;
+        let (encore, addr) = self.encore(nice, &["--demo"])?;
         let (playlist, segment) = live_files(&addr)?;
         let copy = self.root.join("copy");
         let mut files = Vec::new();
@@ -264,23 +305,44 @@ impl Bench<'_> {
             progress(&format!("encore: {what}"));
             encore_sides.push(load(&addr, path, self.options, self.pinned)?);
         }
-        // nginx beside the still encoding channel, on the same core.
+        // nginx beside the channel still encoding at Encore's priority: the same CPU share.
+        let (nginx, nginx_addr) = self.nginx(&copy)?;
+        let mut same_share = Vec::new();
+        for (what, path, _) in &files {
+            progress(&format!("nginx, encoding at encore's priority: {what}"));
+            same_share.push(load(&nginx_addr, path, self.options, self.pinned)?);
+        }
+        drop((nginx, encore));
+        // nginx beside the channel encoding at normal priority, as FFmpeg beside nginx.
+        progress("encore serve --demo at normal priority: waiting for its segments");
+        let (_encore, addr) = self.encore(0, &["--demo"])?;
+        live_files(&addr)?;
         let (_nginx, nginx_addr) = self.nginx(&copy)?;
         let mut targets = Vec::new();
-        for ((what, path, bytes), encore) in files.into_iter().zip(encore_sides) {
-            progress(&format!("nginx: {what}"));
+        for (((what, path, bytes), encore), same) in
+            files.into_iter().zip(encore_sides).zip(same_share)
+        {
+            progress(&format!("nginx, encoding at normal priority: {what}"));
             let nginx = load(&nginx_addr, &path, self.options, self.pinned)?;
-            targets.push(target(what, path, bytes, encore, nginx));
+            targets.push(target(what, path, bytes, encore, nginx, Some(same)));
         }
         Ok(targets)
     }
 }
 
-fn target(what: &str, path: String, bytes: usize, encore: Side, nginx: Side) -> Target {
+fn target(
+    what: &str,
+    path: String,
+    bytes: usize,
+    encore: Side,
+    nginx: Side,
+    nginx_same_share: Option<Side>,
+) -> Target {
     Target {
         what: what.to_owned(),
         path,
         bytes,
+        nginx_same_share,
         rps_ratio: encore.requests_per_second / nginx.requests_per_second.max(1e-9),
         p99_ratio: encore.p99_ms / nginx.p99_ms.max(1e-9),
         encore,
