@@ -89,11 +89,15 @@ pub struct BenchArgs {
     /// Origin: keep-alive connections of the load generator.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
-    /// Origin: serve the demo channel's live playlist and newest segment while it encodes on
-    /// the servers' core (nginx serves copies beside it). Ladder: measure live channel
-    /// density instead (see --channels).
+    /// With --origin: serve the demo channel's live playlist and newest segment while it
+    /// encodes on the servers' core (nginx serves copies beside it). Alone: live channel
+    /// density, channels of the --size/--fps feed through the default ladder, added until one
+    /// misses real time (--seconds measured per step).
     #[arg(long)]
     pub live: bool,
+    /// Live density: the most channels tried.
+    #[arg(long, default_value_t = 16)]
+    pub max_channels: usize,
     /// Origin --live: the serving Encore's `media_nice` (how far below the HTTP side its
     /// encoders run; 0 to compare with no difference).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
@@ -149,6 +153,18 @@ impl BenchArgs {
             file_bytes: self.file_bytes,
             live: self.live,
             media_nice: self.media_nice,
+        })
+    }
+
+    pub fn live_options(&self) -> Result<crate::bench::live::Options, String> {
+        Ok(crate::bench::live::Options {
+            encore: std::env::current_exe().map_err(|e| format!("cannot find encore: {e}"))?,
+            width: self.size.0,
+            height: self.size.1,
+            fps: self.fps,
+            preset: self.preset.clone(),
+            seconds: self.seconds.max(4),
+            max_channels: self.max_channels.max(1),
         })
     }
 

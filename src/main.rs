@@ -141,6 +141,12 @@ fn bench(args: &encore::cli::BenchArgs) -> Result<(), Failure> {
         spinner.finish_and_clear();
         let report = report.map_err(|e| (1, e))?;
         (serde_json::to_string_pretty(&report), report.to_string())
+    } else if args.live {
+        let options = args.live_options().map_err(|e| (2, e))?;
+        let report = encore::bench::live::run(&options, &phase);
+        spinner.finish_and_clear();
+        let report = report.map_err(|e| (1, e))?;
+        (serde_json::to_string_pretty(&report), report.to_string())
     } else {
         let options = args.options().map_err(|e| (2, e))?;
         let report = encore::bench::run(&options, &phase);

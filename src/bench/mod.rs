@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod live;
 pub mod origin;
 mod peer;
 pub mod quality;

@@ -391,7 +391,7 @@ fn uris(playlist: &str) -> Vec<&str> {
 }
 
 /// One GET on a fresh connection: status and body.
-fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+pub(super) fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))

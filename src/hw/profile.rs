@@ -195,6 +195,13 @@ pub struct Density {
     /// Measured by Encore's benchmark on this hardware; absent until someone has.
     #[serde(default)]
     pub measured: Option<f64>,
+    /// Live channels of the reference ladder that held real time on the machine measured
+    /// (`encore bench --live`), with its cores.
+    #[serde(default)]
+    pub live_channels: Option<u32>,
+    /// The command and machine that measured `measured` and `live_channels`.
+    #[serde(default)]
+    pub measured_by: Option<String>,
     /// Where `expected` comes from.
     pub source: String,
 }
@@ -430,6 +437,13 @@ mod tests {
         assert_eq!(get("nvidia-l4").sessions.encode, SessionCap::Unlimited);
         assert_eq!(get("nvidia-l4").presets["fast"], "p3");
         assert_eq!(get("nvidia-h100").backend, Backend::Software);
+        // The CPU profile's live density was measured, and says how.
+        let cpu = &get("cpu-generic").density;
+        assert!(cpu.measured.is_some() && cpu.live_channels.is_some());
+        assert!(cpu
+            .measured_by
+            .as_deref()
+            .is_some_and(|m| m.contains("encore bench --live")));
         for (name, goal) in [
             ("nvidia-l4", 19.0),
             ("nvidia-l40s", 30.0),
