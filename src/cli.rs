@@ -42,8 +42,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the VOD ladder against the single-process FFmpeg CLI doing the same ladder
-    /// (or, with --origin, the HTTP origin against nginx).
+    /// Measure the VOD ladder against the FFmpeg CLI doing the same ladder (CPU, bytes and
+    /// quality per rung, over interleaved rounds); with --live, how many live channels this
+    /// machine carries; with --origin, the HTTP origin against nginx (--live: while encoding).
     Bench(BenchArgs),
     /// Check the ladder kernel (and, with --gpu, the GPU kernel and a ladder on every GPU path).
     Selftest {

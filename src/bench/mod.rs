@@ -176,13 +176,13 @@ impl std::fmt::Display for Report {
         writeln!(f, "rounds: {} (median, lowest–highest)", self.runs)?;
         writeln!(
             f,
-            "{:<28}{:>22}{:>22}{:>14}{:>12}",
+            "{:<28}{:>24}{:>24}{:>14}{:>12}",
             "", "wall s", "CPU s", "CPU ms/frame", "bytes"
         )?;
         for s in &self.sides {
             writeln!(
                 f,
-                "{:<28}{:>22}{:>22}{:>14.1}{:>12}",
+                "{:<28}{:>24}{:>24}{:>14.1}{:>12}",
                 s.name,
                 s.wall_seconds.to_string(),
                 s.cpu_seconds.to_string(),

@@ -12,7 +12,7 @@
 //! - **Any other layout** (FFmpeg's `dash` and `hls` muxers): a single publisher's files are
 //!   stored as sent and served as they are, manifests included, until deleted or evicted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,18 +21,13 @@ use bytes::Bytes;
 
 use super::inspect::{self, InitFacts, SegmentFacts};
 use super::judge::{judge, Expect, Reason, Verdict};
+use super::pass_through::{self, PassThrough};
 use crate::origin::object::{cache_control_value, Object};
 use crate::origin::store::ChannelPublisher;
 use crate::package::{
     self, LiveTimeline, Presentation, Rendition, RenditionKind, SegmentEntry, Timeline,
     MEDIA_EPOCH_SECONDS,
 };
-
-/// Files a pass-through channel keeps at most (its publisher deletes old ones itself; this
-/// bounds one that does not).
-const PASS_THROUGH_FILES: usize = 2000;
-/// Bytes a pass-through channel keeps at most.
-const PASS_THROUGH_BYTES: u64 = 1 << 30;
 
 /// What became of one PUT.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,13 +118,6 @@ pub(crate) struct PublisherStats {
     /// The last file of any kind.
     #[serde(skip)]
     pub last_heard: Option<Instant>,
-}
-
-#[derive(Default)]
-struct PassThrough {
-    files: HashMap<String, Arc<Object>>,
-    order: VecDeque<String>,
-    bytes: u64,
 }
 
 impl IngestChannel {
@@ -253,59 +241,22 @@ impl IngestChannel {
 
     /// Removes a pass-through file (FFmpeg deletes segments that left its window).
     pub fn delete(&self, path: &str) -> bool {
-        let mut state = self.lock();
-        let removed = state.files.files.remove(path);
-        if let Some(o) = &removed {
-            state.files.bytes -= o.body.len() as u64;
-            state.files.order.retain(|p| p != path);
-        }
-        removed.is_some()
+        self.lock().files.remove(path)
     }
 
     /// A pass-through file, for GET.
     pub fn file(&self, path: &str) -> Option<Arc<Object>> {
-        self.lock().files.files.get(path).cloned()
+        self.lock().files.get(path)
     }
 
     fn store_file(&self, state: &mut State, path: &str, bytes: Bytes) {
-        let is_manifest = path.ends_with(".m3u8") || path.ends_with(".mpd");
-        let d = self.segment_duration.as_secs().max(1);
-        // Manifests change in place; the muxer may rewrite a segment under the same name too.
-        let cache = if is_manifest {
-            "public, max-age=0, no-cache".to_owned()
-        } else {
-            format!("public, max-age={d}")
-        };
+        let cache = pass_through::cache_control(path, self.segment_duration);
         let object = self.publisher.object(
             bytes,
             crate::origin::object::content_type_for(path),
             cache_control_value(&cache),
         );
-        let files = &mut state.files;
-        files.bytes += object.body.len() as u64;
-        if let Some(old) = files.files.insert(path.to_owned(), object) {
-            files.bytes -= old.body.len() as u64;
-        } else {
-            files.order.push_back(path.to_owned());
-        }
-        // Oldest first, manifests and inits kept.
-        let mut kept = VecDeque::new();
-        while files.files.len() > PASS_THROUGH_FILES || files.bytes > PASS_THROUGH_BYTES {
-            let Some(oldest) = files.order.pop_front() else {
-                break;
-            };
-            let keep = oldest.ends_with(".m3u8") || oldest.ends_with(".mpd") || oldest == path;
-            if keep || oldest.contains("init") {
-                kept.push_back(oldest);
-                continue;
-            }
-            if let Some(o) = files.files.remove(&oldest) {
-                files.bytes -= o.body.len() as u64;
-            }
-        }
-        for p in kept.into_iter().rev() {
-            files.order.push_front(p);
-        }
+        state.files.insert(path, object);
     }
 
     fn put_init(
@@ -834,7 +785,7 @@ impl IngestChannel {
             },
             "publishers": state.publishers,
             "renditions": renditions,
-            "files": state.files.files.len(),
+            "files": state.files.len(),
         })
     }
 }

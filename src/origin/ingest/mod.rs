@@ -17,6 +17,7 @@
 mod channel;
 mod inspect;
 mod judge;
+mod pass_through;
 #[cfg(test)]
 mod tests;
 
