@@ -606,5 +606,10 @@ mod tests {
         let mut ok = ChannelSpec::demo();
         ok.segment_duration = 1.5;
         assert!(ok.resolve().is_ok());
+        assert_eq!(c.media_nice, 10);
+        for (nice, fine) in [(0, true), (19, true), (20, false), (-1, false)] {
+            let c: Config = toml::from_str(&format!("media_nice = {nice}")).unwrap();
+            assert_eq!(c.check().is_ok(), fine, "{nice}");
+        }
     }
 }
