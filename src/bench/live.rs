@@ -10,7 +10,6 @@
 //! read in time), or when any rung encoded fewer than 98% of the frames the measured time holds
 //! (the channel's clock drops frames for a rung that falls behind, to keep its segments due).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -198,18 +197,10 @@ fn step(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("encore serve: {e}"))?;
-    let stdout = serve.stdout.take().ok_or("no stdout")?;
     let pid = serve.id();
+    let addr = super::origin::serving_address(&mut serve);
     processes.0.push(serve);
-    let mut lines = BufReader::new(stdout);
-    let mut first = String::new();
-    lines.read_line(&mut first).map_err(|e| e.to_string())?;
-    let addr = first
-        .trim()
-        .strip_prefix("encore: serving on http://")
-        .ok_or_else(|| format!("encore serve said {first:?}"))?
-        .to_string();
-    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    let addr = addr?;
     for port in &ports {
         let feeder = Command::new("ffmpeg")
             .args(["-hide_banner", "-v", "error", "-nostdin", "-re"])

@@ -211,18 +211,7 @@ impl Bench<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = Server(cmd.spawn().map_err(|e| format!("encore serve: {e}"))?);
-        let stdout = child.0.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout);
-        let mut first = String::new();
-        lines.read_line(&mut first).map_err(|e| e.to_string())?;
-        let addr = first
-            .trim()
-            .strip_prefix("encore: serving on http://")
-            .ok_or_else(|| format!("encore serve said {first:?}"))?
-            .to_string();
-        // What it prints later (the demo channel's URLs) is read and dropped: a closed pipe
-        // would fail its writes.
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        let addr = serving_address(&mut child.0)?;
         Ok((child, addr))
     }
 
@@ -328,6 +317,22 @@ impl Bench<'_> {
         }
         Ok(targets)
     }
+}
+
+/// The address a started `encore serve` (its stdout piped) says it serves on. What it prints
+/// later (a demo channel's URLs) is read and dropped: a closed pipe would fail its writes.
+pub(super) fn serving_address(serve: &mut Child) -> Result<String, String> {
+    let stdout = serve.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines.read_line(&mut first).map_err(|e| e.to_string())?;
+    let addr = first
+        .trim()
+        .strip_prefix("encore: serving on http://")
+        .ok_or_else(|| format!("encore serve said {first:?}"))?
+        .to_string();
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    Ok(addr)
 }
 
 fn target(
