@@ -239,7 +239,7 @@ impl std::fmt::Display for Report {
         };
         writeln!(
             f,
-            "\ngoal against the usual ladder: CPU <= {:.2}x, SSIM within {} per rung, bytes <= : {verdict}",
+            "\ngoal against the usual ladder: CPU <= {:.2}x, SSIM within {} per rung, bytes <= the peer's: {verdict}",
             self.goal.cpu_ratio, self.goal.ssim_loss
         )
     }

@@ -431,7 +431,7 @@ pub(super) fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
 /// serving `folder`.
 fn nginx_conf(root: &Path, folder: &Path, port: u16) -> String {
     format!(
-        "worker_processes 1;\ndaemon off;\nerror_log stderr error;\npid {pid};\n\
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log stderr error;\npid {pid};\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n  \
          keepalive_timeout 65;\n  types {{ video/iso.segment m4s; }}\n  \

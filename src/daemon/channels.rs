@@ -188,12 +188,16 @@ impl Channels {
             })
         };
         let nice = self.service.media_nice();
-        let started = tokio::task::spawn_blocking(move || {
+        // Every way a start fails ends in the same cleanup below.
+        let started: Result<live::Channel, String> = match tokio::task::spawn_blocking(move || {
             crate::pipeline::at_lower_priority(nice, || live::start(config, shared))
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("no thread for the channel: {e}"))?;
+        {
+            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("no thread for the channel: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
         match started {
             Ok(channel) => {
                 // Under load the origin refuses the top rung first.
@@ -238,7 +242,7 @@ impl Channels {
                     self.lock().insert(
                         name,
                         Entry {
-                            error: Some(e.to_string()),
+                            error: Some(e),
                             retry_at: Some(Instant::now() + RETRY_AFTER_FAILURE),
                             ..Entry::standby(spec, from_config)
                         },

@@ -170,12 +170,15 @@ async fn write(w: Writer, mut items: mpsc::Receiver<Item>) {
             // The latest inits are sent again whenever the origin may have lost them (it was
             // unreachable, or says a segment has no init: it restarted), or the queue
             // dropped one.
-            if w.inits.lost.swap(false, Ordering::Relaxed) {
+            // A stopped channel's writer only sends what was queued: its inits could replace
+            // those of the channel that restarted in its place.
+            if w.inits.lost.swap(false, Ordering::Relaxed) && !items.is_closed() {
                 send_inits(&w, &client, &mut failures, &items).await;
             }
             let was_failing = failures > 0;
             let sent = send(&w, &client, item, &mut failures, &items).await;
-            if sent == Sent::NeedsInit || (was_failing && failures == 0) {
+            let resend = sent == Sent::NeedsInit || (was_failing && failures == 0);
+            if resend && !items.is_closed() {
                 send_inits(&w, &client, &mut failures, &items).await;
                 if sent == Sent::NeedsInit {
                     send(&w, &client, item, &mut failures, &items).await;
@@ -250,7 +253,10 @@ async fn send(
             Ok(res) if res.status().is_client_error() && res.status().as_u16() != 429 => {
                 let status = res.status();
                 let reason = res.text().await.unwrap_or_default();
-                if reason.contains(INIT_SUFFIX) && !item.path.ends_with(INIT_SUFFIX) {
+                // The origin lacks the init (it restarted): send it again. An init it refused
+                // is final until the channel's changes (the origin re-judges it then).
+                let lacks_init = reason.contains(INIT_SUFFIX) && !reason.contains("refused");
+                if lacks_init && !item.path.ends_with(INIT_SUFFIX) {
                     return Sent::NeedsInit;
                 }
                 tracing::warn!(channel = %w.channel, path = %item.path, %status, reason = reason.trim(), "publish_to: the origin refused a file");

@@ -268,7 +268,7 @@ impl Drop for InFlight {
 
 /// Frames handed to the connection at a time: the connection takes the next one only once its
 /// write buffer has room, so the count of a slow download lasts about as long as the download.
-const FRAME: usize = 256 * 1024;
+const FRAME: usize = 64 * 1024;
 
 /// A response body of stored bytes that keeps its request counted until the last frame is
 /// taken. Frames are views of the same bytes, never copies.

@@ -90,6 +90,9 @@ struct RenditionState {
     pending: BTreeMap<u64, Vec<Copy>>,
     /// Numbers decided (served or given up), with what was served.
     chosen: BTreeMap<u64, Option<SegmentEntry>>,
+    /// An init that replaced the channel's, published with the first segment made with it:
+    /// until then the store keeps serving the old init with the old playlist.
+    unpublished_init: Option<Bytes>,
 }
 
 /// One publisher's init segment of a rendition.
@@ -150,8 +153,7 @@ impl IngestChannel {
     /// A file of the channel from `publisher`; `path` is one or two checked names.
     pub fn put(&self, publisher: &str, path: &str, bytes: Bytes) -> Outcome {
         let layout = EncorePath::parse(path);
-        self.last_put_ms
-            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.touch();
         // CMAF is parsed before the channel's lock is taken: a large file from one publisher
         // does not hold up the others, nor the idle sweep.
         let parsed = match &layout {
@@ -335,9 +337,11 @@ impl IngestChannel {
                 // Segments made with the old init cannot be listed under the new one.
                 r.chosen.clear();
                 r.pending.clear();
+                r.unpublished_init = Some(bytes);
                 tracing::warn!(channel = %self.name, publisher, rendition, "the channel's init segment changed; its segments start afresh");
+            } else {
+                self.publisher.publish_init(rendition, bytes);
             }
-            self.publisher.publish_init(rendition, bytes);
         }
         Outcome::Accepted
     }
@@ -553,6 +557,11 @@ impl IngestChannel {
             .max_by_key(|(i, c)| (c.verdict.rank(), std::cmp::Reverse(*i)))
             .map(|(i, _)| i);
         let served = best.map(|i| copies.remove(i));
+        if served.is_some() {
+            if let Some(init) = r.unpublished_init.take() {
+                self.publisher.publish_init(rendition, init);
+            }
+        }
         r.chosen
             .insert(number, served.as_ref().and_then(|c| c.entry));
         if let Some(c) = &served {
@@ -721,6 +730,12 @@ impl IngestChannel {
     /// The channel ended (its publishers all stopped).
     pub fn ended(&self) -> bool {
         self.lock().ended
+    }
+
+    /// A publisher's request was admitted: the channel is not idle while its body is read.
+    pub fn touch(&self) {
+        self.last_put_ms
+            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Time since any publisher sent anything (or since the channel opened).

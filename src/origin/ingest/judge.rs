@@ -98,13 +98,11 @@ pub(crate) fn judge(
     };
     let ts = u128::from(init.timescale);
     let d_ticks = expect.segment_duration.as_nanos() * ts / 1_000_000_000;
-    // One frame: the rendition's, else the init's default, else this copy's shortest sample
-    // (audio: one AAC frame). A copy cannot widen its own tolerance past an eighth of D.
-    let frame = expect
-        .frame
-        .or((init.default_duration > 0).then_some(init.default_duration))
-        .unwrap_or(f.shortest_sample);
-    let frame = u128::from(frame).clamp(1, (d_ticks / 8).max(1));
+    // One frame: the rendition's, else this copy's shortest sample (audio: one AAC frame).
+    let frame = u128::from(expect.frame.unwrap_or(f.shortest_sample).max(1));
+    // The timing tolerance is a frame, but never more than an eighth of D: a copy cannot
+    // widen its own.
+    let tolerance = frame.min((d_ticks / 8).max(1));
     if init.is_video() && !f.starts_with_sync {
         return Verdict::Unusable(Reason::NotSync);
     }
@@ -115,14 +113,14 @@ pub(crate) fn judge(
     let Some(nominal_start) = nominal_start else {
         return Verdict::Unusable(Reason::Timing);
     };
-    if u128::from(f.start).abs_diff(nominal_start) >= frame {
+    if u128::from(f.start).abs_diff(nominal_start) >= tolerance {
         return Verdict::Unusable(Reason::Timing);
     }
     if f.slate {
         return Verdict::Slate;
     }
     // The last segment of a stream may end early.
-    if !f.last && u128::from(f.duration).abs_diff(d_ticks) >= frame {
+    if !f.last && u128::from(f.duration).abs_diff(d_ticks) >= tolerance {
         return Verdict::Damaged(Reason::Duration);
     }
     // Frames whose time was given to others: the count must match the duration. (Against

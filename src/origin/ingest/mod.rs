@@ -253,6 +253,7 @@ fn admit(
     let mut replacing_ended = false;
     if let Some(c) = channels.get(channel) {
         if ours(c) && !(access == Access::Media && c.ended()) {
+            c.touch();
             return Ok((c.clone(), name));
         }
         replacing_ended = ours(c);
