@@ -70,6 +70,18 @@ fn init() -> Bytes {
     Bytes::from(track().init_segment().unwrap())
 }
 
+/// Publishers `a` and `b` each send the init and a whole copy of `number`.
+fn both_on_air(ch: &IngestChannel, number: u64) {
+    for (p, tag) in [("a", 1), ("b", 2)] {
+        ch.put(p, "v/init.mp4", init());
+        ch.put(
+            p,
+            &format!("v/{number}.m4s"),
+            segment(number, 60, false, tag),
+        );
+    }
+}
+
 #[test]
 fn the_first_whole_copy_is_served_and_later_ones_are_duplicates() {
     let (origin, ch, n) = channel(Duration::from_secs(1));
@@ -202,14 +214,7 @@ fn a_pass_through_channel_keeps_what_its_publisher_sends() {
 #[test]
 fn the_channel_ends_when_every_publisher_has_stopped() {
     let (origin, ch, n) = channel(Duration::from_secs(1));
-    for (p, tag) in [("a", 1), ("b", 2)] {
-        ch.put(p, "v/init.mp4", init());
-        ch.put(
-            p,
-            &format!("v/{}.m4s", n - 1),
-            segment(n - 1, 60, false, tag),
-        );
-    }
+    both_on_air(&ch, n - 1);
     let live = Bytes::from_static(b"<MPD type=\"dynamic\"/>");
     // How Encore ends a live MPD: still dynamic, with its duration.
     let done = Bytes::from_static(b"<MPD type=\"dynamic\" mediaPresentationDuration=\"PT8S\"/>");
@@ -280,14 +285,7 @@ fn a_publisher_refused_for_its_init_is_taken_back_when_the_channel_changes_to_it
 #[test]
 fn a_copy_sent_twice_counts_once_toward_every_copy_in() {
     let (origin, ch, n) = channel(Duration::from_secs(1));
-    for (p, tag) in [("a", 1), ("b", 2)] {
-        ch.put(p, "v/init.mp4", init());
-        ch.put(
-            p,
-            &format!("v/{}.m4s", n - 2),
-            segment(n - 2, 60, false, tag),
-        );
-    }
+    both_on_air(&ch, n - 2);
     // A's damaged copy, sent twice (a retry): B may still bring a whole one.
     let damaged = segment(n - 1, 50, false, 1);
     for _ in 0..2 {
@@ -302,14 +300,7 @@ fn a_copy_sent_twice_counts_once_toward_every_copy_in() {
 #[test]
 fn a_publisher_that_sends_again_after_its_final_mpd_is_on_air_again() {
     let (origin, ch, n) = channel(Duration::from_secs(1));
-    for (p, tag) in [("a", 1), ("b", 2)] {
-        ch.put(p, "v/init.mp4", init());
-        ch.put(
-            p,
-            &format!("v/{}.m4s", n - 2),
-            segment(n - 2, 60, false, tag),
-        );
-    }
+    both_on_air(&ch, n - 2);
     let done = Bytes::from_static(b"<MPD type=\"dynamic\" mediaPresentationDuration=\"PT8S\"/>");
     // A stops, then comes back (a restart); then B stops: A is still on air.
     ch.put("a", "manifest.mpd", done.clone());
