@@ -245,9 +245,7 @@ impl Bench<'_> {
             .collect();
         for folder in ["encore-data", "copy"] {
             let file = self.root.join(folder).join(rel);
-            std::fs::create_dir_all(file.parent().expect("has a parent"))
-                .map_err(|e| e.to_string())?;
-            std::fs::write(&file, &body).map_err(|e| e.to_string())?;
+            write_file_creating_folders(&file, &body)?;
         }
         let path = format!("/{rel}");
         progress("encore origin");
@@ -284,9 +282,7 @@ impl Bench<'_> {
                 return Err(format!("GET {path}: {status}"));
             }
             let file = copy.join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(file.parent().expect("has a parent"))
-                .map_err(|e| e.to_string())?;
-            std::fs::write(&file, &body).map_err(|e| e.to_string())?;
+            write_file_creating_folders(&file, &body)?;
             files.push((what, path.clone(), body.len()));
         }
         let mut encore_sides = Vec::new();
@@ -376,14 +372,22 @@ fn live_files(addr: &str) -> Result<(String, String), String> {
         let segments = uris(&last);
         if segments.len() >= 3 {
             let folder = playlist.rsplit_once('/').map_or("", |(f, _)| f);
-            let newest = segments.last().expect("three");
-            let segment = format!("{folder}/{newest}");
-            return Ok((playlist, segment));
+            if let Some(newest) = segments.last() {
+                let segment = format!("{folder}/{newest}");
+                return Ok((playlist, segment));
+            }
         }
     }
     Err(format!(
         "the demo channel listed no three segments within 60 s; its playlist: {last:?}"
     ))
+}
+
+fn write_file_creating_folders(file: &Path, body: &[u8]) -> Result<(), String> {
+    if let Some(folder) = file.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    }
+    std::fs::write(file, body).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// The URI lines of a playlist.

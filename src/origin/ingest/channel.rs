@@ -197,8 +197,10 @@ impl IngestChannel {
                 Outcome::Accepted
             }
             (Form::Encore, EncorePath::Init(r)) => {
-                let Parsed::Init(facts) = parsed else {
-                    unreachable!("inits are parsed above")
+                // Parsed above; parsed here only if that ever changes.
+                let facts = match parsed {
+                    Parsed::Init(facts) => facts,
+                    _ => inspect::init(&bytes),
                 };
                 self.put_init(&mut state, publisher, r, facts, bytes)
             }
